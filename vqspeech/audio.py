@@ -1,0 +1,110 @@
+"""Audio I/O and sample-level transforms: the only place that reads or writes audio files.
+
+Waveforms are float32 numpy arrays in [-1, 1] at ``SAMPLE_RATE`` unless a function says otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import soxr
+import torch
+
+SAMPLE_RATE = 16000
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif")
+
+
+class AudioError(ValueError):
+    """A file that cannot be used as speech; the message names the file and the problem."""
+
+
+def load(path: str | Path, sample_rate: int = SAMPLE_RATE, normalise_level: bool = True) -> np.ndarray:
+    """Read any soundfile-supported file, mix to mono, resample, check it, optionally normalise.
+
+    Returns float32 [T]. Raises AudioError for a missing, unreadable, empty, silent or non-finite file.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise AudioError(f"{path}: no such file")
+    try:
+        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except Exception as e:  # soundfile raises several types (LibsndfileError, RuntimeError, TypeError)
+        raise AudioError(f"{path}: not a readable audio file ({str(e).splitlines()[0]})") from None
+    wav = data.mean(axis=1)
+    if wav.size == 0:
+        raise AudioError(f"{path}: empty audio")
+    if not np.isfinite(wav).all():
+        raise AudioError(f"{path}: audio contains NaN or infinite samples")
+    if rate != sample_rate:
+        wav = soxr.resample(wav, rate, sample_rate, quality="HQ").astype(np.float32)
+    if np.abs(wav).max() < 1e-4:
+        raise AudioError(f"{path}: audio is silent")
+    return normalise(wav) if normalise_level else wav
+
+
+def normalise(wav: np.ndarray, target_db: float = -23.0, peak: float = 0.95) -> np.ndarray:
+    """Scale to `target_db` RMS over the louder half of 20 ms frames, limited so |peak| <= `peak`.
+
+    Measuring over the louder frames keeps pauses from dragging the level down.
+    """
+    frame = 320
+    n = max(len(wav) // frame, 1)
+    frames = wav[: n * frame].reshape(n, -1) if len(wav) >= frame else wav[None]
+    energy = np.sort((frames**2).mean(axis=1))
+    active = energy[len(energy) // 2 :]
+    rms = float(np.sqrt(active.mean() + 1e-12))
+    gain = 10 ** (target_db / 20) / rms
+    gain = min(gain, peak / (np.abs(wav).max() + 1e-12))
+    return (wav * gain).astype(np.float32)
+
+
+def save(path: str | Path, wav: np.ndarray, sample_rate: int = SAMPLE_RATE, force: bool = True) -> None:
+    """Write 16-bit audio atomically: to a temporary file beside `path`, then rename."""
+    path = Path(path)
+    if path.exists() and not force:
+        raise FileExistsError(f"{path}: exists (use --force to overwrite)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fmt = {".flac": "FLAC", ".ogg": "OGG"}.get(path.suffix.lower(), "WAV")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        sf.write(tmp, np.clip(wav, -1, 1), sample_rate, format=fmt, subtype="VORBIS" if fmt == "OGG" else "PCM_16")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def mu_law_encode(x: torch.Tensor, bits: int = 8) -> torch.Tensor:
+    """Float in [-1, 1] -> integer class in [0, 2**bits) (mu-law companding, mu = 2**bits - 1)."""
+    mu = 2**bits - 1
+    x = x.clamp(-1, 1)
+    y = torch.sign(x) * torch.log1p(mu * x.abs()) / np.log1p(mu)
+    return ((y + 1) / 2 * mu + 0.5).long()
+
+
+def mu_law_decode(q: torch.Tensor, bits: int = 8) -> torch.Tensor:
+    """Integer class -> float in [-1, 1]; the inverse of mu_law_encode up to quantisation."""
+    mu = 2**bits - 1
+    y = 2 * q.float() / mu - 1
+    return torch.sign(y) * ((1 + mu) ** y.abs() - 1) / mu
+
+
+def preemphasis(x: torch.Tensor, coef: float) -> torch.Tensor:
+    """y[t] = x[t] - coef * x[t-1] along the last axis (x[-1] = 0)."""
+    if coef == 0:
+        return x
+    return torch.cat([x[..., :1], x[..., 1:] - coef * x[..., :-1]], dim=-1)
+
+
+def deemphasis(y: np.ndarray, coef: float) -> np.ndarray:
+    """Inverse of preemphasis: x[t] = y[t] + coef * x[t-1]."""
+    if coef == 0:
+        return y
+    from scipy.signal import lfilter
+
+    return lfilter([1.0], [1.0, -coef], y, axis=-1).astype(np.float32)

@@ -1,0 +1,180 @@
+"""Configuration dataclasses for the model and its training.
+
+Every shape parameter is defined here once; everything else derives from it (the hop is the
+product of the encoder strides, the pitch hop a multiple of the hop). A config is saved inside
+each checkpoint as a plain dict (``asdict``) so that ``load_model(path)`` needs nothing but the file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+@dataclass
+class EncoderConfig:
+    channels: int = 128
+    strides: tuple[int, ...] = (2, 2, 2, 2, 2, 2)
+    kernel_size: int = 4
+    residual_layers: int = 2
+
+
+@dataclass
+class QuantizerConfig:
+    codebook_size: int = 512
+    commitment: float = 0.25  # beta in van den Oord et al. 2017
+    ema: bool = True  # codebook by exponential moving averages instead of the codebook loss
+    decay: float = 0.99
+    # A code whose EMA count (expected uses per batch) falls below this is restarted on an encoder output.
+    dead_code_threshold: float = 0.05
+    kmeans_init: bool = True  # on the first batch: without it, codes start far from the encoder outputs
+    kmeans_iters: int = 10
+
+
+@dataclass
+class DecoderConfig:
+    residual_channels: int = 64
+    skip_channels: int = 64
+    output_channels: int = 128  # hidden width of the output head before the 256-way softmax
+    layers: int = 10
+    dilation_cycle: int = 10  # dilation of layer i is 2 ** (i % dilation_cycle)
+    cond_channels: int = 128  # width of the frame-rate conditioning network
+    cond_layers: int = 2  # non-causal conv layers (kernel 3) over the codes at frame rate
+
+
+@dataclass
+class ModelConfig:
+    sample_rate: int = 16000
+    mu_law_bits: int = 8
+    latent_dim: int = 64
+    speaker_dim: int = 64
+    n_speakers: int = 1
+    # Pitch side information: speaker-normalised log-F0 quantised to `pitch_levels` values (0 = unvoiced),
+    # one value per `pitch_frames` code frames; its bits count in the bitrate. The decoder also gets a
+    # sinusoidal excitation built from it, so voicing does not have to be learnt from the codes alone.
+    pitch: bool = True
+    pitch_levels: int = 32
+    pitch_frames: int = 4
+    pitch_harmonics: int = 8
+    pitch_z_range: float = 3.0  # normalised log-F0 is clipped to +-this many standard deviations
+    preemphasis: float = 0.85  # 0 disables; the decoder models the pre-emphasised signal
+    n_mels: int = 80  # auxiliary frame-rate target for the conditioning network
+    mel_weight: float = 1.0  # 0 disables the auxiliary mel loss
+    jitter: float = 0.0  # time-jitter probability on the codes during training (Chorowski et al. 2019)
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    quantizer: QuantizerConfig = field(default_factory=QuantizerConfig)
+    decoder: DecoderConfig = field(default_factory=DecoderConfig)
+
+    @property
+    def hop(self) -> int:
+        """Samples per code: the product of the encoder strides."""
+        return math.prod(self.encoder.strides)
+
+    @property
+    def pitch_hop(self) -> int:
+        return self.hop * self.pitch_frames
+
+    @property
+    def code_bits(self) -> int:
+        return math.ceil(math.log2(self.quantizer.codebook_size))
+
+    @property
+    def pitch_bits(self) -> int:
+        return math.ceil(math.log2(self.pitch_levels)) if self.pitch else 0
+
+    @property
+    def bitrate(self) -> float:
+        """Bits per second of codes plus pitch side information (headers excluded)."""
+        codes = self.sample_rate / self.hop * self.code_bits
+        return codes + self.sample_rate / self.pitch_hop * self.pitch_bits
+
+
+@dataclass
+class DataConfig:
+    manifest: str = ""  # path to a manifest (see vqspeech.data.manifest)
+    crop_samples: int = 8192  # must be a multiple of the model's pitch hop
+    batch_size: int = 8
+    num_workers: int = 0
+
+
+@dataclass
+class TrainConfig:
+    run_dir: str = "runs/default"
+    steps: int = 100_000
+    lr: float = 4e-4
+    lr_min: float = 4e-5
+    warmup_steps: int = 500
+    grad_clip: float = 1.0
+    bf16: bool = True  # autocast to bfloat16 on the CPU
+    seed: int = 0
+    threads: int = 0  # torch threads; 0 leaves torch's default
+    log_every: int = 25
+    val_every: int = 500
+    val_batches: int = 8
+    checkpoint_every: int = 250
+    keep_checkpoints: int = 3
+    eval_every: int = 0  # held-out generation metrics (voicing, STOI, PESQ) every N steps; 0 = never
+    eval_utterances: int = 3
+    eval_seconds: float = 2.0
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def from_dict(cls: type, values: dict[str, Any] | None):
+    """Build dataclass `cls` from a (possibly partial, nested) dict; unknown keys are an error."""
+    values = dict(values or {})
+    known = {f.name: f for f in fields(cls)}
+    unknown = set(values) - set(known)
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} keys: {sorted(unknown)}")
+    kwargs = {}
+    for name, value in values.items():
+        default = getattr(cls(), name)
+        if dataclasses.is_dataclass(default):
+            kwargs[name] = from_dict(type(default), value)
+        elif isinstance(default, tuple):
+            kwargs[name] = tuple(value)
+        else:
+            kwargs[name] = value
+    return cls(**kwargs)
+
+
+def merge(base: dict, overlay: dict) -> dict:
+    """Recursively overlay one nested dict on another (an overlay config on a base config)."""
+    out = dict(base)
+    for key, value in overlay.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_config(*paths: str | Path, overrides: dict | None = None) -> Config:
+    """Read YAML config files, each overlaid on the one before, then `overrides`."""
+    values: dict = {}
+    for path in paths:
+        with open(path) as f:
+            values = merge(values, yaml.safe_load(f) or {})
+    values = merge(values, overrides or {})
+    config = from_dict(Config, values)
+    if config.data.crop_samples % config.model.pitch_hop:
+        raise ValueError(
+            f"data.crop_samples={config.data.crop_samples} must be a multiple of the pitch hop "
+            f"({config.model.pitch_hop} samples)"
+        )
+    return config
+
+
+def to_dict(config) -> dict:
+    return asdict(config)

@@ -1,0 +1,174 @@
+"""VQSpeech: encoder -> vector quantizer -> conditioning network -> WaveNet, with a speaker table.
+
+Public face:
+    model.encode(wav) -> Encoded           (codes, pitch symbols, log-F0 statistics)
+    model.decode(encoded, speaker) -> wav  (autoregressive, cached)
+    model(batch) -> losses, metrics        (training)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from vqspeech import audio, features
+from vqspeech.config import ModelConfig
+from vqspeech.models.encoder import Encoder
+from vqspeech.models.quantizer import VectorQuantizer
+from vqspeech.models.wavenet import WaveNet
+
+
+@dataclass
+class Encoded:
+    """One utterance as the codec carries it."""
+
+    codes: torch.Tensor  # [F] long, F = padded length // hop
+    pitch: torch.Tensor | None  # [F // pitch_frames] long symbols (0 = unvoiced), None without pitch
+    lf0_mean: float  # log-F0 statistics of the utterance: the speaker-normalised pitch is undone with them
+    lf0_std: float
+    n_samples: int  # original length in samples
+
+
+class VQSpeech(nn.Module):
+    def __init__(self, config: ModelConfig, speakers: list[str] | None = None):
+        super().__init__()
+        self.config = config
+        self.speaker_names = list(speakers or [f"spk{i}" for i in range(config.n_speakers)])
+        if len(self.speaker_names) != config.n_speakers:
+            raise ValueError(f"{len(self.speaker_names)} speaker names for n_speakers={config.n_speakers}")
+        c = config
+        self.encoder = Encoder(c.encoder, c.latent_dim)
+        self.quantizer = VectorQuantizer(c.quantizer, c.latent_dim)
+        self.speaker_embedding = nn.Embedding(c.n_speakers, c.speaker_dim)
+        # Per-speaker log-F0 mean and std, filled from the training data: conversion renders the
+        # normalised pitch in the target's range with them.
+        self.register_buffer("speaker_lf0", torch.tensor([[float(np.log(150.0)), 0.2]] * c.n_speakers))
+        cond_in = c.latent_dim + c.speaker_dim + (2 if c.pitch else 0)
+        layers: list[nn.Module] = []
+        for i in range(c.decoder.cond_layers):
+            layers += [nn.Conv1d(cond_in if i == 0 else c.decoder.cond_channels, c.decoder.cond_channels, 3, padding=1), nn.ReLU()]
+        self.cond_net = nn.Sequential(*layers) if layers else nn.Conv1d(cond_in, c.decoder.cond_channels, 1)
+        self.mel_head = nn.Conv1d(c.decoder.cond_channels, c.n_mels, 1) if c.mel_weight > 0 else None
+        self.decoder = WaveNet(c.decoder, c.decoder.cond_channels, c.pitch_harmonics if c.pitch else 0, 2**c.mu_law_bits, c.hop)
+
+    # --- building blocks ------------------------------------------------------------------------
+
+    def pad_length(self, n_samples: int) -> int:
+        """Smallest length >= n_samples that is a whole number of pitch frames."""
+        unit = self.config.pitch_hop
+        return max(unit, -(-n_samples // unit) * unit)
+
+    def speaker_index(self, speaker: str | int) -> int:
+        if isinstance(speaker, int):
+            if not 0 <= speaker < self.config.n_speakers:
+                raise ValueError(f"speaker index {speaker} out of range (0..{self.config.n_speakers - 1})")
+            return speaker
+        if speaker not in self.speaker_names:
+            raise ValueError(f"unknown speaker {speaker!r}; this model has: {', '.join(self.speaker_names)}")
+        return self.speaker_names.index(speaker)
+
+    def condition(self, quantized: torch.Tensor, speaker: torch.Tensor, pitch: torch.Tensor | None) -> torch.Tensor:
+        """quantized [B, D, F], speaker [B] long, pitch [B, F // pitch_frames] long -> cond [B, C, F]."""
+        B, _, n = quantized.shape
+        parts = [quantized, self.speaker_embedding(speaker)[:, :, None].expand(B, -1, n)]
+        if self.config.pitch:
+            z, voiced = features.dequantise_pitch(pitch, self.config.pitch_levels, self.config.pitch_z_range)
+            parts.append(torch.stack([z, voiced], 1).repeat_interleave(self.config.pitch_frames, dim=-1))
+        return self.cond_net(torch.cat(parts, 1))
+
+    def excitation(self, pitch: torch.Tensor | None, lf0: torch.Tensor) -> torch.Tensor | None:
+        """pitch [B, P] symbols, lf0 [B, 2] (mean, std) -> [B, harmonics, P * pitch_hop] or None."""
+        if not self.config.pitch:
+            return None
+        c = self.config
+        z, voiced = features.dequantise_pitch(pitch, c.pitch_levels, c.pitch_z_range)
+        return features.excitation(z, voiced, lf0[:, 0], lf0[:, 1], c.pitch_hop, c.pitch_harmonics, c.sample_rate)
+
+    def jitter(self, quantized: torch.Tensor) -> torch.Tensor:
+        """Replace each frame by a neighbour with probability `jitter` (half each side)."""
+        p = self.config.jitter
+        B, _, n = quantized.shape
+        shift = torch.multinomial(torch.tensor([p / 2, 1 - p, p / 2]), B * n, replacement=True).view(B, n) - 1
+        idx = (torch.arange(n)[None] + shift).clamp(0, n - 1)
+        return quantized.gather(2, idx[:, None].expand_as(quantized))
+
+    # --- training -------------------------------------------------------------------------------
+
+    def forward(self, wav: torch.Tensor, speaker: torch.Tensor, pitch: torch.Tensor | None, lf0: torch.Tensor):
+        """wav [B, T] float (T a multiple of pitch_hop), speaker [B], pitch [B, T // pitch_hop], lf0 [B, 2]
+        -> (losses: dict of weighted scalar terms, metrics: dict of scalars)."""
+        c = self.config
+        vq = self.quantizer(self.encoder(wav[:, None]))
+        quantized = self.jitter(vq.quantized) if self.training and c.jitter > 0 else vq.quantized
+        cond = self.condition(quantized, speaker, pitch)
+        target = audio.mu_law_encode(audio.preemphasis(wav, c.preemphasis), c.mu_law_bits)
+        prev = F.pad(target[:, :-1], (1, 0), value=2 ** (c.mu_law_bits - 1))
+        logits = self.decoder(prev, cond, self.excitation(pitch, lf0))
+        losses = {"recon/ce": F.cross_entropy(logits.float(), target)}
+        losses.update(vq.losses)
+        if self.mel_head is not None:
+            mel = features.log_mel(wav, c.hop, c.sample_rate, c.n_mels)
+            losses["aux/mel"] = c.mel_weight * F.l1_loss(self.mel_head(cond).float(), mel)
+        metrics = {"vq/perplexity": vq.perplexity.detach(), "vq/usage": vq.usage.detach()}
+        return losses, metrics
+
+    # --- inference ------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def encode(self, wav: np.ndarray | torch.Tensor) -> Encoded:
+        """One waveform [T] at the model's sample rate -> Encoded (codes [F], pitch [F // pitch_frames])."""
+        wav = torch.as_tensor(wav, dtype=torch.float32).flatten()
+        n = wav.shape[0]
+        padded = F.pad(wav, (0, self.pad_length(n) - n))
+        codes = self.quantizer.encode(self.encoder(padded[None, None]))[0]
+        pitch, mean, std = None, float(np.log(150.0)), 0.2
+        if self.config.pitch:
+            track = features.extract_pitch(padded.numpy(), self.config.pitch_hop, self.config.sample_rate)
+            mean, std = track.log_stats()
+            pitch = torch.from_numpy(features.quantise_pitch(track, mean, std, self.config.pitch_levels, self.config.pitch_z_range))
+        return Encoded(codes=codes, pitch=pitch, lf0_mean=mean, lf0_std=std, n_samples=n)
+
+    def speaker_pitch(self, speaker: str | int) -> tuple[float, float]:
+        mean, std = self.speaker_lf0[self.speaker_index(speaker)].tolist()
+        return mean, std
+
+    @torch.no_grad()
+    def decode(self, encoded: Encoded, speaker: str | int, lf0: tuple[float, float] | None = None,
+               temperature: float = 1.0, generator: torch.Generator | None = None) -> np.ndarray:
+        """Encoded + speaker (name or index) -> waveform float32 [n_samples].
+
+        lf0: the (mean, std) of log-F0 to render the pitch in; the utterance's own by default. For voice
+        conversion pass the target speaker's (``speaker_pitch``)."""
+        lf0 = lf0 or (encoded.lf0_mean, encoded.lf0_std)
+        spk = torch.tensor([self.speaker_index(speaker)])
+        pitch = None if encoded.pitch is None else encoded.pitch[None]
+        cond = self.condition(self.quantizer.lookup(encoded.codes[None]), spk, pitch)
+        exc = self.excitation(pitch, torch.tensor([lf0], dtype=torch.float32))
+        classes = self.generate(cond, exc, temperature, generator)
+        return self.to_waveform(classes)[0, : encoded.n_samples]
+
+    @torch.no_grad()
+    def generate(self, cond: torch.Tensor, excitation: torch.Tensor | None, temperature: float = 1.0,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+        """Cached autoregressive sampling. cond [B, C, F] -> classes [B, F * hop] (reference implementation)."""
+        B, _, n_frames = cond.shape
+        state = self.decoder.init_state(cond, excitation)
+        prev = torch.full((B,), 2 ** (self.config.mu_law_bits - 1), dtype=torch.long)
+        out = torch.empty(B, n_frames * self.config.hop, dtype=torch.long)
+        for t in range(out.shape[1]):
+            logits = self.decoder.step(prev, state)
+            if temperature == 0:
+                prev = logits.argmax(-1)
+            else:
+                prev = torch.multinomial(torch.softmax(logits / temperature, -1), 1, generator=generator)[:, 0]
+            out[:, t] = prev
+        return out
+
+    def to_waveform(self, classes: torch.Tensor) -> np.ndarray:
+        """mu-law classes [B, T] -> float32 waveform [B, T] (de-emphasised)."""
+        y = audio.mu_law_decode(classes, self.config.mu_law_bits).numpy()
+        return np.clip(audio.deemphasis(y, self.config.preemphasis), -1.0, 1.0)

@@ -1,0 +1,110 @@
+"""WaveNet decoder: causal dilated convolutions, gated units, residual and skip paths, 256-way softmax.
+
+Local conditioning arrives at frame rate (one vector per `hop` samples) and is added to each layer's
+gate pre-activations by broadcasting over the frame's samples: the same as upsampling by repetition
+followed by a 1x1 convolution, without materialising the sample-rate tensor. A sample-rate excitation
+signal (from the pitch track) is added at the input.
+
+`forward` is the parallel (teacher-forced) pass used for training; `step` with a `WaveNetState` is the
+cached autoregressive pass ("fast WaveNet"): each layer keeps a ring buffer of its last `dilation`
+inputs, so a sample costs one matrix-vector product per layer, never the receptive field again.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from vqspeech.config import DecoderConfig
+
+
+class WaveNet(nn.Module):
+    def __init__(self, config: DecoderConfig, cond_channels: int, excitation_channels: int, n_classes: int, hop: int):
+        super().__init__()
+        self.config = config
+        self.hop = hop
+        R, S, L = config.residual_channels, config.skip_channels, config.layers
+        self.dilations = [2 ** (i % config.dilation_cycle) for i in range(L)]
+        self.embed = nn.Embedding(n_classes, R)
+        self.excitation = nn.Conv1d(excitation_channels, R, 1) if excitation_channels else None
+        self.cond = nn.Conv1d(cond_channels, L * 2 * R, 1)
+        self.dilated = nn.ModuleList(nn.Conv1d(R, 2 * R, 2, dilation=d) for d in self.dilations)
+        self.res_skip = nn.ModuleList(nn.Conv1d(R, R + S, 1) for _ in range(L))
+        self.out1 = nn.Conv1d(S, config.output_channels, 1)
+        self.out2 = nn.Conv1d(config.output_channels, n_classes, 1)
+
+    @property
+    def receptive_field(self) -> int:
+        return sum(self.dilations) + 1
+
+    def forward(self, prev: torch.Tensor, cond: torch.Tensor, excitation: torch.Tensor | None = None) -> torch.Tensor:
+        """prev: [B, T] classes of the previous samples (prev[:, t] = target[:, t-1]);
+        cond: [B, C, T // hop]; excitation: [B, H, T] or None -> logits [B, n_classes, T]."""
+        B, T = prev.shape
+        R = self.config.residual_channels
+        n_frames = T // self.hop
+        h = self.embed(prev).transpose(1, 2)
+        if self.excitation is not None:
+            h = h + self.excitation(excitation)
+        c = self.cond(cond).view(B, len(self.dilations), 2 * R, n_frames, 1)
+        skip = 0
+        for i, d in enumerate(self.dilations):
+            z = self.dilated[i](F.pad(h, (d, 0)))
+            z = (z.view(B, 2 * R, n_frames, self.hop) + c[:, i]).view(B, 2 * R, T)
+            a = torch.tanh(z[:, :R]) * torch.sigmoid(z[:, R:])
+            rs = self.res_skip[i](a)
+            h = (h + rs[:, :R]) * math.sqrt(0.5)
+            skip = skip + rs[:, R:]
+        return self.out2(torch.relu(self.out1(torch.relu(skip))))
+
+    # --- cached autoregressive sampling -------------------------------------------------------
+
+    def init_state(self, cond: torch.Tensor, excitation: torch.Tensor | None) -> "WaveNetState":
+        """Precompute everything that does not depend on the generated samples.
+
+        cond: [B, C, F]; excitation: [B, H, F * hop] or None.
+        """
+        B, _, n_frames = cond.shape
+        R = self.config.residual_channels
+        c = self.cond(cond).view(B, len(self.dilations), 2 * R, n_frames)
+        c = c + torch.stack([conv.bias for conv in self.dilated])[None, :, :, None]
+        exc = self.excitation(excitation) if self.excitation is not None else None  # [B, R, T]
+        buffers = [torch.zeros(B, d, R) for d in self.dilations]
+        return WaveNetState(cond=c.permute(3, 0, 1, 2).contiguous(), excitation=None if exc is None else exc.permute(2, 0, 1).contiguous(),
+                            buffers=buffers, t=0)
+
+    def step(self, prev: torch.Tensor, state: "WaveNetState") -> torch.Tensor:
+        """prev: [B] class of the previous sample -> logits [B, n_classes] for sample `state.t`; advances state."""
+        R = self.config.residual_channels
+        t = state.t
+        h = self.embed(prev)
+        if state.excitation is not None:
+            h = h + state.excitation[t]
+        c = state.cond[t // self.hop]  # [B, L, 2R]
+        skip = 0
+        for i, d in enumerate(self.dilations):
+            w = self.dilated[i].weight  # [2R, R, 2]: tap 0 sees x[t - d], tap 1 sees x[t]
+            buf = state.buffers[i]
+            slot = t % d
+            past = buf[:, slot]
+            z = past @ w[:, :, 0].t() + h @ w[:, :, 1].t() + c[:, i]
+            buf[:, slot] = h
+            a = torch.tanh(z[:, :R]) * torch.sigmoid(z[:, R:])
+            rs = a @ self.res_skip[i].weight[:, :, 0].t() + self.res_skip[i].bias
+            h = (h + rs[:, :R]) * math.sqrt(0.5)
+            skip = skip + rs[:, R:]
+        o = torch.relu(torch.relu(skip) @ self.out1.weight[:, :, 0].t() + self.out1.bias)
+        state.t += 1
+        return o @ self.out2.weight[:, :, 0].t() + self.out2.bias
+
+
+@dataclass
+class WaveNetState:
+    cond: torch.Tensor  # [F, B, L, 2R] per-layer conditioning plus dilated-conv bias
+    excitation: torch.Tensor | None  # [T, B, R]
+    buffers: list[torch.Tensor]  # per layer [B, dilation, R] ring buffer of that layer's past inputs
+    t: int

@@ -1,0 +1,221 @@
+"""The VQ-VAE training loop: random crops, Adam with warmup + cosine decay, clipping, bf16 autocast,
+validation, held-out generation metrics, TensorBoard, atomic checkpoints and exact resume."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import logging
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from vqspeech.config import Config, to_dict
+from vqspeech.data.dataset import SpeechDataset, speaker_pitch_stats
+from vqspeech.data.manifest import read_manifest
+from vqspeech.models.vqvae import Encoded, VQSpeech
+from vqspeech.train import checkpoint, distributed
+
+log = logging.getLogger(__name__)
+
+
+def lr_lambda(config: Config):
+    t = config.train
+    floor = t.lr_min / t.lr
+
+    def f(step: int) -> float:
+        if step < t.warmup_steps:
+            return (step + 1) / t.warmup_steps
+        progress = min(1.0, (step - t.warmup_steps) / max(1, t.steps - t.warmup_steps))
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return f
+
+
+class Trainer:
+    def __init__(self, config: Config, resume: bool = False):
+        self.config = config
+        self.rank, self.world = distributed.init()
+        self.device = distributed.device(self.rank)
+        t = config.train
+        if t.threads:
+            torch.set_num_threads(t.threads)
+        torch.manual_seed(t.seed)
+        self.run_dir = Path(t.run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        rows = read_manifest(config.data.manifest)
+        train_rows = [r for r in rows if r.split == "train"]
+        speakers = sorted({r.speaker for r in train_rows})
+        valid_rows = [r for r in rows if r.split == "valid" and r.speaker in speakers]
+        config.model.n_speakers = len(speakers)
+        self.train_set = SpeechDataset(train_rows, config.model, speakers, config.data.crop_samples)
+        self.valid_set = SpeechDataset(valid_rows, config.model, speakers, config.data.crop_samples) if valid_rows else None
+        self.valid_rows = valid_rows
+
+        self.model = VQSpeech(config.model, speakers).to(self.device)
+        self.model.speaker_lf0.copy_(speaker_pitch_stats(self.train_set, len(speakers)))
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=t.lr)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(config))
+        self.generator = torch.Generator().manual_seed(t.seed + self.rank)
+        self.step = 0
+        self.cpu_seconds = 0.0
+        if resume:
+            self._resume()
+        self.ddp = (DistributedDataParallel(self.model, broadcast_buffers=False) if self.world > 1 else None)
+        self.writer = None
+        if self.rank == 0:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=self.step or None)
+
+    def _resume(self) -> None:
+        path = checkpoint.latest_checkpoint(self.run_dir)
+        if path is None:
+            log.info("no checkpoint in %s: starting from scratch", self.run_dir)
+            return
+        ckpt = checkpoint.load_checkpoint(path)
+        if ckpt["config"]["model"] != to_dict(self.config.model):
+            raise checkpoint.CheckpointError(f"{path}: model config differs from the one asked for; use a new run_dir")
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        self.generator.set_state(ckpt["generator"][self.rank] if self.rank < len(ckpt["generator"]) else ckpt["generator"][0])
+        self.step = ckpt["step"]
+        self.cpu_seconds = ckpt["cpu_seconds"]
+        log.info("resumed from %s at step %d (%.2f CPU-hours)", path, self.step, self.cpu_seconds / 3600)
+
+    def _gather_generator_states(self) -> list[torch.Tensor]:
+        state = self.generator.get_state()
+        if self.world == 1:
+            return [state]
+        states = [torch.empty_like(state) for _ in range(self.world)]
+        torch.distributed.all_gather(states, state)
+        return states
+
+    def save(self) -> None:
+        states = self._gather_generator_states()
+        if self.rank != 0:
+            return
+        state = {
+            "config": to_dict(self.config),
+            "speakers": self.model.speaker_names,
+            "step": self.step,
+            "cpu_seconds": self.cpu_seconds,
+            "model": self.model.state_dict(),  # the unwrapped module, never the DDP wrapper
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "generator": states,
+        }
+        checkpoint.save_checkpoint(self.run_dir / f"checkpoint-{self.step}.pt", state)
+        checkpoint.prune_checkpoints(self.run_dir, self.config.train.keep_checkpoints)
+
+    def _to_device(self, batch: dict) -> dict:
+        return {k: v.to(self.device) for k, v in batch.items()}
+
+    def train_step(self, batch: dict) -> tuple[dict, dict]:
+        self.model.train()
+        net = self.ddp or self.model
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.train.bf16):
+            losses, metrics = net(**self._to_device(batch))
+        loss = sum(losses.values())
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        metrics["train/grad_norm"] = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.train.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        return losses, metrics
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        self.model.eval()
+        totals: dict[str, float] = {}
+        batches = self.valid_set.fixed_batches(self.config.data.batch_size, self.config.train.val_batches)
+        for batch in batches:
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.train.bf16):
+                losses, metrics = self.model(**self._to_device(batch))
+            for k, v in {**losses, **metrics}.items():
+                totals[k] = totals.get(k, 0.0) + float(v) / len(batches)
+        return totals
+
+    @torch.no_grad()
+    def evaluate_generation(self) -> dict[str, float]:
+        """Decode the first seconds of a few held-out utterances and score them against the originals."""
+        from vqspeech.eval import metrics as M
+
+        self.model.eval()
+        n = int(self.config.train.eval_seconds * self.config.model.sample_rate)
+        scores: list[dict[str, float]] = []
+        gen = torch.Generator().manual_seed(1234)
+        for row in self.valid_rows[:: max(1, len(self.valid_rows) // self.config.train.eval_utterances)][: self.config.train.eval_utterances]:
+            from vqspeech import audio
+
+            wav = audio.load(row.path, normalise_level=False)[:n]
+            encoded = self.model.encode(wav)
+            decoded = self.model.decode(encoded, row.speaker, generator=gen)
+            scores.append(M.speech_quality(wav, decoded))
+            if self.writer and len(scores) == 1:
+                self.writer.add_audio("eval/decoded", torch.from_numpy(decoded)[None], self.step, self.config.model.sample_rate)
+                self.writer.add_audio("eval/original", torch.from_numpy(wav)[None], self.step, self.config.model.sample_rate)
+        return {k: float(np.nanmean([s[k] for s in scores])) for k in scores[0]}
+
+    def _log_csv(self, name: str, values: dict[str, float]) -> None:
+        path = self.run_dir / f"{name}.csv"
+        row = {"step": self.step, "cpu_hours": round(self.cpu_seconds / 3600, 4), **{k: round(v, 5) for k, v in values.items()}}
+        new = not path.exists()
+        with open(path, "a", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(row))
+            if new:
+                w.writeheader()
+            w.writerow(row)
+
+    def fit(self) -> None:
+        t = self.config.train
+        bar = tqdm(total=t.steps, initial=self.step, desc="train", unit="step", disable=self.rank != 0, dynamic_ncols=True)
+        cpu_start = time.process_time()
+        while self.step < t.steps:
+            batch = self.train_set.batch(self.config.data.batch_size, self.generator)
+            losses, metrics = self.train_step(batch)
+            self.step += 1
+            # CPU time of this process (all its threads) is the budget we measure learning against.
+            now = time.process_time()
+            self.cpu_seconds += (now - cpu_start) * self.world
+            cpu_start = now
+            bar.update(1)
+            if self.step % t.log_every == 0:
+                values = {k: float(distributed.mean(v.detach())) for k, v in {**losses, **metrics}.items()}
+                bar.set_postfix({k.split("/")[-1]: f"{v:.3g}" for k, v in values.items() if k in ("recon/ce", "vq/perplexity")})
+                if self.writer:
+                    for k, v in values.items():
+                        self.writer.add_scalar(k, v, self.step)
+                    self.writer.add_scalar("train/lr", self.scheduler.get_last_lr()[0], self.step)
+                    self.writer.add_scalar("train/cpu_hours", self.cpu_seconds / 3600, self.step)
+            if self.rank == 0 and self.valid_set is not None and self.step % t.val_every == 0:
+                values = self.validate()
+                log.info("step %d valid %s", self.step, {k: round(v, 4) for k, v in values.items()})
+                self._log_csv("valid", values)
+                for k, v in values.items():
+                    self.writer.add_scalar(f"valid/{k}", v, self.step)
+            if self.rank == 0 and t.eval_every and self.valid_rows and self.step % t.eval_every == 0:
+                values = self.evaluate_generation()
+                log.info("step %d held-out speech %s", self.step, {k: round(v, 4) for k, v in values.items()})
+                self._log_csv("eval", values)
+                for k, v in values.items():
+                    self.writer.add_scalar(f"eval/{k}", v, self.step)
+            if self.step % t.checkpoint_every == 0 or self.step == t.steps:
+                self.save()
+            cpu_start = time.process_time()  # validation and saving are not training cost
+        bar.close()
+        if self.writer:
+            self.writer.close()
+        distributed.cleanup()
+
+
+def train(config: Config, resume: bool = False) -> Path:
+    trainer = Trainer(config, resume)
+    trainer.fit()
+    return trainer.run_dir
