@@ -16,8 +16,8 @@ class QuantizerOutput:
     quantized: torch.Tensor  # [B, D, F], straight-through: gradients flow to the encoder output
     codes: torch.Tensor  # [B, F] long
     losses: dict[str, torch.Tensor]  # "vq/commit" and, without EMA, "vq/codebook" (weights applied)
-    perplexity: torch.Tensor  # scalar, over this batch (all processes)
-    usage: torch.Tensor  # scalar, fraction of the codebook used in this batch (all processes)
+    perplexity: torch.Tensor  # scalar, over this batch (all processes when training)
+    usage: torch.Tensor  # scalar, fraction of the codebook used in this batch (all processes when training)
 
 
 class VectorQuantizer(nn.Module):
@@ -71,7 +71,9 @@ class VectorQuantizer(nn.Module):
         if self.training and not bool(self.initialised):
             self._kmeans_init(flat.detach())
         codes = vq_core.nearest_codes(flat.detach(), self.codebook.detach())
-        counts = vq_core.all_reduce_sum(vq_core.code_counts(codes, self.config.codebook_size))
+        counts = vq_core.code_counts(codes, self.config.codebook_size)
+        if self.training:  # in eval (e.g. validation on process 0 alone) a collective would deadlock
+            counts = vq_core.all_reduce_sum(counts)
         losses = {}
         if self.training and self.config.ema:
             with torch.no_grad():

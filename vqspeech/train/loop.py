@@ -25,13 +25,14 @@ log = logging.getLogger(__name__)
 
 
 def lr_lambda(config: Config):
-    t = config.train
-    floor = t.lr_min / t.lr
+    """Linear warmup, then cosine decay from lr to lr_min at the last step (values fixed at creation)."""
+    lr, lr_min, warmup, total = config.train.lr, config.train.lr_min, config.train.warmup_steps, config.train.steps
+    floor = lr_min / lr
 
     def f(step: int) -> float:
-        if step < t.warmup_steps:
-            return (step + 1) / t.warmup_steps
-        progress = min(1.0, (step - t.warmup_steps) / max(1, t.steps - t.warmup_steps))
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
         return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
     return f
@@ -85,6 +86,10 @@ class Trainer:
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
         self.generator.set_state(ckpt["generator"][self.rank] if self.rank < len(ckpt["generator"]) else ckpt["generator"][0])
+        if "torch_rng" in ckpt:
+            torch.set_rng_state(ckpt["torch_rng"])
+        else:  # written before v0.1.0 saved it: training goes on, only not bit-for-bit as if uninterrupted
+            log.warning("%s has no global RNG state: resuming without it", path)
         self.step = ckpt["step"]
         self.cpu_seconds = ckpt["cpu_seconds"]
         log.info("resumed from %s at step %d (%.2f CPU-hours)", path, self.step, self.cpu_seconds / 3600)
@@ -110,6 +115,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "generator": states,
+            "torch_rng": torch.get_rng_state(),  # k-means init, dead-code restarts and jitter draw from it
         }
         checkpoint.save_checkpoint(self.run_dir / f"checkpoint-{self.step}.pt", state)
         checkpoint.prune_checkpoints(self.run_dir, self.config.train.keep_checkpoints)
