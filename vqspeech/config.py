@@ -48,6 +48,19 @@ class DecoderConfig:
 
 
 @dataclass
+class ParallelDecoderConfig:
+    """The fast decoder: a frame-rate ConvNeXt predicts harmonic and noise spectral envelopes that filter a
+    band-limited pulse train (from the pitch track) and white noise in the STFT domain (source-filter, as in
+    DDSP); every learned operation runs at frame rate, so decoding is far faster than real time on a CPU."""
+
+    channels: int = 192
+    layers: int = 6
+    kernel_size: int = 7
+    n_fft: int = 512  # synthesis STFT; its hop is the model's hop
+    max_harmonics: int = 160
+
+
+@dataclass
 class ModelConfig:
     sample_rate: int = 16000
     mu_law_bits: int = 8
@@ -66,6 +79,8 @@ class ModelConfig:
     n_mels: int = 80  # auxiliary frame-rate target for the conditioning network
     mel_weight: float = 1.0  # 0 disables the auxiliary mel loss
     jitter: float = 0.0  # time-jitter probability on the codes during training (Chorowski et al. 2019)
+    parallel_decoder: bool = False  # also build the fast parallel decoder (trained after the VQ-VAE, on it frozen)
+    parallel: ParallelDecoderConfig = field(default_factory=ParallelDecoderConfig)
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     quantizer: QuantizerConfig = field(default_factory=QuantizerConfig)
     decoder: DecoderConfig = field(default_factory=DecoderConfig)

@@ -87,22 +87,19 @@ def dequantise_pitch(symbols: torch.Tensor, levels: int, z_range: float) -> tupl
     return z, voiced
 
 
-def excitation(z: torch.Tensor, voiced: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, hop: int,
-               harmonics: int, sample_rate: int = 16000) -> torch.Tensor:
-    """Sinusoidal source signal from a pitch track (neural source-filter style).
-
-    z, voiced: [B, F] at one value per `hop` samples; mean, std: [B] log-F0 statistics of the voice to
-    render -> [B, harmonics, F * hop], sin(k * phase) for k = 1..harmonics where voiced (0 elsewhere),
-    harmonics above Nyquist silenced. F0 is interpolated linearly between frame centres.
-    """
-    f0 = torch.exp(mean[:, None] + std[:, None] * z) * voiced  # [B, F]
-    B, F = f0.shape
-    # Linear interpolation to the sample rate, frame centres at hop * j + hop / 2.
+def f0_at_sample_rate(z: torch.Tensor, voiced: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, hop: int) -> torch.Tensor:
+    """Normalised pitch z, voiced: [B, F] at one value per `hop` samples, rendered with log-F0 statistics
+    mean, std: [B] -> F0 in Hz [B, F * hop], interpolated linearly between frame centres, 0 where unvoiced."""
+    f0 = torch.exp(mean[:, None] + std[:, None] * z) * voiced
     f0_s = torch.nn.functional.interpolate(f0[:, None], scale_factor=hop, mode="linear", align_corners=False)[:, 0]
-    v_s = voiced.repeat_interleave(hop, dim=-1)
-    f0_s = f0_s * v_s
-    phase = torch.cumsum(2 * math.pi * f0_s.double() / sample_rate, dim=-1)
+    return f0_s * voiced.repeat_interleave(hop, dim=-1)
+
+
+def excitation(f0: torch.Tensor, harmonics: int, sample_rate: int = 16000) -> torch.Tensor:
+    """Sinusoidal source signal (neural source-filter style) from F0 [B, T] in Hz (0 = unvoiced)
+    -> [B, harmonics, T]: sin(k * phase) for k = 1..harmonics, harmonics above Nyquist silenced."""
+    phase = torch.cumsum(2 * math.pi * f0.double() / sample_rate, dim=-1)
     phase = torch.remainder(phase, 2 * math.pi).float()
-    k = torch.arange(1, harmonics + 1, dtype=torch.float32, device=z.device)[None, :, None]
-    audible = (k * f0_s[:, None] < sample_rate / 2).float()
-    return torch.sin(k * phase[:, None]) * audible * v_s[:, None]
+    k = torch.arange(1, harmonics + 1, dtype=torch.float32, device=f0.device)[None, :, None]
+    audible = (k * f0[:, None] < sample_rate / 2).float()
+    return torch.sin(k * phase[:, None]) * audible * (f0[:, None] > 0).float()

@@ -18,6 +18,7 @@ from torch.nn import functional as F
 from vqspeech import audio, features
 from vqspeech.config import ModelConfig
 from vqspeech.models.encoder import Encoder
+from vqspeech.models.parallel import ParallelDecoder
 from vqspeech.models.quantizer import VectorQuantizer
 from vqspeech.models.wavenet import WaveNet
 
@@ -54,6 +55,7 @@ class VQSpeech(nn.Module):
         self.cond_net = nn.Sequential(*layers) if layers else nn.Conv1d(cond_in, c.decoder.cond_channels, 1)
         self.mel_head = nn.Conv1d(c.decoder.cond_channels, c.n_mels, 1) if c.mel_weight > 0 else None
         self.decoder = WaveNet(c.decoder, c.decoder.cond_channels, c.pitch_harmonics if c.pitch else 0, 2**c.mu_law_bits, c.hop)
+        self.parallel = ParallelDecoder(c.parallel, c.decoder.cond_channels, c.hop, c.sample_rate) if c.parallel_decoder else None
 
     # --- building blocks ------------------------------------------------------------------------
 
@@ -80,13 +82,18 @@ class VQSpeech(nn.Module):
             parts.append(torch.stack([z, voiced], 1).repeat_interleave(self.config.pitch_frames, dim=-1))
         return self.cond_net(torch.cat(parts, 1))
 
-    def excitation(self, pitch: torch.Tensor | None, lf0: torch.Tensor) -> torch.Tensor | None:
-        """pitch [B, P] symbols, lf0 [B, 2] (mean, std) -> [B, harmonics, P * pitch_hop] or None."""
+    def f0(self, pitch: torch.Tensor | None, lf0: torch.Tensor) -> torch.Tensor | None:
+        """pitch [B, P] symbols, lf0 [B, 2] (mean, std) -> F0 in Hz [B, P * pitch_hop] (0 unvoiced), or None."""
         if not self.config.pitch:
             return None
         c = self.config
         z, voiced = features.dequantise_pitch(pitch, c.pitch_levels, c.pitch_z_range)
-        return features.excitation(z, voiced, lf0[:, 0], lf0[:, 1], c.pitch_hop, c.pitch_harmonics, c.sample_rate)
+        return features.f0_at_sample_rate(z, voiced, lf0[:, 0], lf0[:, 1], c.pitch_hop)
+
+    def excitation(self, pitch: torch.Tensor | None, lf0: torch.Tensor) -> torch.Tensor | None:
+        """pitch [B, P] symbols, lf0 [B, 2] (mean, std) -> [B, harmonics, P * pitch_hop] or None."""
+        f0 = self.f0(pitch, lf0)
+        return None if f0 is None else features.excitation(f0, self.config.pitch_harmonics, self.config.sample_rate)
 
     def jitter(self, quantized: torch.Tensor) -> torch.Tensor:
         """Replace each frame by a neighbour with probability `jitter` (half each side)."""
@@ -138,17 +145,26 @@ class VQSpeech(nn.Module):
 
     @torch.no_grad()
     def decode(self, encoded: Encoded, speaker: str | int, lf0: tuple[float, float] | None = None,
-               temperature: float = 1.0, generator: torch.Generator | None = None) -> np.ndarray:
+               temperature: float = 1.0, generator: torch.Generator | None = None, decoder: str = "autoregressive") -> np.ndarray:
         """Encoded + speaker (name or index) -> waveform float32 [n_samples].
 
         lf0: the (mean, std) of log-F0 to render the pitch in; the utterance's own by default. For voice
-        conversion pass the target speaker's (``speaker_pitch``)."""
+        conversion pass the target speaker's (``speaker_pitch``). decoder: "autoregressive" (the WaveNet,
+        sample by sample) or "parallel" (the fast decoder, if the model has one)."""
         lf0 = lf0 or (encoded.lf0_mean, encoded.lf0_std)
         spk = torch.tensor([self.speaker_index(speaker)])
         pitch = None if encoded.pitch is None else encoded.pitch[None]
         cond = self.condition(self.quantizer.lookup(encoded.codes[None]), spk, pitch)
-        exc = self.excitation(pitch, torch.tensor([lf0], dtype=torch.float32))
-        classes = self.generate(cond, exc, temperature, generator)
+        lf0_t = torch.tensor([lf0], dtype=torch.float32)
+        if decoder == "parallel":
+            if self.parallel is None:
+                raise ValueError("this model has no parallel decoder; use the autoregressive one")
+            noise = torch.randn(1, cond.shape[-1] * self.config.hop, generator=generator)
+            wav = self.parallel(cond, self.f0(pitch, lf0_t), noise)[0].numpy()
+            return np.clip(wav, -1.0, 1.0)[: encoded.n_samples]
+        if decoder != "autoregressive":
+            raise ValueError(f"unknown decoder {decoder!r}: choose autoregressive or parallel")
+        classes = self.generate(cond, self.excitation(pitch, lf0_t), temperature, generator)
         return self.to_waveform(classes)[0, : encoded.n_samples]
 
     @torch.no_grad()

@@ -1,0 +1,79 @@
+"""Learning per CPU-hour: held-out speech metrics and validation loss of a training run, plotted.
+
+    python bench/learning_curve.py RUN_DIR [--out bench/results] [--name vcc-cpu]
+
+Reads RUN_DIR/valid.csv (teacher-forced loss, codebook perplexity) and RUN_DIR/eval.csv (decoded held-out
+audio: voicing agreement, STOI, PESQ-WB), both written by the training loop with the CPU-hours spent so far,
+and writes NAME-curve.png and NAME-curve.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def read(path: Path) -> list[dict[str, float]]:
+    if not path.exists():
+        return []
+    with open(path) as f:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    p.add_argument("--name", default=None)
+    args = p.parse_args()
+    name = args.name or args.run_dir.name
+    valid, evals = read(args.run_dir / "valid.csv"), read(args.run_dir / "eval.csv")
+    if not valid:
+        raise SystemExit(f"{args.run_dir}/valid.csv: no validation rows yet")
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    x = [r["cpu_hours"] for r in valid]
+    axes[0].plot(x, [r["recon/ce"] for r in valid], label="held-out CE (nats)")
+    axes[0].plot(x, [r["aux/mel"] for r in valid], label="held-out mel L1")
+    ax2 = axes[0].twinx()
+    ax2.plot(x, [r["vq/perplexity"] for r in valid], color="gray", ls="--", label="codebook perplexity")
+    axes[0].set_xlabel("CPU-hours")
+    axes[0].legend(loc="upper right")
+    ax2.legend(loc="center right")
+    if evals:
+        xe = [r["cpu_hours"] for r in evals]
+        axes[1].plot(xe, [r["voicing_agreement"] for r in evals], marker="o", label="voicing agreement")
+        axes[1].plot(xe, [r["voiced_dec"] for r in evals], marker="o", label="voiced share, decoded")
+        axes[1].plot(xe, [r["voiced_ref"] for r in evals], ls=":", label="voiced share, original")
+        axes[1].plot(xe, [r["stoi"] for r in evals], marker="s", label="STOI")
+        axes[1].set_ylim(0, 1)
+        axes[1].legend()
+        axes[2].plot(xe, [r["pesq_wb"] for r in evals], marker="o", label="PESQ-WB")
+        axes[2].plot(xe, [r["mel_distance"] for r in evals], marker="s", label="log-mel distance")
+        axes[2].legend()
+    for ax in axes[1:]:
+        ax.set_xlabel("CPU-hours")
+    fig.suptitle(f"{name}: held-out VCC 2016 sentences against training CPU-hours")
+    fig.tight_layout()
+    args.out.mkdir(parents=True, exist_ok=True)
+    fig.savefig(args.out / f"{name}-curve.png", dpi=90)
+    lines = [f"# Learning curve: {name}", "", f"Run: `{args.run_dir}`; `python bench/learning_curve.py {args.run_dir}`", "",
+             "| step | CPU-hours | held-out CE | perplexity | voicing agreement | voiced (dec / orig) | STOI | PESQ-WB |",
+             "|---|---|---|---|---|---|---|---|"]
+    by_step = {int(r["step"]): r for r in evals}
+    for r in valid:
+        e = by_step.get(int(r["step"]))
+        tail = (f"{e['voicing_agreement']:.2f} | {e['voiced_dec']:.2f} / {e['voiced_ref']:.2f} | {e['stoi']:.3f} | {e['pesq_wb']:.2f}"
+                if e else " | | | ")
+        lines.append(f"| {int(r['step'])} | {r['cpu_hours']:.2f} | {r['recon/ce']:.3f} | {r['vq/perplexity']:.0f} | {tail} |")
+    (args.out / f"{name}-curve.md").write_text("\n".join(lines) + "\n")
+    print(f"wrote {args.out / (name + '-curve.png')} and .md")
+
+
+if __name__ == "__main__":
+    main()
