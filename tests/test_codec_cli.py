@@ -184,6 +184,8 @@ def test_never_overwrites_without_force(model_file, tmp_path, capsys):
     assert (tmp_path / "a.vqs").read_bytes() == b"precious"
     assert run("encode", tmp_path / "a.wav", "--model", model_file, "--force") == 0
     assert bitstream.unpack((tmp_path / "a.vqs").read_bytes())[0].n_samples == 3200
+    assert run("encode", tmp_path / "a.wav", "--model", model_file, "-o", tmp_path / "x.wav") == 1
+    assert "must end in .vqs" in capsys.readouterr().err and not (tmp_path / "x.wav").exists()
 
 
 def test_many_inputs_with_failures(model_file, tmp_path, capsys, fake_decoder):

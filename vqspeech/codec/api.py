@@ -47,12 +47,8 @@ def load(path: str | Path | None = None) -> VQSpeech:
 
 
 def fingerprint(model: VQSpeech) -> str:
-    """The model's fingerprint as hex, computed once per model object."""
-    cached = getattr(model, "_vqs_fingerprint", None)
-    if cached is None:
-        cached = model_fingerprint(model).hex()
-        model._vqs_fingerprint = cached
-    return cached
+    """The model's fingerprint as hex (a few milliseconds; not cached, so it can never go stale)."""
+    return model_fingerprint(model).hex()
 
 
 def check_model(model: VQSpeech, header: Header, force: bool = False) -> None:
@@ -170,6 +166,8 @@ def encode_file(model: VQSpeech, in_path: str | Path, out_path: str | Path, forc
 
     Streams: two passes over the file (level, then codes), memory independent of its length."""
     src, dst = Path(in_path), Path(out_path)
+    if dst.suffix.lower() != VQS_EXTENSION:
+        raise ValueError(f"{dst}: an encoded file's name must end in {VQS_EXTENSION}")
     _check_output(src, dst, force)
     rate = model.config.sample_rate
     level = stream.measure_level(stream.read_blocks(src, rate), name=str(src))

@@ -156,7 +156,7 @@ def _seconds_to(seconds: float, unit: int, sample_rate: int) -> int:
 
 @torch.inference_mode()
 def encode_stream(model: VQSpeech, blocks: Iterable[np.ndarray], n_samples: int, *, chunk_seconds: float = 120.0,
-                  encoder_seconds: float = 10.0, pitch_context_seconds: float = 1.0,
+                  encoder_seconds: float = 5.0, pitch_context_seconds: float = 1.0,
                   context: int | None = None) -> Encoded:
     """A stream of normalised float32 blocks at the model's rate, `n_samples` in all -> Encoded.
 
