@@ -47,6 +47,91 @@ def cmd_train(args) -> int:
     return 0
 
 
+def _codec_model(args):
+    from vqspeech.codec import api
+
+    model = api.load(args.model)
+    if args.speaker is not None:  # a wrong name is a usage error, not one failure per file
+        api.speaker_name(model, args.speaker)
+    return model
+
+
+def _finish(n_inputs: int, failures: list) -> int:
+    """The summary: nothing when all went well, else 'k of n files failed:' and one line each."""
+    if not failures:
+        return 0
+    print(f"{len(failures)} of {n_inputs} files failed:", file=sys.stderr)
+    for _, message in failures:
+        print(f"  {message}", file=sys.stderr)
+    return 1
+
+
+def _plan(args, decode: bool):
+    from vqspeech.codec import api
+
+    inputs, failures, several = api.expand_inputs(args.inputs, api.input_extensions(decode))
+    rename = api.decoded_name if decode else api.encoded_name
+    jobs, clashes = api.plan_outputs(inputs, args.output, rename, several)
+    return jobs, failures + clashes
+
+
+def cmd_encode(args) -> int:
+    from vqspeech.codec import api
+
+    jobs, failures = _plan(args, decode=False)
+    model = _codec_model(args) if jobs else None
+
+    def work(src, dst):
+        h = api.encode_file(model, src, dst, force=args.force, speaker=args.speaker)
+        size = dst.stat().st_size
+        return (f"{src} -> {dst}: {h.duration:.2f} s, {size} bytes, {h.bitrate / 1000:.2f} kbit/s "
+                f"({size * 8 / h.duration / 1000:.2f} kbit/s with header)")
+
+    n_inputs = len(jobs) + len(failures)
+    failures += api.run_batch(jobs, work, progress=not args.quiet)
+    return _finish(n_inputs, failures)
+
+
+def cmd_decode(args) -> int:
+    from vqspeech.codec import api
+
+    jobs, failures = _plan(args, decode=True)
+    model = _codec_model(args) if jobs else None
+
+    def work(src, dst):
+        h, speaker = api.decode_file(model, src, dst, force=args.force, force_model=args.force_model, speaker=args.speaker,
+                                     sample_rate=args.sample_rate, seed=args.seed)
+        return f"{src} -> {dst}: {h.duration:.2f} s, speaker {speaker}, {args.sample_rate or h.sample_rate} Hz"
+
+    n_inputs = len(jobs) + len(failures)
+    failures += api.run_batch(jobs, work, progress=not args.quiet)
+    return _finish(n_inputs, failures)
+
+
+def cmd_info(args) -> int:
+    from vqspeech.codec import api
+
+    failures = []
+    for name in args.files:
+        try:
+            h, _, _, size = api.read_vqs(name)
+        except (ValueError, OSError) as e:
+            failures.append((name, str(e)))
+            continue
+        seconds = h.duration
+        pitch = (f"{h.n_pitch} x {h.pitch_bits} bits ({h.pitch_levels} levels, one per {h.pitch_frames} codes), "
+                 f"log-F0 mean {h.lf0_mean:.4f} std {h.lf0_std:.4f}") if h.pitch_levels else "none"
+        whole = f"{size * 8 / seconds:.1f} bit/s for the whole file" if seconds > 0 else "n/a for an empty recording"
+        print(f"{name}: vqs version {api.bitstream.VERSION}, {size} bytes\n"
+              f"  model      {h.model}\n"
+              f"  audio      {seconds:.3f} s, {h.n_samples} samples at {h.sample_rate} Hz\n"
+              f"  codes      {h.n_frames} x {h.code_bits} bits (codebook {h.codebook_size}, hop {h.hop}: {h.sample_rate / h.hop:g} codes/s)\n"
+              f"  pitch      {pitch}\n"
+              f"  speaker    {h.speaker if h.speaker is not None else '(not recorded)'}\n"
+              f"  bitrate    {h.bitrate:.1f} bit/s of codes and pitch; {whole}")
+    return _finish(len(args.files), failures)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vqspeech", description="Speech codec and voice conversion on VQ-VAE codes.")
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -65,6 +150,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one config value")
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in run_dir")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("encode", help="compress audio files to .vqs")
+    p.add_argument("inputs", nargs="+", metavar="IN", help="audio files (any common format and rate), folders or glob patterns")
+    p.add_argument("-o", "--output", help="output file (one input) or folder (default: beside each input, as NAME.vqs)")
+    p.add_argument("--model", help="model file (default: the model shipped with vqspeech)")
+    p.add_argument("--speaker", help="record this speaker (one of the model's) in the files")
+    p.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_encode)
+
+    p = sub.add_parser("decode", help="turn .vqs files back into speech")
+    p.add_argument("inputs", nargs="+", metavar="IN", help=".vqs files, folders or glob patterns")
+    p.add_argument("-o", "--output", help="output file (.wav/.flac/.ogg; one input) or folder (default: NAME.decoded.wav beside each input)")
+    p.add_argument("--model", help="model file (default: the model shipped with vqspeech)")
+    p.add_argument("--speaker", help="speaker to render (name or index; default: the one recorded in the file)")
+    p.add_argument("--sample-rate", type=int, default=None, help="output sample rate (default: the model's, 16000)")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed: the same seed gives the same audio")
+    p.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    p.add_argument("--force-model", action="store_true", help="decode files made by another model")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_decode)
+
+    p = sub.add_parser("info", help="print the header and bitrate of .vqs files")
+    p.add_argument("files", nargs="+", metavar="FILE.vqs")
+    p.set_defaults(func=cmd_info)
     return parser
 
 

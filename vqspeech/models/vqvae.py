@@ -188,3 +188,24 @@ class VQSpeech(nn.Module):
         """mu-law classes [B, T] -> float32 waveform [B, T] (de-emphasised)."""
         y = audio.mu_law_decode(classes, self.config.mu_law_bits).numpy()
         return np.clip(audio.deemphasis(y, self.config.preemphasis), -1.0, 1.0)
+
+
+def model_fingerprint(model: VQSpeech) -> bytes:
+    """8 bytes that name the code space of `model`: codes only mean something to the codebook that made them.
+
+    sha256 over the model config (JSON, sorted keys) and the encoder's and codebook's weights rounded to
+    float16, so a float32 checkpoint and its float16 export share a fingerprint while retraining or a
+    different architecture does not. The decoder is left out: a decoder fine-tuned on the same codes can
+    still read them. The quantizer's EMA statistics are left out too: they do not change what a code means.
+    """
+    import hashlib
+    import json
+    from dataclasses import asdict
+
+    digest = hashlib.sha256(json.dumps(asdict(model.config), sort_keys=True).encode())
+    tensors = {f"encoder.{k}": v for k, v in model.encoder.state_dict().items()}
+    tensors["quantizer.codebook"] = model.quantizer.codebook
+    for name in sorted(tensors):
+        digest.update(name.encode())
+        digest.update(tensors[name].detach().to("cpu", torch.float16).contiguous().numpy().astype("<f2").tobytes())
+    return digest.digest()[:8]

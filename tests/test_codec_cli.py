@@ -1,0 +1,263 @@
+"""The codec on files: chunked encoding equals one-shot encoding, wav -> .vqs -> wav, and the command
+line's promises (no overwrites, atomic outputs, per-file failures with a summary, exit codes).
+
+The model is tiny and untrained (its codebook set from encoder outputs so that codes vary); most
+decodes use a stand-in for the slow autoregressive sampler, and one test runs the real one."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from tests.conftest import DEBUG_OVERLAY, REPO, synthetic_voice
+from vqspeech import audio, cli
+from vqspeech.codec import api, bitstream, stream
+from vqspeech.config import load_config, to_dict
+from vqspeech.models.vqvae import VQSpeech, model_fingerprint
+from vqspeech.train.checkpoint import load_model, save_checkpoint
+
+SR = 16000
+
+
+def make_model(seed: int) -> VQSpeech:
+    config = load_config(DEBUG_OVERLAY)
+    config.model.n_speakers = 2
+    torch.manual_seed(seed)
+    model = VQSpeech(config.model, ["alice", "bob"]).eval()
+    with torch.no_grad():  # codebook = encoder outputs of speech-like audio, so the codes are not all one
+        z = model.encoder(torch.from_numpy(synthetic_voice(1.024, 140, seed))[None, None])[0].T
+        model.quantizer.codebook.copy_(z[torch.randperm(z.shape[0])[: config.model.quantizer.codebook_size]])
+    model.speaker_lf0[1] = torch.tensor([np.log(220.0), 0.15])
+    return model, config
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory):
+    model, config = make_model(0)
+    path = tmp_path_factory.mktemp("model") / "tiny.pt"
+    save_checkpoint(path, {"config": to_dict(config), "speakers": model.speaker_names, "step": 0, "model": model.state_dict()})
+    return path
+
+
+@pytest.fixture(scope="module")
+def model(model_file):
+    return load_model(model_file)
+
+
+@pytest.fixture
+def fake_decoder(monkeypatch):
+    """Stand-in for the sampler: records its calls, returns a deterministic tone of the right length."""
+    calls = []
+
+    def decode(model, encoded, speaker, lf0, generator):
+        calls.append((encoded, speaker, lf0))
+        return (0.1 * np.sin(np.arange(encoded.n_samples) * 0.05)).astype(np.float32)
+
+    monkeypatch.setattr(stream, "decode_chunk", decode)
+    return calls
+
+
+def write(path, seconds=0.2, f0=150.0, seed=0, rate=SR, channels=1):
+    wav = synthetic_voice(seconds, f0, seed, rate)
+    sf.write(path, np.stack([wav] * channels, 1) if channels > 1 else wav, rate)
+    return path
+
+
+def run(*argv) -> int:
+    return cli.main([str(a) for a in argv])
+
+
+# --- the library: chunking is invisible -------------------------------------------------------------------
+
+def test_encode_file_equals_one_shot_encode(model, tmp_path):
+    src = write(tmp_path / "a.wav", seconds=1.0, seed=3)
+    api.encode_file(model, src, tmp_path / "a.vqs")
+    header, codes, pitch, _ = api.read_vqs(tmp_path / "a.vqs")
+    ref = model.encode(audio.load(src))  # what training-time code would produce
+    assert len(np.unique(codes)) > 5  # the test means something only if the codes vary
+    np.testing.assert_array_equal(codes, ref.codes.numpy())
+    np.testing.assert_array_equal(pitch, ref.pitch.numpy())
+    assert (header.lf0_mean, header.lf0_std) == (np.float32(ref.lf0_mean), np.float32(ref.lf0_std))
+    assert header.n_samples == SR and header.model == model_fingerprint(model).hex()
+
+
+def test_chunked_codes_equal_one_shot_and_need_their_context(model):
+    wav = audio.normalise(synthetic_voice(1.0, 150, 3))
+    blocks = [wav[i : i + 1000] for i in range(0, len(wav), 1000)]  # blocks unaligned with chunks
+    small = dict(chunk_seconds=0.128, encoder_seconds=0.032, pitch_context_seconds=0.064)
+    ref = model.encode(wav).codes
+    chunked = stream.encode_stream(model, blocks, len(wav), **small).codes
+    torch.testing.assert_close(chunked, ref, rtol=0, atol=0)
+    # The control: without the receptive field as context the codes at chunk edges change.
+    starved = stream.encode_stream(model, blocks, len(wav), **small, context=0).codes
+    assert (starved != ref).sum() > 0
+
+
+@pytest.mark.xfail(strict=True, reason="features.extract_pitch maps Praat frames onto ours with np.round on exact .5 "
+                   "ties, so which neighbour a frame takes depends on float noise that changes with the window length")
+def test_chunked_pitch_equals_one_shot(model):
+    wav = audio.normalise(synthetic_voice(1.0, 150, 0))
+    ref = model.encode(wav)
+    enc = stream.encode_stream(model, [wav], len(wav), chunk_seconds=0.256, encoder_seconds=0.032, pitch_context_seconds=0.2)
+    torch.testing.assert_close(enc.pitch, ref.pitch, rtol=0, atol=0)
+
+
+def test_streamed_reading_and_level_equal_audio_load(tmp_path):
+    stereo = write(tmp_path / "s.flac", seconds=0.7, rate=44100, channels=2, seed=4)
+    blocks = list(stream.read_blocks(stereo, SR, block_frames=5000))
+    assert len(blocks) > 3
+    raw = audio.load(stereo, normalise_level=False)
+    np.testing.assert_array_equal(np.concatenate(blocks), raw)
+    for wav in [raw, raw[:300], raw * 1e-3, np.r_[raw, np.zeros(10000, np.float32)]]:
+        level = stream.measure_level([wav[i : i + 777] for i in range(0, len(wav), 777)])
+        np.testing.assert_array_equal((wav * level.gain).astype(np.float32), audio.normalise(wav))
+    with pytest.raises(audio.AudioError, match="silent"):
+        stream.measure_level([np.zeros(1000, np.float32)])
+
+
+def test_decode_stream_slices_codes_and_pitch_in_step(model, fake_decoder):
+    enc = model.encode(audio.normalise(synthetic_voice(1.0, 150, 1)))
+    enc.n_samples -= 100
+    pieces = list(stream.decode_stream(model, enc, "alice", chunk_seconds=0.1))
+    pf = model.config.pitch_frames
+    assert len(pieces) == len(fake_decoder) > 5
+    assert sum(p.size for p in pieces) == enc.n_samples
+    torch.testing.assert_close(torch.cat([c[0].codes for c in fake_decoder]), enc.codes)
+    torch.testing.assert_close(torch.cat([c[0].pitch for c in fake_decoder]), enc.pitch)
+    assert all(c[0].pitch.shape[0] * pf == c[0].codes.shape[0] for c in fake_decoder)
+
+
+def test_real_decode_file_matches_decode_bytes(model, tmp_path):
+    """The real sampler, through the file writer (16-bit, resampled) and in memory: same audio."""
+    data = api.encode_audio(model, synthetic_voice(0.2, 150, 0))
+    (tmp_path / "a.vqs").write_bytes(data)
+    wav, header = api.decode_bytes(model, data, seed=7)
+    api.decode_file(model, tmp_path / "a.vqs", tmp_path / "a.wav", seed=7)
+    written, rate = sf.read(tmp_path / "a.wav", dtype="float32")
+    assert rate == SR and wav.shape == written.shape == (header.n_samples,) and np.abs(wav).max() > 0.01
+    assert np.abs(written - wav).max() <= 1 / 32768 + 1e-6  # the same samples (so the seed fixes them), 16-bit rounded
+
+
+def test_fingerprint_survives_float16_but_not_retraining(model):
+    fp = model_fingerprint(model)
+    half = make_model(0)[0]
+    half.load_state_dict(model.state_dict())
+    half.half().float()
+    assert model_fingerprint(half) == fp
+    with torch.no_grad():
+        half.decoder.out2.bias.add_(1.0)  # the decoder is not part of what the codes mean
+    assert model_fingerprint(half) == fp
+    with torch.no_grad():
+        half.encoder.net[0].weight.mul_(1.01)
+    assert model_fingerprint(half) != fp
+    assert model_fingerprint(make_model(1)[0]) != fp
+
+
+# --- the command line ----------------------------------------------------------------------------------------
+
+def test_encode_info_decode(model_file, tmp_path, capsys, fake_decoder):
+    write(tmp_path / "a.wav")
+    assert run("encode", tmp_path / "a.wav", "--model", model_file, "--speaker", "alice") == 0
+    assert run("info", tmp_path / "a.vqs") == 0
+    out = capsys.readouterr().out
+    assert "1562.5 bit/s" in out and "speaker    alice" in out and "52 x 5 bits" in out
+    assert run("decode", tmp_path / "a.vqs", "--model", model_file, "--sample-rate", 8000) == 0
+    wav, rate = sf.read(tmp_path / "a.decoded.wav")
+    assert rate == 8000 and abs(len(wav) - 1600) <= 1
+    assert fake_decoder[0][1] == "alice" and fake_decoder[0][2] is None  # the recorded voice, its own pitch
+    assert run("decode", tmp_path / "a.vqs", "--model", model_file, "--speaker", "bob", "-o", tmp_path / "b.flac") == 0
+    assert fake_decoder[-1][1] == "bob" and fake_decoder[-1][2] == pytest.approx((np.log(220.0), 0.15))
+    assert sf.info(tmp_path / "b.flac").format == "FLAC"
+
+
+def test_never_overwrites_without_force(model_file, tmp_path, capsys):
+    write(tmp_path / "a.wav")
+    (tmp_path / "a.vqs").write_bytes(b"precious")
+    assert run("encode", tmp_path / "a.wav", "--model", model_file) == 1
+    err = capsys.readouterr().err
+    assert "1 of 1 files failed:" in err and "exists (use --force to overwrite)" in err
+    assert (tmp_path / "a.vqs").read_bytes() == b"precious"
+    assert run("encode", tmp_path / "a.wav", "--model", model_file, "--force") == 0
+    assert bitstream.unpack((tmp_path / "a.vqs").read_bytes())[0].n_samples == 3200
+    assert run("encode", tmp_path / "a.wav", "--model", model_file, "-o", tmp_path / "x.wav") == 1
+    assert "must end in .vqs" in capsys.readouterr().err and not (tmp_path / "x.wav").exists()
+
+
+def test_many_inputs_with_failures(model_file, tmp_path, capsys, fake_decoder):
+    (tmp_path / "in" / "spk").mkdir(parents=True)
+    write(tmp_path / "in" / "spk" / "x.wav", seed=1)
+    write(tmp_path / "in" / "y.flac", seed=2, rate=22050)
+    write(tmp_path / "z.wav", seed=3)
+    (tmp_path / "broken.wav").write_bytes(b"RIFF nonsense")
+    sf.write(tmp_path / "quiet.wav", np.zeros(3200, np.float32), SR)
+    out = tmp_path / "out"
+    code = run("encode", tmp_path / "in", str(tmp_path / "z*.wav"), tmp_path / "broken.wav", tmp_path / "quiet.wav",
+               tmp_path / "missing.wav", "-o", out, "--model", model_file)
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "3 of 6 files failed:" in err
+    assert "broken.wav: not a readable audio file" in err and "quiet.wav: audio is silent" in err
+    assert "missing.wav: no such file or folder" in err
+    made = sorted(p.relative_to(out).as_posix() for p in out.rglob("*"))
+    assert made == ["spk", "spk/x.vqs", "y.vqs", "z.vqs"]  # folder layout mirrored, no temporary files left
+    assert run("decode", out, "--model", model_file, "-o", tmp_path / "back") == 0
+    assert sorted(p.name for p in (tmp_path / "back").rglob("*.wav")) == ["x.decoded.wav", "y.decoded.wav", "z.decoded.wav"]
+
+
+def test_usage_errors_exit_2(model_file, tmp_path, capsys, monkeypatch):
+    write(tmp_path / "a.wav")
+    write(tmp_path / "b.wav")
+    (tmp_path / "file").write_text("")
+    assert run("encode", tmp_path / "a.wav", tmp_path / "b.wav", "-o", tmp_path / "file", "--model", model_file) == 2
+    assert "need an output folder" in capsys.readouterr().err
+    assert run("encode", tmp_path / "a.wav", "--model", model_file, "--speaker", "carol") == 2
+    assert "unknown speaker 'carol'" in capsys.readouterr().err
+    monkeypatch.setattr(api, "default_model_path", lambda: tmp_path / "nowhere" / "default.pt")
+    assert run("encode", tmp_path / "a.wav") == 2
+    assert "no default model is installed yet" in capsys.readouterr().err
+    assert not (tmp_path / "a.vqs").exists()
+
+
+def test_decode_refuses_bad_files_and_foreign_models(model_file, tmp_path, capsys, fake_decoder):
+    other, config = make_model(1)
+    other_file = tmp_path / "other.pt"
+    save_checkpoint(other_file, {"config": to_dict(config), "speakers": other.speaker_names, "step": 0, "model": other.state_dict()})
+    write(tmp_path / "a.wav")
+    assert run("encode", tmp_path / "a.wav", "--model", other_file) == 0
+    data = (tmp_path / "a.vqs").read_bytes()
+    (tmp_path / "bad.vqs").write_bytes(data[:20] + bytes([data[20] ^ 4]) + data[21:])
+    (tmp_path / "cut.vqs").write_bytes(data[:-9])
+    assert run("decode", tmp_path / "a.vqs", tmp_path / "bad.vqs", tmp_path / "cut.vqs", "--model", model_file) == 1
+    err = capsys.readouterr().err
+    assert "3 of 3 files failed:" in err and "made by another model" in err and err.count("checksum mismatch") == 2
+    assert not list(tmp_path.glob("*.decoded.wav")) and not list(tmp_path.glob(".*.tmp")) and not fake_decoder
+    assert run("decode", tmp_path / "a.vqs", "--model", model_file, "--force-model") == 0
+    assert (tmp_path / "a.decoded.wav").exists()
+
+
+def test_failed_decode_leaves_nothing_half_written(model, tmp_path, monkeypatch):
+    (tmp_path / "a.vqs").write_bytes(api.encode_audio(model, synthetic_voice(1.0, 150, 0)))
+    calls = []
+
+    def dies_on_second_chunk(model, encoded, speaker, lf0, generator):
+        calls.append(1)
+        if len(calls) == 2:
+            raise OSError("disk full")
+        return np.zeros(encoded.n_samples, np.float32)
+
+    monkeypatch.setattr(stream, "decode_chunk", dies_on_second_chunk)
+    (tmp_path / "old.wav").write_bytes(b"old")
+    with pytest.raises(OSError, match="disk full"):
+        api.decode_file(model, tmp_path / "a.vqs", tmp_path / "old.wav", force=True, chunk_seconds=0.25)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.vqs", "old.wav"]
+    assert (tmp_path / "old.wav").read_bytes() == b"old"
+
+
+def test_python_dash_m_runs_the_cli():
+    result = subprocess.run([sys.executable, "-m", "vqspeech", "--help"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and all(cmd in result.stdout for cmd in ("encode", "decode", "info"))

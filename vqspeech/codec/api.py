@@ -1,0 +1,320 @@
+"""The codec's library face, shared by the command line and the demo.
+
+    encode_audio(model, wav) -> bytes                    a waveform in memory -> a .vqs file's bytes
+    decode_bytes(model, data) -> (wav, header)           and back
+    encode_file(model, src, dst) / decode_file(...)      the same on files, streamed in bounded memory
+    expand_inputs / plan_outputs / run_batch             files, folders and globs, with per-file errors
+
+Every expected problem (bad audio, bad .vqs, output exists) is a ValueError or OSError whose message
+is one line naming the file; run_batch collects them so one bad file does not stop the others.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import soxr
+import torch
+
+from vqspeech.audio import AUDIO_EXTENSIONS, AudioError
+from vqspeech.codec import bitstream, stream
+from vqspeech.codec.bitstream import BitstreamError, Header
+from vqspeech.models.vqvae import Encoded, VQSpeech, model_fingerprint
+
+VQS_EXTENSION = ".vqs"
+
+
+# --- models ------------------------------------------------------------------------------------------
+
+def default_model_path() -> Path:
+    """Where the shipped model lives (inside the package); the one place to change it."""
+    return Path(__file__).resolve().parents[1] / "pretrained" / "default.pt"
+
+
+def load(path: str | Path | None = None) -> VQSpeech:
+    """The model at `path`, or the shipped default; a clear error if there is neither."""
+    from vqspeech.train.checkpoint import load_model
+
+    if path is None:
+        path = default_model_path()
+        if not path.exists():
+            raise ValueError(f"no model given, and no default model is installed yet ({path}): "
+                             "pass --model PATH (a checkpoint written by `vqspeech train`)")
+    return load_model(path)
+
+
+def fingerprint(model: VQSpeech) -> str:
+    """The model's fingerprint as hex (a few milliseconds; not cached, so it can never go stale)."""
+    return model_fingerprint(model).hex()
+
+
+def check_model(model: VQSpeech, header: Header, force: bool = False) -> None:
+    """Refuse to decode codes made by another model (unless forced), and always when shapes differ."""
+    c = model.config
+    ours = dict(sample_rate=c.sample_rate, hop=c.hop, codebook_size=c.quantizer.codebook_size,
+                pitch_levels=c.pitch_levels if c.pitch else 0, pitch_frames=c.pitch_frames)
+    if not ours["pitch_levels"]:
+        ours.pop("pitch_frames")
+    for key, value in ours.items():
+        if getattr(header, key) != value:
+            raise BitstreamError(f"cannot be decoded by this model: the file has {key}={getattr(header, key)}, the model {value}")
+    if header.pitch_levels and header.n_frames % header.pitch_frames:
+        raise BitstreamError(f"{header.n_frames} codes are not a whole number of pitch frames ({header.pitch_frames} codes each)")
+    if header.model != fingerprint(model) and not force:
+        raise BitstreamError(f"made by another model (file {header.model}, this model {fingerprint(model)}): its codes "
+                             "mean nothing to this model; force to decode anyway (--force-model)")
+
+
+# --- in memory -----------------------------------------------------------------------------------------
+
+def speaker_name(model: VQSpeech, speaker: str | int) -> str:
+    """A speaker's name from its name or index (an index may come as a string: "0")."""
+    if isinstance(speaker, str) and speaker not in model.speaker_names and speaker.isdigit():
+        speaker = int(speaker)
+    return model.speaker_names[model.speaker_index(speaker)]
+
+
+def _header(model: VQSpeech, enc: Encoded, speaker: str | int | None) -> Header:
+    c = model.config
+    if speaker is not None:
+        speaker = speaker_name(model, speaker)
+    return Header(model=fingerprint(model), sample_rate=c.sample_rate, hop=c.hop, codebook_size=c.quantizer.codebook_size,
+                  pitch_levels=c.pitch_levels if c.pitch else 0, pitch_frames=c.pitch_frames, n_frames=int(enc.codes.shape[0]),
+                  n_samples=enc.n_samples, speaker=speaker, lf0_mean=enc.lf0_mean, lf0_std=enc.lf0_std)
+
+
+def _pack(model: VQSpeech, enc: Encoded, speaker: str | None) -> bytes:
+    pitch = None if enc.pitch is None else enc.pitch.numpy()
+    return bitstream.pack(_header(model, enc, speaker), enc.codes.numpy(), pitch)
+
+
+def encode_audio(model: VQSpeech, wav: np.ndarray, sample_rate: int | None = None, speaker: str | None = None,
+                 **chunking) -> bytes:
+    """A waveform (float [T] or [T, channels], at `sample_rate`, default the model's) -> .vqs bytes.
+
+    Mixed to mono, resampled and loudness-normalised as audio.load does, then encoded in chunks."""
+    wav = np.asarray(wav, dtype=np.float32)
+    wav = wav.mean(axis=1) if wav.ndim == 2 else wav.reshape(-1)
+    rate = sample_rate or model.config.sample_rate
+    if wav.size and rate != model.config.sample_rate:
+        wav = soxr.resample(wav, rate, model.config.sample_rate, quality="HQ").astype(np.float32)
+    level = stream.measure_level([wav])
+    enc = stream.encode_stream(model, [(wav * level.gain).astype(np.float32)], level.n_samples, **chunking)
+    return _pack(model, enc, speaker)
+
+
+def _voice(model: VQSpeech, header: Header, speaker: str | int | None) -> tuple[str, tuple[float, float] | None]:
+    """Which speaker renders the codes, and in which pitch range.
+
+    Default: the speaker recorded in the file if this model knows them, else the model's first. The
+    pitch keeps the recording's own range, unless `speaker` names someone other than the recorded
+    speaker: then it moves into the target's range (voice conversion)."""
+    if speaker is None:
+        name = header.speaker if header.speaker in model.speaker_names else model.speaker_names[0]
+        return name, None
+    name = speaker_name(model, speaker)
+    converting = header.speaker is not None and name != header.speaker and model.config.pitch
+    return name, (model.speaker_pitch(name) if converting else None)
+
+
+def _encoded(header: Header, codes: np.ndarray, pitch: np.ndarray | None) -> Encoded:
+    return Encoded(codes=torch.from_numpy(codes), pitch=None if pitch is None else torch.from_numpy(pitch),
+                   lf0_mean=header.lf0_mean, lf0_std=header.lf0_std, n_samples=header.n_samples)
+
+
+def decode_bytes(model: VQSpeech, data: bytes, speaker: str | int | None = None, force: bool = False, seed: int = 0,
+                 chunk_seconds: float = 20.0) -> tuple[np.ndarray, Header]:
+    """.vqs bytes -> (waveform float32 [n_samples] at the model's rate, header). `force`: decode codes
+    from another model anyway (never when the shapes differ)."""
+    header, codes, pitch = bitstream.unpack(data)
+    check_model(model, header, force)
+    name, lf0 = _voice(model, header, speaker)
+    pieces = list(stream.decode_stream(model, _encoded(header, codes, pitch), name, lf0, chunk_seconds,
+                                       torch.Generator().manual_seed(seed)))
+    return (np.concatenate(pieces) if pieces else np.zeros(0, np.float32)), header
+
+
+# --- files ---------------------------------------------------------------------------------------------
+
+def _check_output(src: Path, dst: Path, overwrite: bool) -> None:
+    if dst.resolve() == src.resolve():
+        raise ValueError(f"{dst}: the output would overwrite the input")
+    if dst.exists() and not overwrite:
+        raise FileExistsError(f"{dst}: exists (use --force to overwrite)")
+
+
+def write_atomic(path: Path, data: bytes, overwrite: bool = False) -> None:
+    """Write bytes to a temporary file beside `path`, then rename: never half a file."""
+    tmp = stream.temp_beside(path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+        if path.exists() and not overwrite:
+            raise FileExistsError(f"{path}: exists (use --force to overwrite)")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def encode_file(model: VQSpeech, in_path: str | Path, out_path: str | Path, force: bool = False,
+                speaker: str | None = None, **chunking) -> Header:
+    """Audio file (any soundfile format and rate) -> .vqs file. `force`: overwrite out_path.
+
+    Streams: two passes over the file (level, then codes), memory independent of its length."""
+    src, dst = Path(in_path), Path(out_path)
+    if dst.suffix.lower() != VQS_EXTENSION:
+        raise ValueError(f"{dst}: an encoded file's name must end in {VQS_EXTENSION}")
+    _check_output(src, dst, force)
+    rate = model.config.sample_rate
+    level = stream.measure_level(stream.read_blocks(src, rate), name=str(src))
+    blocks = ((x * level.gain).astype(np.float32) for x in stream.read_blocks(src, rate))
+    try:
+        enc = stream.encode_stream(model, blocks, level.n_samples, **chunking)
+    except ValueError as e:
+        raise AudioError(f"{src}: {e}") from None
+    data = _pack(model, enc, speaker)
+    write_atomic(dst, data, force)
+    return bitstream.unpack(data)[0]
+
+
+def read_vqs(path: str | Path) -> tuple[Header, np.ndarray, np.ndarray | None, int]:
+    """A .vqs file -> (header, codes, pitch, file size in bytes); BitstreamError naming the file."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file")
+    with open(path, "rb") as f:
+        head = f.read(4)  # look before reading everything: a large non-.vqs file is refused at once
+        if not head.startswith(bitstream.MAGIC[: len(head)]) or not head:
+            raise BitstreamError(f"{path}: not a .vqs file (wrong magic bytes)" if head else f"{path}: empty file")
+        data = head + f.read()
+    try:
+        header, codes, pitch = bitstream.unpack(data)
+    except BitstreamError as e:
+        raise BitstreamError(f"{path}: {e}") from None
+    return header, codes, pitch, len(data)
+
+
+def decode_file(model: VQSpeech, in_path: str | Path, out_path: str | Path, force: bool = False,
+                force_model: bool = False, speaker: str | int | None = None, sample_rate: int | None = None,
+                seed: int = 0, chunk_seconds: float = 20.0) -> tuple[Header, str]:
+    """.vqs file -> audio file (.wav, .flac or .ogg by its extension) at `sample_rate` (default the
+    model's), written piece by piece and renamed into place at the end. `force`: overwrite out_path;
+    `force_model`: decode codes from another model. Returns (header, the speaker that rendered it)."""
+    src, dst = Path(in_path), Path(out_path)
+    _check_output(src, dst, force)
+    header, codes, pitch, _ = read_vqs(src)
+    try:
+        check_model(model, header, force_model)
+    except BitstreamError as e:
+        raise BitstreamError(f"{src}: {e}") from None
+    name, lf0 = _voice(model, header, speaker)
+    rate = model.config.sample_rate
+    with stream.AudioWriter(dst, sample_rate or rate, rate, overwrite=force) as out:
+        for piece in stream.decode_stream(model, _encoded(header, codes, pitch), name, lf0, chunk_seconds,
+                                          torch.Generator().manual_seed(seed)):
+            out.write(piece)
+    return header, name
+
+
+# --- many files ------------------------------------------------------------------------------------------
+
+Failure = tuple[str, str]  # (input as given or found, one-line reason)
+
+
+def expand_inputs(items: list[str], extensions: tuple[str, ...]) -> tuple[list[tuple[Path, Path]], list[Failure], bool]:
+    """Files, folders (searched recursively for `extensions`) and glob patterns -> inputs.
+
+    Returns ([(path, relative path to mirror under an output folder)], failures, whether any item
+    could stand for several files (a folder or a pattern))."""
+    found: list[tuple[Path, Path]] = []
+    failures: list[Failure] = []
+    several = False
+    for item in items:
+        p = Path(item)
+        if p.is_dir():
+            several = True
+            files = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in extensions and not f.name.startswith("."))
+            found += [(f, f.relative_to(p)) for f in files]
+            if not files:
+                failures.append((item, f"{item}: no {'/'.join(extensions)} files in this folder"))
+        elif p.exists():
+            found.append((p, Path(p.name)))
+        elif any(ch in item for ch in "*?["):
+            several = True
+            import glob
+
+            files = sorted(Path(f) for f in glob.glob(item, recursive=True) if Path(f).is_file() and Path(f).suffix.lower() in extensions)
+            found += [(f, Path(f.name)) for f in files]
+            if not files:
+                failures.append((item, f"{item}: no {'/'.join(extensions)} files match"))
+        else:
+            failures.append((item, f"{item}: no such file or folder"))
+    unique, seen = [], set()
+    for path, rel in found:
+        if path.resolve() not in seen:
+            seen.add(path.resolve())
+            unique.append((path, rel))
+    return unique, failures, several
+
+
+def plan_outputs(inputs: list[tuple[Path, Path]], output: str | None, rename: Callable[[str], str],
+                 several: bool = False) -> tuple[list[tuple[Path, Path]], list[Failure]]:
+    """Pair each input with its output: beside it by default, `output` itself for one file, or mirrored
+    under the folder `output` (which several inputs require). Two inputs that would write the same
+    output are a failure of the second, not a silent overwrite."""
+    to_folder = output is not None and (several or len(inputs) > 1 or Path(output).is_dir() or output.endswith(("/", os.sep)))
+    if to_folder and Path(output).exists() and not Path(output).is_dir():
+        raise ValueError(f"-o {output}: several inputs need an output folder, and this is a file")
+    jobs, failures, taken = [], [], {}
+    for src, rel in inputs:
+        if output is None:
+            dst = src.with_name(rename(src.name))
+        elif to_folder:
+            dst = Path(output) / rel.with_name(rename(rel.name))
+        else:
+            dst = Path(output)
+        key = dst.resolve()
+        if key in taken:
+            failures.append((str(src), f"{src}: would write {dst}, as {taken[key]} does"))
+            continue
+        taken[key] = src
+        jobs.append((src, dst))
+    return jobs, failures
+
+
+def encoded_name(name: str) -> str:
+    """a.wav -> a.vqs"""
+    return str(Path(name).with_suffix(VQS_EXTENSION))
+
+
+def decoded_name(name: str) -> str:
+    """a.vqs -> a.decoded.wav"""
+    return Path(name).stem + ".decoded.wav"
+
+
+def run_batch(jobs: list[tuple[Path, Path]], work: Callable[[Path, Path], str], progress: bool = True,
+              echo: Callable[[str], None] = print) -> list[Failure]:
+    """Run work(src, dst) for each job under a progress bar; echo what it returns; collect the
+    failures (ValueError, OSError: our one-line errors) instead of stopping at the first."""
+    from tqdm import tqdm
+
+    failures: list[Failure] = []
+    bar = tqdm(jobs, unit="file", disable=True if not progress or len(jobs) < 2 else None, dynamic_ncols=True)
+    for src, dst in bar:
+        try:
+            line = work(src, dst)
+        except (ValueError, OSError) as e:
+            message = (str(e).splitlines() or [type(e).__name__])[0]
+            failures.append((str(src), message if str(src) in message else f"{src}: {message}"))
+            continue
+        if line:
+            (tqdm.write if not bar.disable else echo)(line)
+    return failures
+
+
+def input_extensions(decode: bool) -> tuple[str, ...]:
+    return (VQS_EXTENSION,) if decode else AUDIO_EXTENSIONS

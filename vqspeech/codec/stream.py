@@ -1,0 +1,277 @@
+"""Chunked encoding and decoding, so that hour-long recordings need no more memory than a minute.
+
+Encoding reads the file twice, block by block: the first pass measures what needs the whole file (its
+length and loudness), the second normalises, encodes and tracks pitch window by window:
+
+    windows of `chunk_seconds` (+ `pitch_context_seconds` each side) -> Praat pitch per window
+      sub-windows of `encoder_seconds` (+ the encoder's receptive field each side) -> codes
+
+With the receptive field as context, the codes equal those of a one-shot `VQSpeech.encode` exactly
+(tests/test_codec_cli.py checks it). The pitch track equals the one-shot track when the file fits in
+one window (120 s by default); over longer files Praat's global choices (the path finder, the silence
+threshold relative to the file's peak) can differ near window edges. The utterance's log-F0 statistics
+are taken over the whole file's F0 track, which is kept (4 bytes per pitch frame) and quantised at
+the end, exactly as the one-shot encoder does.
+
+Decoding runs `decode_chunk` on slices of the codes and writes each piece as it comes.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import soxr
+import torch
+
+from vqspeech import features
+from vqspeech.audio import AudioError
+from vqspeech.models.vqvae import Encoded, VQSpeech
+
+# Mirrors audio.normalise (frame length, target level, peak limit); tests/test_codec_cli.py checks the
+# streamed gain equals what audio.normalise applies, so the two cannot drift apart silently.
+_LEVEL_FRAME, _LEVEL_DB, _LEVEL_PEAK = 320, -23.0, 0.95
+# Praat's autocorrelation pitch needs 3 periods of the 60 Hz floor (features.extract_pitch) per window.
+_MIN_PITCH_SECONDS = 3 / 60.0
+OUTPUT_FORMATS = {".wav": ("WAV", "PCM_16"), ".flac": ("FLAC", "PCM_16"), ".ogg": ("OGG", "VORBIS")}
+
+
+def _first_line(e: Exception) -> str:
+    return (str(e).splitlines() or [type(e).__name__])[0]
+
+
+def read_blocks(path: str | Path, sample_rate: int, block_frames: int = 1 << 16) -> Iterator[np.ndarray]:
+    """Stream any soundfile-readable file as mono float32 blocks at `sample_rate` (resampled on the fly).
+
+    The samples equal audio.load(path, normalise_level=False) block for block: the same channel mean and
+    the same soxr resampler (streamed soxr equals one-shot soxr)."""
+    path = Path(path)
+    if not path.exists():
+        raise AudioError(f"{path}: no such file")
+    try:
+        f = sf.SoundFile(str(path))
+    except Exception as e:  # soundfile raises several types (LibsndfileError, RuntimeError, TypeError)
+        raise AudioError(f"{path}: not a readable audio file ({_first_line(e)})") from None
+    with f:
+        resampler = None
+        if f.samplerate != sample_rate:
+            resampler = soxr.ResampleStream(f.samplerate, sample_rate, 1, dtype="float32", quality="HQ")
+        blocks = f.blocks(blocksize=block_frames, dtype="float32", always_2d=True)
+        held = None  # one block of look-ahead: the resampler must be told which block is the last
+        while True:
+            try:
+                block = next(blocks, None)
+            except Exception as e:
+                raise AudioError(f"{path}: unreadable audio data ({_first_line(e)})") from None
+            if held is not None:
+                mono = held.mean(axis=1)
+                yield mono if resampler is None else resampler.resample_chunk(mono, last=block is None)
+            if block is None:
+                return
+            held = block
+
+
+@dataclass
+class Level:
+    n_samples: int
+    gain: float  # the factor audio.normalise would apply to the whole file
+
+
+def measure_level(blocks: Iterable[np.ndarray], name: str = "audio") -> Level:
+    """First pass: length, checks (as audio.load makes them) and the loudness-normalisation gain."""
+    energies, rest, n, peak = [], np.zeros(0, np.float32), 0, np.float32(0)
+    for x in blocks:
+        if not np.isfinite(x).all():
+            raise AudioError(f"{name}: audio contains NaN or infinite samples")
+        if x.size:
+            n += x.size
+            peak = max(peak, np.abs(x).max())
+            rest = np.concatenate([rest, x])
+            whole = rest.size // _LEVEL_FRAME * _LEVEL_FRAME
+            if whole:
+                energies.append((rest[:whole].reshape(-1, _LEVEL_FRAME) ** 2).mean(axis=1))
+                rest = rest[whole:]
+    if n == 0:
+        raise AudioError(f"{name}: empty audio")
+    if peak < 1e-4:
+        raise AudioError(f"{name}: audio is silent")
+    if not energies:  # shorter than one frame: audio.normalise measures the whole signal
+        energies.append((rest[None] ** 2).mean(axis=1))
+    energy = np.sort(np.concatenate(energies))
+    rms = float(np.sqrt(energy[len(energy) // 2 :].mean() + 1e-12))
+    gain = min(10 ** (_LEVEL_DB / 20) / rms, _LEVEL_PEAK / (peak + 1e-12))
+    return Level(n_samples=n, gain=gain)
+
+
+def encoder_context(model: VQSpeech) -> int:
+    """Samples of context each side of a window that make chunked codes equal one-shot codes.
+
+    The receptive field of the encoder's convolution chain (an upper bound for each side), rounded up
+    to whole codes so that windows stay on the code grid."""
+    field, jump = 1, 1
+    for m in model.encoder.modules():
+        if isinstance(m, torch.nn.Conv1d):
+            field += (m.kernel_size[0] - 1) * m.dilation[0] * jump
+            jump *= m.stride[0]
+    hop = model.config.hop
+    return -(-field // hop) * hop
+
+
+class _Window:
+    """A sliding view [a, b) of a stream of `n` samples, zero-extended to `total`; a never goes back."""
+
+    def __init__(self, blocks: Iterable[np.ndarray], n: int, total: int):
+        self._it, self._n, self._total = iter(blocks), n, total
+        self._buf, self._start, self._read = np.zeros(0, np.float32), 0, 0
+
+    def get(self, a: int, b: int) -> np.ndarray:
+        end = self._start + self._buf.size
+        assert self._start <= a <= end, "windows must overlap or touch"
+        parts = [self._buf[a - self._start :]]
+        while end < b:
+            x = next(self._it, None)
+            if x is None:
+                if self._read != self._n:
+                    raise ValueError(f"the audio changed while it was read ({self._read} samples, expected {self._n})")
+                x = np.zeros(self._total - end, np.float32)
+            else:
+                self._read += x.size
+                x = x[: max(0, self._n - (self._read - x.size))]  # never read past n (a changed file)
+            parts.append(np.asarray(x, np.float32))
+            end += x.size
+        self._buf, self._start = np.concatenate(parts), a
+        return self._buf[: b - a]
+
+
+def _seconds_to(seconds: float, unit: int, sample_rate: int) -> int:
+    """`seconds` as samples, rounded up to a whole number of `unit`s (at least one)."""
+    return max(unit, math.ceil(seconds * sample_rate / unit) * unit)
+
+
+@torch.inference_mode()
+def encode_stream(model: VQSpeech, blocks: Iterable[np.ndarray], n_samples: int, *, chunk_seconds: float = 120.0,
+                  encoder_seconds: float = 5.0, pitch_context_seconds: float = 1.0,
+                  context: int | None = None) -> Encoded:
+    """A stream of normalised float32 blocks at the model's rate, `n_samples` in all -> Encoded.
+
+    Equal to model.encode(concatenated blocks) (codes exactly; pitch as the module docstring says).
+    `context` overrides the encoder context in samples (tests use it to show that less is not enough)."""
+    c = model.config
+    P, sr = c.pitch_hop, c.sample_rate
+    total = model.pad_length(n_samples)
+    if c.pitch and total < _MIN_PITCH_SECONDS * sr:
+        raise ValueError(f"audio too short: {n_samples / sr:.3f} s (pitch analysis needs at least {_MIN_PITCH_SECONDS:.2f} s)")
+    enc_ctx = encoder_context(model) if context is None else context
+    chunk = _seconds_to(chunk_seconds, P, sr)
+    enc_chunk = _seconds_to(encoder_seconds, P, sr)
+    ctx = max(_seconds_to(pitch_context_seconds, P, sr), -(-enc_ctx // P) * P, _seconds_to(_MIN_PITCH_SECONDS, P, sr))
+    window = _Window(blocks, n_samples, total)
+    codes, f0 = [], []
+    for s in range(0, total, chunk):
+        e = min(s + chunk, total)
+        a, b = max(0, s - ctx), min(total, e + ctx)
+        w = torch.from_numpy(window.get(a, b))
+        for s2 in range(s, e, enc_chunk):
+            e2 = min(s2 + enc_chunk, e)
+            a2, b2 = max(a, s2 - enc_ctx), min(b, e2 + enc_ctx)
+            z = model.encoder(w[a2 - a : b2 - a][None, None])
+            codes.append(model.quantizer.encode(z)[0, (s2 - a2) // c.hop : (e2 - a2) // c.hop])
+        if c.pitch:
+            f0.append(features.extract_pitch(w.numpy(), P, sr).f0[(s - a) // P : (e - a) // P])
+    pitch, mean, std = None, float(np.log(150.0)), 0.2  # model.encode's values without pitch
+    if c.pitch:
+        track = features.Pitch(np.concatenate(f0), P)
+        mean, std = track.log_stats()
+        pitch = torch.from_numpy(features.quantise_pitch(track, mean, std, c.pitch_levels, c.pitch_z_range))
+    return Encoded(codes=torch.cat(codes), pitch=pitch, lf0_mean=mean, lf0_std=std, n_samples=n_samples)
+
+
+def decode_chunk(model: VQSpeech, encoded: Encoded, speaker: str | int, lf0: tuple[float, float] | None,
+                 generator: torch.Generator | None) -> np.ndarray:
+    """The one place the codec calls the decoder: swap this for a faster sampler.
+
+    Each chunk starts the sampler afresh (silence as history, the excitation's phase at zero), so chunk
+    edges may click softly; chunks are long to keep that rare."""
+    return model.decode(encoded, speaker, lf0=lf0, generator=generator)
+
+
+def decode_stream(model: VQSpeech, encoded: Encoded, speaker: str | int, lf0: tuple[float, float] | None = None,
+                  chunk_seconds: float = 20.0, generator: torch.Generator | None = None) -> Iterator[np.ndarray]:
+    """Encoded (codes [F], pitch [F // pitch_frames]) -> waveform pieces, n_samples in all."""
+    c = model.config
+    unit = c.pitch_frames if encoded.pitch is not None else 1
+    frames = max(unit, round(chunk_seconds * c.sample_rate / c.hop) // unit * unit)
+    n_frames = encoded.codes.shape[0]
+    for a in range(0, n_frames, frames):
+        b = min(a + frames, n_frames)
+        n = min(b * c.hop, encoded.n_samples) - a * c.hop
+        if n <= 0:
+            return
+        pitch = None if encoded.pitch is None else encoded.pitch[a // unit : b // unit]
+        piece = Encoded(codes=encoded.codes[a:b], pitch=pitch, lf0_mean=encoded.lf0_mean, lf0_std=encoded.lf0_std, n_samples=n)
+        yield decode_chunk(model, piece, speaker, lf0, generator)
+
+
+def temp_beside(path: Path) -> str:
+    """A new empty temporary file in `path`'s folder (same file system, so os.replace is atomic), with
+    the permissions a plainly created file would get (mkstemp's are owner-only)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    return tmp
+
+
+class AudioWriter:
+    """Write audio piece by piece to a temporary file beside `path`, renamed over it only on success.
+
+    Pieces come at `source_rate` and are resampled on the fly to `sample_rate`. Use as a context
+    manager: an exception inside leaves no file behind (and the old one, if any, untouched)."""
+
+    def __init__(self, path: str | Path, sample_rate: int, source_rate: int, overwrite: bool = False):
+        self.path, self.sample_rate, self.overwrite = Path(path), sample_rate, overwrite
+        suffix = self.path.suffix.lower()
+        if suffix not in OUTPUT_FORMATS:
+            raise ValueError(f"{self.path}: cannot write {suffix or 'files without an extension'} (use {', '.join(OUTPUT_FORMATS)})")
+        self._format, self._subtype = OUTPUT_FORMATS[suffix]
+        self._resampler = None
+        if sample_rate != source_rate:
+            self._resampler = soxr.ResampleStream(source_rate, sample_rate, 1, dtype="float32", quality="HQ")
+        self.n_written = 0
+
+    def __enter__(self) -> "AudioWriter":
+        if self.path.exists() and not self.overwrite:
+            raise FileExistsError(f"{self.path}: exists (use --force to overwrite)")
+        self._tmp = temp_beside(self.path)
+        self._file = sf.SoundFile(self._tmp, "w", self.sample_rate, 1, self._subtype, format=self._format)
+        return self
+
+    def write(self, wav: np.ndarray, last: bool = False) -> None:
+        wav = np.asarray(wav, np.float32)
+        if self._resampler is not None:
+            wav = self._resampler.resample_chunk(wav, last=last)
+        self._file.write(np.clip(wav, -1.0, 1.0))
+        self.n_written += wav.size
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            if exc_type is None:
+                if self._resampler is not None:
+                    self.write(np.zeros(0, np.float32), last=True)
+                self._file.close()
+                if self.path.exists() and not self.overwrite:  # appeared while we worked
+                    raise FileExistsError(f"{self.path}: exists (use --force to overwrite)")
+                os.replace(self._tmp, self.path)
+        finally:
+            if not self._file.closed:
+                self._file.close()
+            if os.path.exists(self._tmp):
+                os.unlink(self._tmp)
