@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -46,20 +48,49 @@ def load(path: str | Path, sample_rate: int = SAMPLE_RATE, normalise_level: bool
     return normalise(wav) if normalise_level else wav
 
 
-def normalise(wav: np.ndarray, target_db: float = -23.0, peak: float = 0.95) -> np.ndarray:
-    """Scale to `target_db` RMS over the louder half of 20 ms frames, limited so |peak| <= `peak`.
+LEVEL_DB = -23.0  # target RMS over the louder half of 20 ms frames
+LEVEL_PEAK = 0.95  # ... limited so that |peak| stays below this
+LEVEL_FRAME = 320
 
-    Measuring over the louder frames keeps pauses from dragging the level down.
-    """
-    frame = 320
-    n = max(len(wav) // frame, 1)
-    frames = wav[: n * frame].reshape(n, -1) if len(wav) >= frame else wav[None]
-    energy = np.sort((frames**2).mean(axis=1))
-    active = energy[len(energy) // 2 :]
-    rms = float(np.sqrt(active.mean() + 1e-12))
-    gain = 10 ** (target_db / 20) / rms
-    gain = min(gain, peak / (np.abs(wav).max() + 1e-12))
-    return (wav * gain).astype(np.float32)
+
+@dataclass
+class Level:
+    n_samples: int
+    gain: float  # the factor that normalises the whole signal
+    peak: float  # the signal's peak after normalisation
+
+
+def measure_level(blocks: Iterable[np.ndarray], name: str = "audio") -> Level:
+    """Length, checks (as `load` makes them) and the loudness-normalisation gain of a signal given as
+    consecutive blocks, so a long file is measured without holding it in memory. The level is the RMS over
+    the louder half of 20 ms frames (pauses do not drag it down), limited so the peak stays below LEVEL_PEAK."""
+    energies, rest, n, peak = [], np.zeros(0, np.float32), 0, np.float32(0)
+    for x in blocks:
+        if not np.isfinite(x).all():
+            raise AudioError(f"{name}: audio contains NaN or infinite samples")
+        if x.size:
+            n += x.size
+            peak = max(peak, np.abs(x).max())
+            rest = np.concatenate([rest, x])
+            whole = rest.size // LEVEL_FRAME * LEVEL_FRAME
+            if whole:
+                energies.append((rest[:whole].reshape(-1, LEVEL_FRAME) ** 2).mean(axis=1))
+                rest = rest[whole:]
+    if n == 0:
+        raise AudioError(f"{name}: empty audio")
+    if peak < 1e-4:
+        raise AudioError(f"{name}: audio is silent")
+    if not energies:  # shorter than one frame: measure the whole signal
+        energies.append((rest[None] ** 2).mean(axis=1))
+    energy = np.sort(np.concatenate(energies))
+    rms = float(np.sqrt(energy[len(energy) // 2 :].mean() + 1e-12))
+    gain = min(10 ** (LEVEL_DB / 20) / rms, LEVEL_PEAK / (peak + 1e-12))
+    return Level(n_samples=n, gain=gain, peak=float(peak) * gain)
+
+
+def normalise(wav: np.ndarray) -> np.ndarray:
+    """Scale a whole signal to the standard level (see measure_level)."""
+    return (wav * measure_level([wav]).gain).astype(np.float32)
 
 
 def save(path: str | Path, wav: np.ndarray, sample_rate: int = SAMPLE_RATE, force: bool = True) -> None:

@@ -47,22 +47,29 @@ class Pitch:
         return float(lf0.mean()), float(max(lf0.std(), 0.05))
 
 
-def extract_pitch(wav: np.ndarray, hop: int, sample_rate: int = 16000, floor: float = 60.0, ceiling: float = 500.0) -> Pitch:
+def extract_pitch(wav: np.ndarray, hop: int, sample_rate: int = 16000, floor: float = 60.0, ceiling: float = 500.0,
+                  reference_peak: float | None = None) -> Pitch:
     """F0 by Praat's autocorrelation method, one value per `hop` samples (frame j centred on hop*j + hop/2).
 
-    wav: float32 [T] -> Pitch with f0: [ceil(T / hop)].
+    wav: float32 [T] -> Pitch with f0: [ceil(T / hop)]. Praat's silence threshold is relative to the peak
+    of the sound it is given; when `wav` is a window of a longer file, pass the file's peak as
+    `reference_peak` so that the window decides silence as the whole file would.
     """
     import parselmouth
 
     n_frames = math.ceil(len(wav) / hop)
     sound = parselmouth.Sound(wav.astype(np.float64), sampling_frequency=sample_rate)
-    track = sound.to_pitch_ac(time_step=hop / sample_rate, pitch_floor=floor, pitch_ceiling=ceiling)
+    silence = 0.03  # Praat's default, relative to the peak
+    if reference_peak is not None:
+        silence = min(1.0, 0.03 * reference_peak / max(float(np.abs(wav).max()), 1e-9))
+    track = sound.to_pitch_ac(time_step=hop / sample_rate, pitch_floor=floor, pitch_ceiling=ceiling, silence_threshold=silence)
     times = track.xs()
     values = track.selected_array["frequency"]
     centres = (np.arange(n_frames) * hop + hop / 2) / sample_rate
     if len(times) == 0:
         return Pitch(np.zeros(n_frames, np.float32), hop)
-    idx = np.clip(np.round((centres - times[0]) / (hop / sample_rate)).astype(int), 0, len(times) - 1)
+    # Nearest Praat frame; the epsilon settles exact half-way ties the same way whatever the window length.
+    idx = np.clip(np.floor((centres - times[0]) / (hop / sample_rate) + 0.5 + 1e-6).astype(int), 0, len(times) - 1)
     f0 = values[idx].astype(np.float32)
     outside = (centres < times[0] - hop / sample_rate) | (centres > times[-1] + hop / sample_rate)
     f0[outside] = 0.0

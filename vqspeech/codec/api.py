@@ -102,7 +102,7 @@ def encode_audio(model: VQSpeech, wav: np.ndarray, sample_rate: int | None = Non
     if wav.size and rate != model.config.sample_rate:
         wav = soxr.resample(wav, rate, model.config.sample_rate, quality="HQ").astype(np.float32)
     level = stream.measure_level([wav])
-    enc = stream.encode_stream(model, [(wav * level.gain).astype(np.float32)], level.n_samples, **chunking)
+    enc = stream.encode_stream(model, [(wav * level.gain).astype(np.float32)], level.n_samples, peak=level.peak, **chunking)
     return _pack(model, enc, speaker)
 
 
@@ -173,7 +173,7 @@ def encode_file(model: VQSpeech, in_path: str | Path, out_path: str | Path, forc
     level = stream.measure_level(stream.read_blocks(src, rate), name=str(src))
     blocks = ((x * level.gain).astype(np.float32) for x in stream.read_blocks(src, rate))
     try:
-        enc = stream.encode_stream(model, blocks, level.n_samples, **chunking)
+        enc = stream.encode_stream(model, blocks, level.n_samples, peak=level.peak, **chunking)
     except ValueError as e:
         raise AudioError(f"{src}: {e}") from None
     data = _pack(model, enc, speaker)

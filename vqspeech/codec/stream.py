@@ -30,13 +30,10 @@ import soundfile as sf
 import soxr
 import torch
 
-from vqspeech import features
+from vqspeech import audio, features
 from vqspeech.audio import AudioError
 from vqspeech.models.vqvae import Encoded, VQSpeech
 
-# Mirrors audio.normalise (frame length, target level, peak limit); tests/test_codec_cli.py checks the
-# streamed gain equals what audio.normalise applies, so the two cannot drift apart silently.
-_LEVEL_FRAME, _LEVEL_DB, _LEVEL_PEAK = 320, -23.0, 0.95
 # Praat's autocorrelation pitch needs 3 periods of the 60 Hz floor (features.extract_pitch) per window.
 _MIN_PITCH_SECONDS = 3 / 60.0
 OUTPUT_FORMATS = {".wav": ("WAV", "PCM_16"), ".flac": ("FLAC", "PCM_16"), ".ogg": ("OGG", "VORBIS")}
@@ -77,36 +74,8 @@ def read_blocks(path: str | Path, sample_rate: int, block_frames: int = 1 << 16)
             held = block
 
 
-@dataclass
-class Level:
-    n_samples: int
-    gain: float  # the factor audio.normalise would apply to the whole file
-
-
-def measure_level(blocks: Iterable[np.ndarray], name: str = "audio") -> Level:
-    """First pass: length, checks (as audio.load makes them) and the loudness-normalisation gain."""
-    energies, rest, n, peak = [], np.zeros(0, np.float32), 0, np.float32(0)
-    for x in blocks:
-        if not np.isfinite(x).all():
-            raise AudioError(f"{name}: audio contains NaN or infinite samples")
-        if x.size:
-            n += x.size
-            peak = max(peak, np.abs(x).max())
-            rest = np.concatenate([rest, x])
-            whole = rest.size // _LEVEL_FRAME * _LEVEL_FRAME
-            if whole:
-                energies.append((rest[:whole].reshape(-1, _LEVEL_FRAME) ** 2).mean(axis=1))
-                rest = rest[whole:]
-    if n == 0:
-        raise AudioError(f"{name}: empty audio")
-    if peak < 1e-4:
-        raise AudioError(f"{name}: audio is silent")
-    if not energies:  # shorter than one frame: audio.normalise measures the whole signal
-        energies.append((rest[None] ** 2).mean(axis=1))
-    energy = np.sort(np.concatenate(energies))
-    rms = float(np.sqrt(energy[len(energy) // 2 :].mean() + 1e-12))
-    gain = min(10 ** (_LEVEL_DB / 20) / rms, _LEVEL_PEAK / (peak + 1e-12))
-    return Level(n_samples=n, gain=gain)
+Level = audio.Level
+measure_level = audio.measure_level
 
 
 def encoder_context(model: VQSpeech) -> int:
@@ -157,11 +126,12 @@ def _seconds_to(seconds: float, unit: int, sample_rate: int) -> int:
 @torch.inference_mode()
 def encode_stream(model: VQSpeech, blocks: Iterable[np.ndarray], n_samples: int, *, chunk_seconds: float = 120.0,
                   encoder_seconds: float = 5.0, pitch_context_seconds: float = 1.0,
-                  context: int | None = None) -> Encoded:
+                  context: int | None = None, peak: float | None = None) -> Encoded:
     """A stream of normalised float32 blocks at the model's rate, `n_samples` in all -> Encoded.
 
     Equal to model.encode(concatenated blocks) (codes exactly; pitch as the module docstring says).
-    `context` overrides the encoder context in samples (tests use it to show that less is not enough)."""
+    `context` overrides the encoder context in samples (tests use it to show that less is not enough).
+    `peak`: the whole signal's peak (Level.peak), so pitch windows judge silence as a one-shot pass would."""
     c = model.config
     P, sr = c.pitch_hop, c.sample_rate
     total = model.pad_length(n_samples)
@@ -183,7 +153,7 @@ def encode_stream(model: VQSpeech, blocks: Iterable[np.ndarray], n_samples: int,
             z = model.encoder(w[a2 - a : b2 - a][None, None])
             codes.append(model.quantizer.encode(z)[0, (s2 - a2) // c.hop : (e2 - a2) // c.hop])
         if c.pitch:
-            f0.append(features.extract_pitch(w.numpy(), P, sr).f0[(s - a) // P : (e - a) // P])
+            f0.append(features.extract_pitch(w.numpy(), P, sr, reference_peak=peak).f0[(s - a) // P : (e - a) // P])
     pitch, mean, std = None, float(np.log(150.0)), 0.2  # model.encode's values without pitch
     if c.pitch:
         track = features.Pitch(np.concatenate(f0), P)
