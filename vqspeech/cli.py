@@ -132,6 +132,18 @@ def cmd_info(args) -> int:
     return _finish(len(args.files), failures)
 
 
+def cmd_train_parallel(args) -> int:
+    from vqspeech.config import load_config
+    from vqspeech.train.loop import train_parallel
+
+    overrides = _parse_overrides(args.set)
+    overrides.setdefault("train", {})["base_model"] = args.base_model
+    config = load_config(*args.config, overrides=overrides)
+    run_dir = train_parallel(config, resume=args.resume)
+    print(f"done: {run_dir}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vqspeech", description="Speech codec and voice conversion on VQ-VAE codes.")
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -150,6 +162,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one config value")
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in run_dir")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("train-parallel", help="train the fast parallel decoder on a trained VQ-VAE (kept frozen)")
+    p.add_argument("--base-model", required=True, help="the trained VQ-VAE checkpoint")
+    p.add_argument("--config", action="append", default=[], help="YAML config; repeat to overlay")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one config value")
+    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in run_dir")
+    p.set_defaults(func=cmd_train_parallel)
 
     p = sub.add_parser("encode", help="compress audio files to .vqs")
     p.add_argument("inputs", nargs="+", metavar="IN", help="audio files (any common format and rate), folders or glob patterns")

@@ -120,6 +120,7 @@ class DataConfig:
 @dataclass
 class TrainConfig:
     run_dir: str = "runs/default"
+    base_model: str = ""  # checkpoint of the trained VQ-VAE, frozen under the parallel decoder (train-parallel only)
     steps: int = 100_000
     lr: float = 4e-4
     lr_min: float = 4e-5

@@ -52,27 +52,48 @@ class Trainer:
         rows = read_manifest(config.data.manifest)
         train_rows = [r for r in rows if r.split == "train"]
         speakers = sorted({r.speaker for r in train_rows})
+        self.model = self.build_model(speakers)  # may replace config.model (a frozen base model's)
+        self.model.to(self.device)
         valid_rows = [r for r in rows if r.split == "valid" and r.speaker in speakers]
-        config.model.n_speakers = len(speakers)
         self.train_set = SpeechDataset(train_rows, config.model, speakers, config.data.crop_samples)
         self.valid_set = SpeechDataset(valid_rows, config.model, speakers, config.data.crop_samples) if valid_rows else None
         self.valid_rows = valid_rows
-
-        self.model = VQSpeech(config.model, speakers).to(self.device)
-        self.model.speaker_lf0.copy_(speaker_pitch_stats(self.train_set, len(speakers)))
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=t.lr)
+        self.after_data()
+        self.optimizer = torch.optim.Adam([p for p in self.model.parameters() if p.requires_grad], lr=t.lr)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(config))
         self.generator = torch.Generator().manual_seed(t.seed + self.rank)
         self.step = 0
         self.cpu_seconds = 0.0
         if resume:
             self._resume()
-        self.ddp = (DistributedDataParallel(self.model, broadcast_buffers=False) if self.world > 1 else None)
+        self.ddp = (DistributedDataParallel(self.trained_module(), broadcast_buffers=False) if self.world > 1 else None)
         self.writer = None
         if self.rank == 0:
             from torch.utils.tensorboard import SummaryWriter
 
             self.writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=self.step or None)
+
+    # --- what an objective defines (this class: the VQ-VAE; see parallel_loop for another) --------
+
+    eval_decoder = "autoregressive"
+
+    def build_model(self, speakers: list[str]) -> VQSpeech:
+        self.config.model.n_speakers = len(speakers)
+        return VQSpeech(self.config.model, speakers)
+
+    def after_data(self) -> None:
+        """Measure each training speaker's pitch range on the training data: conversion renders in it."""
+        self.model.speaker_lf0.copy_(speaker_pitch_stats(self.train_set, self.config.model.n_speakers))
+
+    def trained_module(self) -> torch.nn.Module:
+        """The module whose parameters this objective trains (the one DDP wraps)."""
+        return self.model
+
+    def compute(self, net: torch.nn.Module, batch: dict) -> tuple[dict, dict]:
+        """(weighted loss terms, metrics) for one batch; `net` is trained_module() or its DDP wrapper."""
+        return net(**batch)
+
+    # --- shared machinery -----------------------------------------------------------------------
 
     def _resume(self) -> None:
         path = checkpoint.latest_checkpoint(self.run_dir)
@@ -124,14 +145,16 @@ class Trainer:
         return {k: v.to(self.device) for k, v in batch.items()}
 
     def train_step(self, batch: dict) -> tuple[dict, dict]:
-        self.model.train()
-        net = self.ddp or self.model
+        self.model.eval()  # frozen parts (if any) stay in eval mode: no EMA codebook updates, no jitter
+        self.trained_module().train()
+        net = self.ddp or self.trained_module()
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.train.bf16):
-            losses, metrics = net(**self._to_device(batch))
+            losses, metrics = self.compute(net, self._to_device(batch))
         loss = sum(losses.values())
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        metrics["train/grad_norm"] = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.train.grad_clip)
+        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        metrics["train/grad_norm"] = torch.nn.utils.clip_grad_norm_(trainable, self.config.train.grad_clip)
         self.optimizer.step()
         self.scheduler.step()
         return losses, metrics
@@ -143,7 +166,7 @@ class Trainer:
         batches = self.valid_set.fixed_batches(self.config.data.batch_size, self.config.train.val_batches)
         for batch in batches:
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.train.bf16):
-                losses, metrics = self.model(**self._to_device(batch))
+                losses, metrics = self.compute(self.trained_module(), self._to_device(batch))
             for k, v in {**losses, **metrics}.items():
                 totals[k] = totals.get(k, 0.0) + float(v) / len(batches)
         return totals
@@ -162,7 +185,7 @@ class Trainer:
 
             wav = audio.load(row.path, normalise_level=False)[:n]
             encoded = self.model.encode(wav)
-            decoded = self.model.decode(encoded, row.speaker, generator=gen)
+            decoded = self.model.decode(encoded, row.speaker, generator=gen, decoder=self.eval_decoder)
             scores.append(M.speech_quality(wav, decoded))
             if self.writer and len(scores) == 1:
                 self.writer.add_audio("eval/decoded", torch.from_numpy(decoded)[None], self.step, self.config.model.sample_rate)
@@ -223,5 +246,13 @@ class Trainer:
 
 def train(config: Config, resume: bool = False) -> Path:
     trainer = Trainer(config, resume)
+    trainer.fit()
+    return trainer.run_dir
+
+
+def train_parallel(config: Config, resume: bool = False) -> Path:
+    from vqspeech.train.parallel_loop import ParallelTrainer
+
+    trainer = ParallelTrainer(config, resume)
     trainer.fit()
     return trainer.run_dir

@@ -1,0 +1,72 @@
+"""The parallel decoder: its pulse source, its training on a frozen VQ-VAE, and decoding with it."""
+
+import math
+
+import torch
+
+from vqspeech.config import load_config
+from vqspeech.models.parallel import ParallelDecoder, pulse_train
+from vqspeech.train import checkpoint
+from vqspeech.train.loop import Trainer
+from vqspeech.train.parallel_loop import ParallelTrainer
+from tests.conftest import DEBUG_OVERLAY, synthetic_voice
+
+
+def test_pulse_train_equals_the_sum_of_its_harmonics():
+    f0 = torch.cat([torch.full((1, 3000), 120.0), torch.zeros(1, 500), torch.linspace(90, 420, 4000)[None]], 1)
+    phase = torch.remainder(torch.cumsum(2 * math.pi * f0.double() / 16000, -1), 2 * math.pi)
+    k = torch.arange(1, 161, dtype=torch.float64)[:, None]
+    ref = (torch.cos(k * phase) * (k * f0.double() <= 8000)).sum(0, keepdim=True) * (f0 > 0)
+    torch.testing.assert_close(pulse_train(f0, 16000, 160).double(), ref, atol=1e-4, rtol=0)
+    assert pulse_train(f0, 16000, 160)[0, 3000:3500].abs().max() == 0  # unvoiced: no pulses
+
+
+def test_shapes_and_pitch_follow():
+    config = load_config(DEBUG_OVERLAY).model
+    dec = ParallelDecoder(config.parallel, 16, config.hop, 16000)
+    cond = torch.randn(2, 16, 40)
+    f0 = torch.full((2, 40 * config.hop), 200.0)
+    y = dec(cond, f0, noise=torch.zeros(2, 40 * config.hop))
+    assert y.shape == (2, 40 * config.hop)
+    # With the noise branch silenced the output is the filtered pulse train: periodic at 1/f0.
+    spec = torch.fft.rfft(y[0, 256:-256]).abs()
+    freqs = torch.fft.rfftfreq(y.shape[1] - 512, 1 / 16000)
+    assert abs(freqs[spec.argmax()].item() % 200) < 5 or abs(freqs[spec.argmax()].item() % 200 - 200) < 5
+
+
+def _config(manifest, run, steps, base=""):
+    return load_config(DEBUG_OVERLAY, overrides={
+        "data": {"manifest": str(manifest)},
+        "train": {"run_dir": str(run), "steps": steps, "checkpoint_every": steps, "val_every": steps,
+                  "eval_every": steps, "base_model": str(base), "lr": 3e-3, "warmup_steps": 1}})
+
+
+def test_trains_on_frozen_vqvae_and_decodes(manifest, tmp_path):
+    base = Trainer(_config(manifest, tmp_path / "base", 3))
+    base.fit()
+    base_path = checkpoint.latest_checkpoint(tmp_path / "base")
+    trainer = ParallelTrainer(_config(manifest, tmp_path / "par", 40, base_path))
+    frozen = {k: v.clone() for k, v in trainer.model.state_dict().items() if not k.startswith("parallel.")}
+    batch = trainer.valid_set.fixed_batches(2, 1)[0]
+    torch.manual_seed(0)
+    before = trainer.compute(trainer.model.parallel, batch)[0]["recon/mrstft"].item()
+    trainer.fit()
+    torch.manual_seed(0)
+    after = trainer.compute(trainer.model.parallel, batch)[0]["recon/mrstft"].item()
+    assert after < 0.8 * before, (before, after)
+    for k, v in trainer.model.state_dict().items():
+        if k in frozen:
+            torch.testing.assert_close(v, frozen[k], msg=f"{k} moved: the VQ-VAE must stay frozen")
+    model = checkpoint.load_model(checkpoint.latest_checkpoint(tmp_path / "par"))
+    assert model.parallel is not None
+    wav = synthetic_voice(0.5, 150, 3)
+    out = model.decode(model.encode(wav), "alice", decoder="parallel", generator=torch.Generator().manual_seed(0))
+    assert out.shape == wav.shape and 0 < abs(out).max() <= 1.0
+    assert (tmp_path / "par" / "eval.csv").exists()
+
+
+def test_refuses_missing_base_model(manifest, tmp_path):
+    import pytest
+
+    with pytest.raises(ValueError, match="base_model"):
+        ParallelTrainer(_config(manifest, tmp_path / "par", 2))

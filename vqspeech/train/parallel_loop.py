@@ -1,0 +1,62 @@
+"""Training the parallel decoder on a frozen VQ-VAE: codes' conditioning features + pitch -> waveform,
+with a multi-resolution STFT loss. Shares data, checkpoints, validation and logging with the VQ-VAE loop;
+only the model it builds and its loss differ."""
+
+from __future__ import annotations
+
+import logging
+
+import auraloss
+import torch
+
+from vqspeech.config import from_dict, ModelConfig
+from vqspeech.models.vqvae import VQSpeech
+from vqspeech.train import checkpoint
+from vqspeech.train.loop import Trainer
+
+log = logging.getLogger(__name__)
+
+
+class ParallelTrainer(Trainer):
+    eval_decoder = "parallel"
+
+    def build_model(self, speakers: list[str]) -> VQSpeech:
+        path = self.config.train.base_model
+        if not path:
+            raise ValueError("train.base_model: give the trained VQ-VAE checkpoint the parallel decoder learns on")
+        base = checkpoint.load_checkpoint(path)
+        if base["speakers"] != speakers:
+            raise ValueError(f"{path}: its speakers {base['speakers']} are not this manifest's training speakers {speakers}")
+        model_config = from_dict(ModelConfig, base["config"]["model"])
+        model_config.parallel_decoder = True
+        model_config.parallel = self.config.model.parallel  # the one part of the model this run decides
+        self.config.model = model_config
+        model = VQSpeech(model_config, speakers)
+        missing, unexpected = model.load_state_dict(base["model"], strict=False)
+        # Explicit check instead of silent strict=False: only the new decoder may be missing.
+        if unexpected or any(not k.startswith("parallel.") for k in missing):
+            raise checkpoint.CheckpointError(f"{path}: does not fit this model (missing {missing[:3]}, unexpected {unexpected[:3]})")
+        for name, p in model.named_parameters():
+            p.requires_grad = name.startswith("parallel.")
+        model.eval()  # frozen from the start (train_step switches only model.parallel to training mode)
+        self.stft_loss = auraloss.freq.MultiResolutionSTFTLoss(
+            fft_sizes=[2048, 1024, 512, 256, 128], hop_sizes=[512, 256, 128, 64, 32], win_lengths=[2048, 1024, 512, 256, 128])
+        log.info("parallel decoder on frozen %s (step %s): %.2f M trainable parameters", path, base["step"],
+                 sum(p.numel() for p in model.parallel.parameters()) / 1e6)
+        return model
+
+    def after_data(self) -> None:
+        pass  # the speakers' pitch ranges come with the frozen model
+
+    def trained_module(self) -> torch.nn.Module:
+        return self.model.parallel
+
+    def compute(self, net: torch.nn.Module, batch: dict) -> tuple[dict, dict]:
+        model = self.model
+        with torch.no_grad():  # the frozen VQ-VAE (in eval mode: see Trainer.train_step)
+            vq = model.quantizer(model.encoder(batch["wav"][:, None]))
+            cond = model.condition(vq.quantized, batch["speaker"], batch["pitch"])
+            f0 = model.f0(batch["pitch"], batch["lf0"])
+        wav = net(cond.float(), f0)
+        loss = self.stft_loss(wav[:, None].float(), batch["wav"][:, None])
+        return {"recon/mrstft": loss}, {}
