@@ -100,7 +100,7 @@ def cmd_decode(args) -> int:
 
     def work(src, dst):
         h, speaker = api.decode_file(model, src, dst, force=args.force, force_model=args.force_model, speaker=args.speaker,
-                                     sample_rate=args.sample_rate, seed=args.seed)
+                                     sample_rate=args.sample_rate, seed=args.seed, decoder=args.decoder)
         return f"{src} -> {dst}: {h.duration:.2f} s, speaker {speaker}, {args.sample_rate or h.sample_rate} Hz"
 
     n_inputs = len(jobs) + len(failures)
@@ -186,6 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--speaker", help="speaker to render (name or index; default: the one recorded in the file)")
     p.add_argument("--sample-rate", type=int, default=None, help="output sample rate (default: the model's, 16000)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed: the same seed gives the same audio")
+    p.add_argument("--decoder", choices=["autoregressive", "parallel"], default="autoregressive",
+                   help="the WaveNet sample by sample, or the fast parallel decoder (if the model has one)")
     p.add_argument("--force", action="store_true", help="overwrite existing outputs")
     p.add_argument("--force-model", action="store_true", help="decode files made by another model")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")

@@ -163,16 +163,17 @@ def encode_stream(model: VQSpeech, blocks: Iterable[np.ndarray], n_samples: int,
 
 
 def decode_chunk(model: VQSpeech, encoded: Encoded, speaker: str | int, lf0: tuple[float, float] | None,
-                 generator: torch.Generator | None) -> np.ndarray:
+                 generator: torch.Generator | None, decoder: str = "autoregressive") -> np.ndarray:
     """The one place the codec calls the decoder: swap this for a faster sampler.
 
     Each chunk starts the sampler afresh (silence as history, the excitation's phase at zero), so chunk
     edges may click softly; chunks are long to keep that rare."""
-    return model.decode(encoded, speaker, lf0=lf0, generator=generator)
+    return model.decode(encoded, speaker, lf0=lf0, generator=generator, decoder=decoder)
 
 
 def decode_stream(model: VQSpeech, encoded: Encoded, speaker: str | int, lf0: tuple[float, float] | None = None,
-                  chunk_seconds: float = 20.0, generator: torch.Generator | None = None) -> Iterator[np.ndarray]:
+                  chunk_seconds: float = 20.0, generator: torch.Generator | None = None,
+                  decoder: str = "autoregressive") -> Iterator[np.ndarray]:
     """Encoded (codes [F], pitch [F // pitch_frames]) -> waveform pieces, n_samples in all."""
     c = model.config
     unit = c.pitch_frames if encoded.pitch is not None else 1
@@ -185,7 +186,7 @@ def decode_stream(model: VQSpeech, encoded: Encoded, speaker: str | int, lf0: tu
             return
         pitch = None if encoded.pitch is None else encoded.pitch[a // unit : b // unit]
         piece = Encoded(codes=encoded.codes[a:b], pitch=pitch, lf0_mean=encoded.lf0_mean, lf0_std=encoded.lf0_std, n_samples=n)
-        yield decode_chunk(model, piece, speaker, lf0, generator)
+        yield decode_chunk(model, piece, speaker, lf0, generator, decoder)
 
 
 def temp_beside(path: Path) -> str:

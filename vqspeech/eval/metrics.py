@@ -47,3 +47,29 @@ def speech_quality(reference: np.ndarray, decoded: np.ndarray) -> dict[str, floa
     out = voicing(reference, decoded)
     out.update(stoi=stoi(reference, decoded), pesq_wb=pesq(reference, decoded), mel_distance=mel_distance(reference, decoded))
     return out
+
+
+def align(reference: np.ndarray, decoded: np.ndarray, max_shift_s: float = 0.1, sample_rate: int = 16000) -> np.ndarray:
+    """Shift `decoded` to undo a codec's delay, found by cross-correlating log-energy envelopes (1 ms hops).
+
+    Envelopes, not waveforms: parametric codecs (codec2, vocoders, ours) keep no waveform phase, so a
+    waveform correlation peak is unreliable for them. Returns `decoded` shifted, same length as `reference`."""
+    import scipy.signal
+
+    hop = sample_rate // 1000
+
+    def envelope(x: np.ndarray) -> np.ndarray:
+        n = len(x) // hop * hop
+        e = np.log((x[:n].reshape(-1, hop) ** 2).mean(1) + 1e-8)
+        return e - e.mean()
+
+    a, b = envelope(reference), envelope(decoded)
+    n = min(len(a), len(b))
+    corr = scipy.signal.correlate(b[:n], a[:n], mode="full", method="fft")
+    lags = np.arange(-n + 1, n)
+    window = np.abs(lags) <= int(max_shift_s * 1000)
+    lag = int(lags[window][np.argmax(corr[window])]) * hop
+    shifted = decoded[lag:] if lag >= 0 else np.concatenate([np.zeros(-lag, decoded.dtype), decoded])
+    out = np.zeros(len(reference), np.float32)
+    out[: min(len(out), len(shifted))] = shifted[: len(out)]
+    return out
