@@ -54,7 +54,7 @@ def fake_decoder(monkeypatch):
     """Stand-in for the sampler: records its calls, returns a deterministic tone of the right length."""
     calls = []
 
-    def decode(model, encoded, speaker, lf0, generator):
+    def decode(model, encoded, speaker, lf0, generator, decoder="autoregressive"):
         calls.append((encoded, speaker, lf0))
         return (0.1 * np.sin(np.arange(encoded.n_samples) * 0.05)).astype(np.float32)
 
