@@ -243,7 +243,7 @@ def test_failed_decode_leaves_nothing_half_written(model, tmp_path, monkeypatch)
     (tmp_path / "a.vqs").write_bytes(api.encode_audio(model, synthetic_voice(1.0, 150, 0)))
     calls = []
 
-    def dies_on_second_chunk(model, encoded, speaker, lf0, generator):
+    def dies_on_second_chunk(model, encoded, speaker, lf0, generator, decoder="autoregressive"):
         calls.append(1)
         if len(calls) == 2:
             raise OSError("disk full")
