@@ -1,5 +1,6 @@
 """The Gradio demo, used as a person would: the app is started on a free 127.0.0.1 port and driven over
-HTTP with gradio_client, and in headless Chromium (Playwright on Debian's chromium) by clicking.
+HTTP with gradio_client, and in headless Chromium (Playwright on Debian's chromium, with a fake microphone)
+by clicking.
 
 The model is tiny and untrained. Voice conversion (`vqspeech.convert`) is being written on another branch:
 until it lands, a stand-in module that records its calls takes its place here (tests only); once it
@@ -235,49 +236,86 @@ def test_without_a_model_it_says_so(monkeypatch, capsys, tmp_path):
     assert r.returncode == 2 and "missing.pt: no such model file" in r.stderr
 
 
-def test_in_headless_chromium(server, files, tmp_path):
-    """Upload a wav, click Convert, see the progress, and fetch the audio the page's player holds; then
-    see the message for a non-audio upload."""
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Debian chromium with a fake microphone (a generated tone) that needs no permission prompt."""
     if not os.path.exists(CHROMIUM):
         pytest.skip(f"no {CHROMIUM}: apt-get install chromium (bash setup.sh dev does)")
     if importlib.util.find_spec("playwright") is None:
         pytest.skip("no playwright: pip install -e '.[dev]' (its own browser download is not needed)")
     from playwright.sync_api import sync_playwright
 
-    source = audio.load(files / "speech.wav")
-    requests = []
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS + [
+            "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"])
         try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            page.on("request", lambda r: requests.append(r.url))
-            page.goto(server.url)
-            page.locator("#vc-input input[type=file]").set_input_files(str(files / "speech.wav"))
-            page.wait_for_selector("#vc-input audio[src]", state="attached", timeout=30_000)
-            server.recorder.delay = 1.5
-            try:
-                page.click("#vc-run")
-                page.get_by_text("Converting with the autoregressive decoder").first.wait_for(timeout=30_000)
-                page.wait_for_selector("#vc-output audio[src]", state="attached", timeout=60_000)
-            finally:
-                server.recorder.delay = 0.0
-            src = page.get_attribute("#vc-output audio[src]", "src")
-            body = page.evaluate("async (u) => Array.from(new Uint8Array(await (await fetch(u)).arrayBuffer()))", src)
-            wav, rate = sf.read(io.BytesIO(bytes(body)), dtype="float32")
-            assert rate == SR and wav.size == source.size and np.sqrt(np.mean(wav**2)) > 0.01
-            page.wait_for_selector("#vc-spectrograms img", timeout=30_000)
-            shot = tmp_path / "screenshot.png"
-            page.screenshot(path=str(shot), full_page=True)
-            # A non-audio file with an audio name gets past the browser's file-type filter: the app says so.
-            page.get_by_role("tab", name="Codec").click()
-            page.locator("#codec-input input[type=file]").set_input_files(str(files / "fake.wav"))
-            page.wait_for_selector("#codec-input audio[src]", state="attached", timeout=30_000)
-            page.click("#codec-run")
-            page.get_by_text("fake.wav: not a readable audio file").first.wait_for(timeout=30_000)
+            yield browser
         finally:
             browser.close()
-    assert shot.stat().st_size > 20_000
+
+
+@pytest.fixture
+def page(browser, server):
+    """A fresh page on the demo; fails the test if the page fetched anything from outside the app."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, permissions=["microphone"])
+    requests = []
+    page = context.new_page()
+    page.on("request", lambda r: requests.append(r.url))
+    page.goto(server.url)
+    yield page
+    context.close()
     foreign = [u for u in requests if not u.startswith((server.url, "blob:", "data:"))]
     assert foreign == [], "the page fetched from outside the app"
+
+
+def _player_audio(page, selector: str) -> tuple[np.ndarray, int]:
+    """The bytes behind an audio player's source, fetched by the page itself, decoded."""
+    src = page.get_attribute(f"{selector} audio[src]", "src")
+    body = page.evaluate("async (u) => Array.from(new Uint8Array(await (await fetch(u)).arrayBuffer()))", src)
+    return sf.read(io.BytesIO(bytes(body)), dtype="float32")
+
+
+def test_in_headless_chromium(server, page, files, tmp_path):
+    """Upload a wav, click Convert, see the progress, and fetch the audio the page's player holds; then
+    see the message for a non-audio upload."""
+    source = audio.load(files / "speech.wav")
+    page.locator("#vc-input input[type=file]").set_input_files(str(files / "speech.wav"))
+    page.wait_for_selector("#vc-input audio[src]", state="attached", timeout=30_000)
+    server.recorder.delay = 1.5
+    try:
+        page.click("#vc-run")
+        page.get_by_text("Converting with the autoregressive decoder").first.wait_for(timeout=30_000)
+        page.wait_for_selector("#vc-output audio[src]", state="attached", timeout=60_000)
+    finally:
+        server.recorder.delay = 0.0
+    wav, rate = _player_audio(page, "#vc-output")
+    assert rate == SR and wav.size == source.size and np.sqrt(np.mean(wav**2)) > 0.01
+    page.wait_for_selector("#vc-spectrograms img", timeout=30_000)
+    shot = tmp_path / "screenshot.png"
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 20_000
     if os.environ.get("VQSPEECH_UPDATE_SCREENSHOT") == "1":
         shutil.copyfile(shot, REPO / "app" / "screenshot.png")
+    # A non-audio file with an audio name gets past the browser's file-type filter: the app says so.
+    page.get_by_role("tab", name="Codec").click()
+    page.locator("#codec-input input[type=file]").set_input_files(str(files / "fake.wav"))
+    page.wait_for_selector("#codec-input audio[src]", state="attached", timeout=30_000)
+    page.click("#codec-run")
+    page.get_by_text("fake.wav: not a readable audio file").first.wait_for(timeout=30_000)
+
+
+def test_microphone_recording_in_chromium(server, page):
+    """Record about a second from the (fake) microphone, stop, convert: the app gets the recording."""
+    n_calls = len(server.recorder.calls)
+    page.click("#vc-input button[aria-label='Record audio']")
+    page.click("#vc-input button.record-button")
+    time.sleep(1.2)
+    page.click("#vc-input button.stop-button")
+    page.wait_for_selector("#vc-input audio[src]", state="attached", timeout=30_000)
+    page.click("#vc-run")
+    page.wait_for_selector("#vc-output audio[src]", state="attached", timeout=60_000)
+    assert len(server.recorder.calls) == n_calls + 1
+    recorded = server.recorder.calls[-1]["wav"]
+    assert 0.5 * SR < recorded.size < 5 * SR and np.abs(recorded).max() > 0.01
+    wav, rate = _player_audio(page, "#vc-output")
+    assert rate == SR and wav.size == recorded.size
