@@ -144,6 +144,28 @@ def cmd_train_parallel(args) -> int:
     return 0
 
 
+def cmd_demo(args) -> int:
+    from pathlib import Path
+
+    import vqspeech
+    from vqspeech.codec import api
+
+    if args.max_seconds <= 0 or args.max_file_mb <= 0:
+        raise SystemExit("vqspeech demo: --max-seconds and --max-file-mb must be positive")
+    model = api.load(args.model)  # before gradio's slow import: a missing model is said at once
+    root = Path(vqspeech.__file__).resolve().parents[1]  # the demo lives in the source checkout's app/
+    if not (root / "app" / "ui.py").exists():
+        raise SystemExit(f"vqspeech demo: the demo is not installed ({root / 'app'} is missing): run it from a source checkout")
+    sys.path.insert(0, str(root))  # that app/, not some other package called `app`
+    try:
+        from app.ui import Limits, serve
+    except ImportError as e:
+        raise SystemExit(f"vqspeech demo: {e}; install the demo's packages: pip install 'vqspeech[demo]'") from None
+    print(f"vqspeech demo on http://{args.host}:{args.port} (Ctrl-C to stop)", flush=True)
+    serve(model, host=args.host, port=args.port, limits=Limits(max_seconds=args.max_seconds, max_file_mb=args.max_file_mb))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vqspeech", description="Speech codec and voice conversion on VQ-VAE codes.")
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -196,6 +218,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="print the header and bitrate of .vqs files")
     p.add_argument("files", nargs="+", metavar="FILE.vqs")
     p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("demo", help="the browser demo: voice conversion and the codec (Gradio)")
+    p.add_argument("--model", help="model file (default: the model shipped with vqspeech)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this computer only)")
+    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--max-seconds", type=float, default=20.0, help="longest recording accepted (default 20)")
+    p.add_argument("--max-file-mb", type=float, default=10.0, help="largest upload accepted, in MB (default 10)")
+    p.set_defaults(func=cmd_demo)
     return parser
 
 
