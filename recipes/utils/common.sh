@@ -5,25 +5,27 @@
 # block at the top of the recipe. Paths given on the command line are relative to where you run it.
 set -euo pipefail
 
-recipe_dir=$(cd "$(dirname "${BASH_SOURCE[1]}")" && pwd)
-repo=$(cd "$recipe_dir/../.." && pwd)
-
-die() { echo "$(basename "$recipe_dir")/run.sh: error: $*" >&2; exit 2; }
+_script=${BASH_SOURCE[1]:-$0}
+die() { echo "$(basename "$(dirname "$_script")")/run.sh: error: $*" >&2; exit 2; }
 
 while [ $# -gt 0 ]; do
     case $1 in
-        -h|--help) sed -n '2,/^[^#]/{/^#/s/^# \{0,1\}//p}' "${BASH_SOURCE[1]}"; exit 0 ;;
+        -h|--help) sed -n '2,/^[^#]/{/^#/s/^# \{0,1\}//p}' "$_script"; exit 0 ;;
         --*=*) set -- "${1%%=*}" "${1#*=}" "${@:2}"; continue ;;
         --*)
-            name=${1#--}; name=${name//-/_}
-            [[ $name =~ ^[a-z][a-z0-9_]*$ ]] && declare -p "$name" >/dev/null 2>&1 \
+            _name=${1#--}; _name=${_name//-/_}
+            [[ $_name =~ ^[a-z][a-z0-9_]*$ ]] && declare -p "$_name" >/dev/null 2>&1 \
                 || die "unknown option $1 (see --help)"
             [ $# -ge 2 ] || die "option $1 needs a value"
-            printf -v "$name" '%s' "$2"; shift 2 ;;
+            printf -v "$_name" '%s' "$2"; shift 2 ;;
         *) die "unexpected argument $1 (see --help)" ;;
     esac
 done
 [[ $stage =~ ^[0-9]+$ && $stop_stage =~ ^[0-9]+$ ]] || die "--stage and --stop-stage take stage numbers"
+[ "$stage" -le "$stop_stage" ] || die "--stage $stage comes after --stop-stage $stop_stage: nothing to run"
+
+recipe_dir=$(cd "$(dirname "$_script")" && pwd)
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 
 # The recipe runs the package of the repository it lives in, not whichever copy is installed.
 export PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}"
@@ -66,7 +68,7 @@ train() {
 
 # Rows of a manifest as speaker<TAB>utterance<TAB>path: $1 manifest, $2 split, $3 how many per speaker,
 # $4 speakers (comma-separated; empty: all).
-select_rows() { "$python" "$repo/recipes/utils/select.py" "$@"; }
+select_rows() { "$python" "$repo/recipes/utils/manifest_rows.py" "$@"; }
 
 # Evaluate resynthesis: encode and decode $3 held-out utterances per speaker of split $2 of manifest $1
 # with model $4 into folder $5, then score decoded against original. Files already made are kept.

@@ -1,6 +1,6 @@
 """Print rows of a manifest as speaker<TAB>utterance<TAB>path, for the recipes' shell loops.
 
-    python recipes/utils/select.py MANIFEST --split valid --per-speaker 2 --speakers SF1,SM1
+    python recipes/utils/manifest_rows.py MANIFEST --split valid --per-speaker 2 --speakers SF1,SM1
 """
 
 from __future__ import annotations
@@ -21,11 +21,11 @@ def main() -> int:
     try:
         rows = read_manifest(args.manifest, args.split)
     except (FileNotFoundError, ValueError) as e:
-        sys.exit(f"select.py: error: {e}")
+        sys.exit(f"manifest_rows.py: error: {e}")
     wanted = [s for s in args.speakers.split(",") if s]
     missing = set(wanted) - {r.speaker for r in rows}
     if missing:
-        sys.exit(f"select.py: error: {args.manifest}: no {args.split} utterances of {', '.join(sorted(missing))}")
+        sys.exit(f"manifest_rows.py: error: {args.manifest}: no {args.split} utterances of {', '.join(sorted(missing))}")
     taken: dict[str, int] = {}
     for row in sorted(rows, key=lambda r: (r.speaker, r.utterance)):
         if wanted and row.speaker not in wanted:
@@ -35,7 +35,7 @@ def main() -> int:
             continue
         print(f"{row.speaker}\t{row.utterance}\t{row.path}")
     if not taken:
-        sys.exit(f"select.py: error: {args.manifest}: no {args.split} utterances")
+        sys.exit(f"manifest_rows.py: error: {args.manifest}: no {args.split} utterances")
     return 0
 
 
