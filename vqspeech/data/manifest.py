@@ -36,14 +36,14 @@ class Speaker:
 
 
 @contextlib.contextmanager
-def atomic_open(path: str | Path, mode: str = "w"):
-    """Open a temporary file beside `path` and rename it over `path` only if the block succeeds, so a
+def atomic_open(path: str | Path):
+    """Open a temporary text file beside `path` and rename it over `path` only if the block succeeds, so a
     crash or Ctrl-C at any moment leaves the old file or the new one, never half of one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, mode, **({} if "b" in mode else {"newline": "", "encoding": "utf-8"})) as f:
+        with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
             yield f
         os.replace(tmp, path)
     finally:
