@@ -41,9 +41,12 @@ def test_mini_recipe_end_to_end_with_debug_overlay(tmp_path):
     assert {r.speaker for r in rows if r.split == "unseen"} == {"kal"}
     assert all(r.text for r in rows)
     assert (tmp_path / "run" / "checkpoint-6.pt").exists()
-    (decoded,) = (tmp_path / "run" / "roundtrip").glob("*.wav")
+    # Stage 3 went through the codec's command line: wav -> .vqs -> wav.
+    (decoded,) = (tmp_path / "run" / "roundtrip").glob("*.decoded.wav")
     assert sf.info(decoded).frames == 8000  # --seconds 0.5 of the held-out file, decoded at 16 kHz
-    assert decoded.stem in {r.utterance for r in rows if r.split == "valid"}
+    assert decoded.name.split(".")[0] in {r.utterance for r in rows if r.split == "valid"}
+    assert len(list((tmp_path / "run" / "roundtrip").glob("*.vqs"))) == 1
+    assert "bit/s" in done.stdout
     # Again: synthesis and prepare find their work done.
     again = run("mini/run.sh", "--debug", "true", *dirs, "--stop-stage", "1")
     assert again.returncode == 0, again.stderr[-3000:]

@@ -66,25 +66,12 @@ if stage_on 2 "train"; then
 fi
 
 if stage_on 3 "encode and decode one held-out utterance"; then
-    # TODO: switch to the codec CLI once it exists:
-    #   vqspeech encode "$wav" -o "$run_dir/roundtrip/$utt.vqs" --model "$ckpt"
-    #   vqspeech decode "$run_dir/roundtrip/$utt.vqs" -o "$run_dir/roundtrip/$utt.wav" --model "$ckpt"
     ckpt=$(latest_checkpoint "$run_dir")
-    "$python" -c '
-import sys, torch
-from vqspeech import audio
-from vqspeech.data.manifest import read_manifest
-from vqspeech.train.checkpoint import load_model
-
-torch.set_num_threads(1)
-ckpt, manifest, out, seconds = sys.argv[1:]
-model = load_model(ckpt)
-row = next(r for r in read_manifest(manifest, "valid") if r.speaker in model.speaker_names)
-wav = audio.load(row.path, normalise_level=False)[: int(float(seconds) * model.config.sample_rate)]
-encoded = model.encode(wav)
-decoded = model.decode(encoded, row.speaker, generator=torch.Generator().manual_seed(0))
-audio.save(f"{out}/{row.utterance}.wav", decoded)
-print(f"{row.path}: {len(wav) / model.config.sample_rate:.2f} s -> {len(encoded.codes)} codes at "
-      f"{model.config.bitrate:.0f} bit/s -> {out}/{row.utterance}.wav ({len(decoded)} samples)")
-' "$ckpt" "$prepared/manifest.csv" "$run_dir/roundtrip" "$seconds"
+    IFS=$'\t' read -r spk utt wav < <("$python" "$recipe_dir/../utils/manifest_rows.py" "$prepared/manifest.csv" --split valid --per-speaker 1 | head -n 1)
+    mkdir -p "$run_dir/roundtrip"
+    # The autoregressive decoder is slow on a CPU: the round trip takes the first --seconds of the file.
+    sox "$wav" "$run_dir/roundtrip/$utt.orig.wav" trim 0 "$seconds"
+    vqspeech encode "$run_dir/roundtrip/$utt.orig.wav" -o "$run_dir/roundtrip/$utt.vqs" --model "$ckpt" --speaker "$spk" --force -q
+    vqspeech info "$run_dir/roundtrip/$utt.vqs"
+    vqspeech decode "$run_dir/roundtrip/$utt.vqs" -o "$run_dir/roundtrip/$utt.decoded.wav" --model "$ckpt" --force -q
 fi
