@@ -172,6 +172,12 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def _training_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", action="append", default=[], help="YAML config; repeat to overlay")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one config value")
+    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in run_dir")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vqspeech", description="Speech codec and voice conversion on VQ-VAE codes.")
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -201,16 +207,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_synth_corpus)
 
     p = sub.add_parser("train", help="train a VQ-VAE model")
-    p.add_argument("--config", action="append", default=[], help="YAML config; repeat to overlay")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one config value")
-    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in run_dir")
+    _training_options(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("train-parallel", help="train the fast parallel decoder on a trained VQ-VAE (kept frozen)")
     p.add_argument("--base-model", required=True, help="the trained VQ-VAE checkpoint")
-    p.add_argument("--config", action="append", default=[], help="YAML config; repeat to overlay")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one config value")
-    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in run_dir")
+    _training_options(p)
     p.set_defaults(func=cmd_train_parallel)
 
     p = sub.add_parser("encode", help="compress audio files to .vqs")
