@@ -228,6 +228,29 @@ def test_word_agreement():
     assert np.isnan(words.agreement([], ["a"]))
 
 
+def _pocketsphinx_missing() -> str | None:
+    import importlib.util
+    import shutil
+
+    if importlib.util.find_spec("pocketsphinx") is None:
+        return "pocketsphinx is not installed (pip install pocketsphinx)"
+    if shutil.which("flite") is None:
+        return "flite (apt) is not installed: no speech to recognise"
+    return None
+
+
+@pytest.mark.skipif(_pocketsphinx_missing() is not None, reason=str(_pocketsphinx_missing()))
+def test_pocketsphinx_hears_words_whatever_came_before(tmp_path):
+    import subprocess
+
+    subprocess.run(["flite", "-t", "the quick brown fox jumps over the lazy dog", "-o", str(tmp_path / "fox.wav")], check=True)
+    fox = audio.load(tmp_path / "fox.wav")
+    first = words.recognise(fox)
+    assert len({"quick", "brown", "fox", "over"} & set(first)) >= 3, first
+    words.recognise(speech(1.0))  # something else in between must not change the next reading
+    assert words.recognise(fox) == first
+
+
 # --- the command line ------------------------------------------------------------------------------------
 
 def write(path, seconds=0.5, f0=150.0, seed=0):
@@ -300,3 +323,22 @@ def test_convert_to_reference_from_the_command_line(model_file, tmp_path, capsys
     captured = capsys.readouterr()
     assert (tmp_path / "a.converted.wav").exists() and "reference voice:" in captured.err
     assert np.median(excitation_f0(recorder[-1][2], recorder[-1][0])) == pytest.approx(250.0, rel=0.08)
+
+
+@needs_resemblyzer
+def test_enroll_then_convert_by_blend(model_file, tmp_path, capsys, recorder):
+    corpus = tmp_path / "corpus"
+    for i, name in enumerate(NAMES):
+        (corpus / name).mkdir(parents=True)
+        for k in range(2):
+            write(corpus / name / f"{k}.wav", seconds=1.0, f0=PITCH[name], seed=10 * i + k)
+    bank = tmp_path / "bank.npz"
+    args = ["speakers", "--model", model_file, "--voices", bank]
+    assert run(*args, "--enroll", corpus, "--per-speaker", 2) == 0 and bank.exists()
+    assert run(*args, "--enroll", corpus) == 2  # no silent overwrite
+    assert "exists" in capsys.readouterr().err
+    assert run(*args) == 0 and "voice bank for --to-reference methods blend/ridge: yes" in capsys.readouterr().out
+    ref = write(tmp_path / "ref.wav", seconds=1.5, f0=PITCH["bob"] * 1.03, seed=77)
+    a = write(tmp_path / "a.wav", seconds=0.5, seed=3)
+    assert run("convert", a, "--to-reference", ref, "--method", "blend", "--voices", bank, "--model", model_file, "-q") == 0
+    assert "reference voice: bob" in capsys.readouterr().err

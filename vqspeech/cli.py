@@ -133,12 +133,12 @@ def cmd_info(args) -> int:
     return _finish(len(args.files), failures)
 
 
-def _vc_model(args):
+def _vc_model(args, read_voices: bool = True):
     """The model with its speaker info and voice bank (--voices overrides the one beside the model)."""
     from vqspeech import convert, speaker_encoder
 
     model = convert.load(args.model)
-    if getattr(args, "voices", None):
+    if read_voices and getattr(args, "voices", None):
         model.voice_bank = speaker_encoder.VoiceBank.load(args.voices, model)
     return model
 
@@ -182,7 +182,7 @@ def cmd_speakers(args) -> int:
 
     from vqspeech import convert
 
-    model = _vc_model(args)
+    model = _vc_model(args, read_voices=not args.enroll)
     if args.enroll:
         return _enroll(args, model)
     rows = convert.speakers(model)
@@ -204,7 +204,7 @@ def _enroll(args, model) -> int:
 
     out = Path(args.voices) if args.voices else speaker_encoder.bank_path(args.model or api.default_model_path())
     if out.exists() and not args.force:
-        raise FileExistsError(f"{out}: exists (use --force to overwrite)")
+        raise ValueError(f"{out}: exists (use --force to overwrite)")
     utterances = {}
     for name in model.speaker_names:
         folder = Path(args.enroll) / name

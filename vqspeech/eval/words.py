@@ -2,27 +2,24 @@
 
 There are no transcripts for VCC 2016 here, so the converted audio is compared with the recogniser's
 reading of the source audio, not with the truth: agreement = 1 - word edit distance / source words
-(clipped at 0). Pocketsphinx is a weak recogniser; its errors on the source itself cap nothing, since
-the same errors repeated count as agreement, but noise in either reading lowers the figure.
+(clipped at 0). Pocketsphinx is a weak recogniser (it misreads much of clean VCC speech): the figure says
+whether the output sounds like the same words to it, not whether either reading is right.
 """
 
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 
 
-@functools.lru_cache(maxsize=1)
-def _decoder():
+def recognise(wav: np.ndarray) -> list[str]:
+    """float32 [T] at 16 kHz -> the words pocketsphinx hears (lower case).
+
+    A fresh decoder each time (~0.6 s to load): a reused one carries state from the utterances before
+    (not only its CMN estimate: resetting that, batch CMN and no noise removal all still left the
+    reading of the same audio depending on what came before), and a measure must not depend on order."""
     from pocketsphinx import Decoder
 
-    return Decoder(samprate=16000, logfn="/dev/null")
-
-
-def recognise(wav: np.ndarray) -> list[str]:
-    """float32 [T] at 16 kHz -> the words pocketsphinx hears (lower case)."""
-    d = _decoder()
+    d = Decoder(samprate=16000, logfn="/dev/null")
     d.start_utt()
     d.process_raw((np.clip(wav, -1, 1) * 32767).astype("<i2").tobytes(), full_utt=True)
     d.end_utt()
