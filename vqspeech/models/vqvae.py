@@ -161,6 +161,8 @@ class VQSpeech(nn.Module):
         lf0 = lf0 or (encoded.lf0_mean, encoded.lf0_std)
         spk = torch.tensor([self.speaker_index(speaker)]) if speaker_vector is None else None
         vector = None if speaker_vector is None else torch.as_tensor(speaker_vector, dtype=torch.float32).reshape(1, -1)
+        if vector is not None and vector.shape[1] != self.config.speaker_dim:
+            raise ValueError(f"speaker vector of size {vector.shape[1]}; this model's speakers have {self.config.speaker_dim}")
         pitch = None if encoded.pitch is None else encoded.pitch[None]
         cond = self.condition(self.quantizer.lookup(encoded.codes[None]), spk, pitch, vector)
         lf0_t = torch.tensor([lf0], dtype=torch.float32)
