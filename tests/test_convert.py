@@ -342,3 +342,43 @@ def test_enroll_then_convert_by_blend(model_file, tmp_path, capsys, recorder):
     a = write(tmp_path / "a.wav", seconds=0.5, seed=3)
     assert run("convert", a, "--to-reference", ref, "--method", "blend", "--voices", bank, "--model", model_file, "-q") == 0
     assert "reference voice: bob" in capsys.readouterr().err
+
+
+@needs_resemblyzer
+@pytest.mark.skipif(_pocketsphinx_missing() is not None and "flite" not in str(_pocketsphinx_missing()),
+                    reason=str(_pocketsphinx_missing()))
+def test_benchmark_runs_end_to_end_on_a_toy_vcc(tmp_path):
+    """bench/vc.py on a synthetic VCC layout (10 speakers x 16 sentences of 0.5 s, the last 12 held out)
+    with a tiny model that knows the 10 speakers: every system and measure, one pair, one sentence."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+    from vqspeech.data import corpora
+
+    vcc = list(corpora.VCC2016_SOURCES + corpora.VCC2016_TARGETS)
+    root = tmp_path / "vcc"
+    for i, name in enumerate(vcc):
+        (root / name).mkdir(parents=True)
+        for k in range(16):
+            write(root / name / f"1001{k + 47:02d}.wav", seconds=0.5, f0=100 + 15 * i, seed=100 * i + k)
+    config = load_config(DEBUG_OVERLAY)
+    config.model.n_speakers = len(vcc)
+    torch.manual_seed(0)
+    model = VQSpeech(config.model, vcc)
+    save_checkpoint(tmp_path / "m.pt", {"config": to_dict(config), "speakers": vcc, "step": 7, "model": model.state_dict()})
+    out = tmp_path / "results"
+    result = subprocess.run([sys.executable, str(REPO / "bench" / "vc.py"), "--model", str(tmp_path / "m.pt"), "--data", str(root),
+                             "--out", str(out), "--limit", "1", "--sources", "SF1", "--targets", "TM2", "--enrol", "2",
+                             "--ref-utts", "2", "--methods", "fit,ridge"],
+                            capture_output=True, text=True, timeout=300, env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = (out / "vc.md").read_text()
+    for system in ["none", "pitch-shift", "vqspeech", "ref-fit", "ref-ridge"]:
+        assert f"| {system} | 1 |" in report
+    assert "sentences 100151" in report and "(step 7)" in report and (out / "vc.png").stat().st_size > 1000
+    rows = (out / "vc.csv").read_text().splitlines()
+    assert len(rows) == 1 + 5 and rows[1].startswith("SF1,TM2,100151,none,False,True,SF1,False,True,")
+    # "none" is the source itself: its distance is the source's recording's to the target's.
+    direct = mcd.mcd_wav(audio.load(root / "SF1" / "100151.wav"), audio.load(root / "TM2" / "100151.wav"))
+    assert float(rows[1].split(",")[9]) == pytest.approx(direct, rel=1e-6)
