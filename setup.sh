@@ -22,7 +22,9 @@ fi
 # torch first and pinned: a bare `torch` would pull the CUDA build (several GB).
 python3 -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '2.13.0')" 2>/dev/null \
     || python3 -m pip install -q torch==2.13.0
-extras="eval,demo"
-[ "${1:-}" = dev ] && extras="eval,demo,dev"
+extras="eval,demo,vc"
+[ "${1:-}" = dev ] && extras="eval,demo,vc,dev"
 python3 -m pip install -q -e ".[$extras]"
+# resemblyzer (speaker embeddings, weights in the wheel) without its stale requirements: see pyproject's `vc`.
+python3 -c "import resemblyzer" 2>/dev/null || python3 -m pip install -q --no-deps resemblyzer==0.1.4
 echo "setup: done ($(python3 -c 'import vqspeech; print("vqspeech", vqspeech.__version__)'))"

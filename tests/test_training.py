@@ -21,12 +21,16 @@ def debug_config(manifest, run_dir, steps):
 
 
 def test_checkpoint_rebuilds_model_from_file_alone(manifest, tmp_path):
+    from vqspeech.data.manifest import Speaker, write_speakers
+
+    write_speakers(manifest.parent / "speakers.csv", [Speaker("alice", "F", "English"), Speaker("bob", "M", "Scottish")])
     trainer = Trainer(debug_config(manifest, tmp_path / "run", 3))
     trainer.fit()
     path = checkpoint.latest_checkpoint(tmp_path / "run")
     assert path.name == "checkpoint-3.pt"
     model = checkpoint.load_model(path)
     assert model.speaker_names == ["alice", "bob"]
+    assert model.speaker_info["bob"] == {"gender": "M", "accent": "Scottish", "region": ""}
     for k, v in trainer.model.state_dict().items():
         torch.testing.assert_close(model.state_dict()[k], v, msg=k)
     assert not model.training

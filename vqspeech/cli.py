@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 
 import yaml
 
@@ -178,6 +179,90 @@ def _training_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in run_dir")
 
 
+def _vc_model(args, read_voices: bool = True):
+    """The model with its speaker info and voice bank (--voices overrides the one beside the model)."""
+    from vqspeech import convert, speaker_encoder
+
+    model = convert.load(args.model)
+    if read_voices and getattr(args, "voices", None):
+        model.voice_bank = speaker_encoder.VoiceBank.load(args.voices, model)
+    return model
+
+
+def cmd_convert(args) -> int:
+    import math
+
+    from vqspeech import audio, convert
+    from vqspeech.codec import api
+
+    inputs, failures, several = api.expand_inputs(args.inputs, api.input_extensions(decode=False))
+    suffix = f".{args.to}.wav" if args.to else ".converted.wav"
+    jobs, clashes = api.plan_outputs(inputs, args.output, lambda name: Path(name).stem + suffix, several)
+    failures += clashes
+    n_inputs = len(jobs) + len(failures)
+    model = _vc_model(args) if jobs else None
+    voice = None
+    if jobs and args.decoder == "parallel" and model.parallel is None:
+        raise ValueError("this model has no parallel decoder; use --decoder autoregressive")
+    if jobs and args.to is not None:
+        args.to = api.speaker_name(model, args.to)  # a wrong name is a usage error, not one failure per file
+    elif jobs:  # one voice for every input: the references are read and analysed once
+        refs = [audio.load(r, model.config.sample_rate) for r in args.to_reference]
+        voice = convert.reference_voice(model, refs, method=args.method, bank=model.voice_bank)
+        if voice.weights:
+            top = sorted(voice.weights.items(), key=lambda kv: -kv[1])[:3]
+            print("reference voice: " + ", ".join(f"{n} {w:.0%}" for n, w in top) +
+                  f" of the training voices; median F0 {math.exp(voice.lf0[0]):.0f} Hz", file=sys.stderr)
+
+    def work(src, dst):
+        seconds, rtf = convert.convert_file(model, src, dst, target=args.to, voice=voice, force=args.force,
+                                            decoder=args.decoder, seed=args.seed)
+        return f"{src} -> {dst}: {seconds:.2f} s, voice {args.to or 'of the references'}, {rtf:.2f} s per second of audio"
+
+    failures += api.run_batch(jobs, work, progress=not args.quiet)
+    return _finish(n_inputs, failures)
+
+
+def cmd_speakers(args) -> int:
+    import json
+
+    from vqspeech import convert
+
+    model = _vc_model(args, read_voices=not args.enroll)
+    if args.enroll:
+        return _enroll(args, model)
+    rows = convert.speakers(model)
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    print(f"{'speaker':<12} {'gender':<8} {'accent':<16} {'median F0':>9}")
+    for r in rows:
+        print(f"{r['name']:<12} {r['gender'] or '-':<8} {r['accent'] or '-':<16} {r['f0_hz']:>6.0f} Hz")
+    bank = "yes" if model.voice_bank is not None else "no (vqspeech speakers --enroll CORPUS builds one)"
+    print(f"{len(rows)} speakers; voice bank for --to-reference methods blend/ridge: {bank}")
+    return 0
+
+
+def _enroll(args, model) -> int:
+    """Build the voice bank from CORPUS/<speaker>/ audio of the model's speakers, and write it."""
+    from vqspeech import audio, speaker_encoder
+    from vqspeech.codec import api
+
+    out = Path(args.voices) if args.voices else speaker_encoder.bank_path(args.model or api.default_model_path())
+    if out.exists() and not args.force:
+        raise ValueError(f"{out}: exists (use --force to overwrite)")
+    utterances = {}
+    for name in model.speaker_names:
+        folder = Path(args.enroll) / name
+        files = sorted(f for f in folder.glob("*") if f.suffix.lower() in audio.AUDIO_EXTENSIONS)[: args.per_speaker] if folder.is_dir() else []
+        if not files:
+            raise FileNotFoundError(f"{folder}: no audio for speaker {name}")
+        utterances[name] = [audio.load(f, model.config.sample_rate) for f in files]
+    speaker_encoder.VoiceBank.build(model.speaker_names, utterances).save(out)
+    print(f"wrote {out} ({len(utterances)} speakers, up to {args.per_speaker} utterances each)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vqspeech", description="Speech codec and voice conversion on VQ-VAE codes.")
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -237,6 +322,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force-model", action="store_true", help="decode files made by another model")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_decode)
+
+    p = sub.add_parser("convert", help="say the same words in another voice")
+    p.add_argument("inputs", nargs="+", metavar="IN", help="audio files (any common format and rate), folders or glob patterns")
+    voice = p.add_mutually_exclusive_group(required=True)
+    voice.add_argument("--to", metavar="SPEAKER", help="one of the model's speakers (see `vqspeech speakers`)")
+    voice.add_argument("--to-reference", nargs="+", metavar="REF", help="a few seconds of an unseen voice (one or more audio files)")
+    p.add_argument("-o", "--output", help="output file (.wav/.flac/.ogg; one input) or folder (default: NAME.SPEAKER.wav or NAME.converted.wav beside each input)")
+    p.add_argument("--model", help="model file (default: the model shipped with vqspeech)")
+    p.add_argument("--method", choices=["fit", "blend", "ridge"], default="fit", help="how --to-reference finds the voice (see vqspeech/convert.py)")
+    p.add_argument("--voices", help="voice bank for --method blend/ridge (default: MODEL.voices.npz)")
+    p.add_argument("--decoder", choices=["autoregressive", "parallel"], default="autoregressive")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed: the same seed gives the same audio")
+    p.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_convert)
+
+    p = sub.add_parser("speakers", help="list the model's speakers, or build its voice bank (--enroll)")
+    p.add_argument("--model", help="model file (default: the model shipped with vqspeech)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--enroll", metavar="CORPUS", help="build the voice bank from CORPUS/<speaker>/ audio of the model's speakers")
+    p.add_argument("--per-speaker", type=int, default=20, help="utterances per speaker for --enroll")
+    p.add_argument("--voices", help="voice bank to read or write (default: MODEL.voices.npz)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing voice bank")
+    p.set_defaults(func=cmd_speakers)
 
     p = sub.add_parser("info", help="print the header and bitrate of .vqs files")
     p.add_argument("files", nargs="+", metavar="FILE.vqs")

@@ -94,10 +94,21 @@ def dequantise_pitch(symbols: torch.Tensor, levels: int, z_range: float) -> tupl
     return z, voiced
 
 
+def _fill_unvoiced(z: torch.Tensor, voiced: torch.Tensor) -> torch.Tensor:
+    """z [B, F] with each unvoiced frame given its nearest voiced frame's value (either side), so that
+    interpolation across a voicing edge neither sags towards 0 Hz nor glides in from the previous word."""
+    F = z.shape[-1]
+    idx = torch.arange(F, device=z.device).expand_as(z)
+    last = torch.where(voiced > 0, idx, torch.full_like(idx, -F)).cummax(-1).values
+    following = torch.where(voiced > 0, idx, torch.full_like(idx, 2 * F)).flip(-1).cummin(-1).values.flip(-1)
+    source = torch.where(idx - last <= following - idx, last, following).clamp(0, F - 1)
+    return z.gather(-1, source)
+
+
 def f0_at_sample_rate(z: torch.Tensor, voiced: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, hop: int) -> torch.Tensor:
     """Normalised pitch z, voiced: [B, F] at one value per `hop` samples, rendered with log-F0 statistics
     mean, std: [B] -> F0 in Hz [B, F * hop], interpolated linearly between frame centres, 0 where unvoiced."""
-    f0 = torch.exp(mean[:, None] + std[:, None] * z) * voiced
+    f0 = torch.exp(mean[:, None] + std[:, None] * _fill_unvoiced(z, voiced))
     f0_s = torch.nn.functional.interpolate(f0[:, None], scale_factor=hop, mode="linear", align_corners=False)[:, 0]
     return f0_s * voiced.repeat_interleave(hop, dim=-1)
 

@@ -39,6 +39,7 @@ class VQSpeech(nn.Module):
         super().__init__()
         self.config = config
         self.speaker_names = list(speakers or [f"spk{i}" for i in range(config.n_speakers)])
+        self.speaker_info: dict[str, dict] = {}  # name -> {gender, accent, region}; filled by load_model
         if len(self.speaker_names) != config.n_speakers:
             raise ValueError(f"{len(self.speaker_names)} speaker names for n_speakers={config.n_speakers}")
         c = config
@@ -73,10 +74,15 @@ class VQSpeech(nn.Module):
             raise ValueError(f"unknown speaker {speaker!r}; this model has: {', '.join(self.speaker_names)}")
         return self.speaker_names.index(speaker)
 
-    def condition(self, quantized: torch.Tensor, speaker: torch.Tensor, pitch: torch.Tensor | None) -> torch.Tensor:
-        """quantized [B, D, F], speaker [B] long, pitch [B, F // pitch_frames] long -> cond [B, C, F]."""
+    def condition(self, quantized: torch.Tensor, speaker: torch.Tensor | None, pitch: torch.Tensor | None,
+                  speaker_vector: torch.Tensor | None = None) -> torch.Tensor:
+        """quantized [B, D, F], speaker [B] long, pitch [B, F // pitch_frames] long -> cond [B, C, F].
+
+        speaker_vector [B, speaker_dim]: a voice that is not a row of the table (an unseen speaker's, see
+        vqspeech.convert); it replaces the table lookup, and `speaker` is then ignored."""
         B, _, n = quantized.shape
-        parts = [quantized, self.speaker_embedding(speaker)[:, :, None].expand(B, -1, n)]
+        voice = self.speaker_embedding(speaker) if speaker_vector is None else speaker_vector.to(quantized.dtype)
+        parts = [quantized, voice[:, :, None].expand(B, -1, n)]
         if self.config.pitch:
             z, voiced = features.dequantise_pitch(pitch, self.config.pitch_levels, self.config.pitch_z_range)
             parts.append(torch.stack([z, voiced], 1).repeat_interleave(self.config.pitch_frames, dim=-1))
@@ -144,17 +150,22 @@ class VQSpeech(nn.Module):
         return mean, std
 
     @torch.no_grad()
-    def decode(self, encoded: Encoded, speaker: str | int, lf0: tuple[float, float] | None = None,
-               temperature: float = 1.0, generator: torch.Generator | None = None, decoder: str = "autoregressive") -> np.ndarray:
+    def decode(self, encoded: Encoded, speaker: str | int | None, lf0: tuple[float, float] | None = None,
+               temperature: float = 1.0, generator: torch.Generator | None = None, decoder: str = "autoregressive",
+               speaker_vector: torch.Tensor | None = None) -> np.ndarray:
         """Encoded + speaker (name or index) -> waveform float32 [n_samples].
 
         lf0: the (mean, std) of log-F0 to render the pitch in; the utterance's own by default. For voice
         conversion pass the target speaker's (``speaker_pitch``). decoder: "autoregressive" (the WaveNet,
-        sample by sample) or "parallel" (the fast decoder, if the model has one)."""
+        sample by sample) or "parallel" (the fast decoder, if the model has one). speaker_vector
+        [speaker_dim]: render in a voice that is not in the table (then `speaker` may be None)."""
         lf0 = lf0 or (encoded.lf0_mean, encoded.lf0_std)
-        spk = torch.tensor([self.speaker_index(speaker)])
+        spk = torch.tensor([self.speaker_index(speaker)]) if speaker_vector is None else None
+        vector = None if speaker_vector is None else torch.as_tensor(speaker_vector, dtype=torch.float32).reshape(1, -1)
+        if vector is not None and vector.shape[1] != self.config.speaker_dim:
+            raise ValueError(f"speaker vector of size {vector.shape[1]}; this model's speakers have {self.config.speaker_dim}")
         pitch = None if encoded.pitch is None else encoded.pitch[None]
-        cond = self.condition(self.quantizer.lookup(encoded.codes[None]), spk, pitch)
+        cond = self.condition(self.quantizer.lookup(encoded.codes[None]), spk, pitch, vector)
         lf0_t = torch.tensor([lf0], dtype=torch.float32)
         if decoder == "parallel":
             if self.parallel is None:

@@ -1,7 +1,7 @@
 """Checkpoints: everything needed to rebuild the model from the file alone, written atomically.
 
 A checkpoint is a plain dict of tensors and primitives, so it loads with ``weights_only=True``:
-    format, version, config (the whole Config as a dict), speakers, step, cpu_seconds,
+    format, version, config (the whole Config as a dict), speakers, speaker_info, step, cpu_seconds,
     model (state dict), and for resuming: optimizer, scheduler, generator.
 """
 
@@ -57,6 +57,7 @@ def model_from_checkpoint(ckpt: dict) -> VQSpeech:
     model = VQSpeech(config, ckpt["speakers"])
     model.load_state_dict(ckpt["model"])  # strict: a mismatch is an error, never silently ignored
     model.float()
+    model.speaker_info = ckpt.get("speaker_info") or {}  # name -> {gender, accent, region}, where the corpus said
     return model
 
 

@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from vqspeech.config import Config, to_dict
 from vqspeech.data.dataset import SpeechDataset, speaker_pitch_stats
-from vqspeech.data.manifest import read_manifest
+from vqspeech.data.manifest import read_manifest, read_speakers
 from vqspeech.models.vqvae import Encoded, VQSpeech
 from vqspeech.train import checkpoint, distributed
 
@@ -50,9 +50,12 @@ class Trainer:
         self.run_dir = Path(t.run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         rows = read_manifest(config.data.manifest)
+        known = read_speakers(Path(config.data.manifest).parent / "speakers.csv")
         train_rows = [r for r in rows if r.split == "train"]
         speakers = sorted({r.speaker for r in train_rows})
         self.model = self.build_model(speakers)  # may replace config.model (a frozen base model's)
+        self.model.speaker_info = {s: {"gender": known[s].gender, "accent": known[s].accent, "region": known[s].region}
+                                   for s in speakers if s in known}
         self.model.to(self.device)
         valid_rows = [r for r in rows if r.split == "valid" and r.speaker in speakers]
         self.train_set = SpeechDataset(train_rows, config.model, speakers, config.data.crop_samples)
@@ -130,6 +133,7 @@ class Trainer:
         state = {
             "config": to_dict(self.config),
             "speakers": self.model.speaker_names,
+            "speaker_info": self.model.speaker_info,
             "step": self.step,
             "cpu_seconds": self.cpu_seconds,
             "model": self.model.state_dict(),  # the unwrapped module, never the DDP wrapper

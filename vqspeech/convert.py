@@ -1,0 +1,216 @@
+"""Voice conversion: one person's codes rendered in another voice.
+
+    convert(model, wav, target="TF1")          to a training speaker: its table row and its pitch range
+    convert(model, wav, references=[w1, w2])   to an unseen voice heard in a few seconds of audio
+    speakers(model) -> [{name, gender, accent, f0_hz}]
+    reference_voice(model, references, method) -> Voice, the speaker vector and pitch range used above
+    load(path) -> model, with the speaker info of its checkpoint and its voice bank (if one lies beside it)
+
+Unseen voices. The decoder reads the speaker through one table row per training speaker, so a new voice
+must become a vector it can read. Three ways, all measured on held-out speakers by bench/vc.py:
+  "fit"    (the default) the convex blend of table rows whose conditioning best explains the references'
+           log-mel spectra through the model's own auxiliary mel head (the references' codes and pitch in;
+           a few dozen Adam steps on the blend's softmax weights). Needs nothing but the model, and no
+           speaker-embedding model, so a speaker-embedding evaluation of it is independent of it.
+  "blend"  rows weighted by the resemblyzer similarity of the references to each training speaker's
+           centroid (softmax at BLEND_TEMPERATURE). Needs the voice bank (speaker_encoder.VoiceBank).
+  "ridge"  a linear map from d-vectors to rows (ridge regression on the training speakers' centroids
+           and rows); the only one that can leave the rows' convex hull. Needs the voice bank.
+With few training speakers (VCC 2016 has 10) the first two can only land near voices the model knows.
+The pitch range (log-F0 mean and std) always comes from the references: the register carries much of
+what a listener hears as identity, and a blend of rows cannot give it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from vqspeech import features
+from vqspeech.models.vqvae import VQSpeech
+
+METHODS = ("fit", "blend", "ridge")
+DEFAULT_METHOD = "fit"
+FIT_STEPS = 60
+FIT_LR = 0.1
+FIT_MAX_SECONDS = 20.0  # references beyond this are not used by the fit (its cost grows with their length)
+BLEND_TEMPERATURE = 0.02  # cosine similarities of d-vectors differ by ~0.1-0.2 between voices
+RIDGE_LAMBDA = 0.1  # on centred unit d-vectors, whose squared distances are ~0.1-0.5
+MIN_VOICED_SECONDS = 0.3
+
+
+@dataclass
+class Voice:
+    """What the decoder needs to speak in a voice."""
+
+    vector: torch.Tensor  # [speaker_dim]
+    lf0: tuple[float, float]  # log-F0 mean and std the pitch is rendered in
+    weights: dict[str, float] | None  # share of each training speaker's row (None for "ridge")
+
+
+def convert(model: VQSpeech, wav: np.ndarray, target: str | None = None, references: list[np.ndarray] | None = None,
+            decoder: str = "autoregressive", generator: torch.Generator | None = None) -> np.ndarray:
+    """wav: float32 [T] at the model's rate (as audio.load gives it) -> the same words in another voice [T].
+
+    Exactly one of `target` (a training speaker's name) or `references` (waveforms of an unseen voice,
+    a few seconds in all) names the voice. decoder: "autoregressive" or "parallel"."""
+    if (target is None) == (references is None):
+        raise ValueError("give exactly one of a target speaker or reference recordings")
+    encoded = model.encode(wav)
+    if target is not None:
+        return model.decode(encoded, target, lf0=model.speaker_pitch(target), decoder=decoder, generator=generator)
+    voice = reference_voice(model, references, bank=getattr(model, "voice_bank", None))
+    return render(model, encoded, voice, decoder=decoder, generator=generator)
+
+
+def render(model: VQSpeech, encoded, voice: Voice, decoder: str = "autoregressive",
+           generator: torch.Generator | None = None) -> np.ndarray:
+    """Encoded -> waveform [n_samples] in `voice` (a Voice from reference_voice)."""
+    return model.decode(encoded, None, lf0=voice.lf0, decoder=decoder, generator=generator, speaker_vector=voice.vector)
+
+
+def convert_file(model: VQSpeech, in_path: str | Path, out_path: str | Path, target: str | None = None,
+                 voice: Voice | None = None, force: bool = False, decoder: str = "autoregressive",
+                 seed: int = 0) -> tuple[float, float]:
+    """Audio file -> converted audio file (.wav, .flac or .ogg by its extension), to `target` (a training
+    speaker) or `voice` (from reference_voice, computed once for many files). Written to a temporary
+    file and renamed; an existing output is refused unless `force`, before any work is done.
+    Returns (seconds of audio, seconds of conversion per second of audio)."""
+    import time
+
+    from vqspeech import audio
+    from vqspeech.codec import stream
+
+    src, dst = Path(in_path), Path(out_path)
+    if (target is None) == (voice is None):
+        raise ValueError("give exactly one of a target speaker or a voice")
+    if dst.suffix.lower() not in stream.OUTPUT_FORMATS:
+        raise ValueError(f"{dst}: cannot write {dst.suffix or 'files without an extension'} (use {', '.join(stream.OUTPUT_FORMATS)})")
+    if dst.resolve() == src.resolve():
+        raise ValueError(f"{dst}: the output would overwrite the input")
+    if dst.exists() and not force:
+        raise FileExistsError(f"{dst}: exists (use --force to overwrite)")
+    wav = audio.load(src, model.config.sample_rate)
+    start = time.perf_counter()
+    generator = torch.Generator().manual_seed(seed)
+    if voice is None:
+        out = convert(model, wav, target=target, decoder=decoder, generator=generator)
+    else:
+        out = render(model, model.encode(wav), voice, decoder=decoder, generator=generator)
+    seconds = len(wav) / model.config.sample_rate
+    rtf = (time.perf_counter() - start) / seconds
+    rate = model.config.sample_rate
+    with stream.AudioWriter(dst, rate, rate, overwrite=force) as f:
+        f.write(out)
+    return seconds, rtf
+
+
+def speakers(model: VQSpeech) -> list[dict]:
+    """The model's training speakers: name, gender and accent (where the checkpoint's `speaker_info`
+    says; else None) and median F0 in Hz (exp of the log-F0 mean measured on the training data)."""
+    info = getattr(model, "speaker_info", None) or {}
+    out = []
+    for name in model.speaker_names:
+        mean, _ = model.speaker_pitch(name)
+        meta = info.get(name) or {}
+        out.append({"name": name, "gender": meta.get("gender"), "accent": meta.get("accent"), "f0_hz": math.exp(mean)})
+    return out
+
+
+def load(path: str | Path | None = None) -> VQSpeech:
+    """codec.api.load (which also gives model.speaker_info), plus the voice bank beside the weights
+    (MODEL.voices.npz) as model.voice_bank."""
+    from vqspeech import speaker_encoder
+    from vqspeech.codec import api
+
+    model = api.load(path)  # the clear errors (no model, unreadable file) live there
+    path = Path(path) if path is not None else api.default_model_path()
+    bank = speaker_encoder.bank_path(path)
+    model.voice_bank = speaker_encoder.VoiceBank.load(bank, model) if bank.exists() else None
+    return model
+
+
+# --- unseen voices ---------------------------------------------------------------------------------------
+
+def reference_pitch(model: VQSpeech, references: list[np.ndarray]) -> tuple[float, float]:
+    """Log-F0 mean and std over the voiced frames of all references; an error if there are almost none."""
+    c = model.config
+    f0 = np.concatenate([features.extract_pitch(r, c.pitch_hop, c.sample_rate).f0 for r in references])
+    voiced_seconds = (f0 > 0).sum() * c.pitch_hop / c.sample_rate
+    if voiced_seconds < MIN_VOICED_SECONDS:
+        raise ValueError(f"the reference audio has {voiced_seconds:.2f} s of voiced speech; give a few seconds of speech")
+    return features.Pitch(f0, c.pitch_hop).log_stats()
+
+
+def reference_voice(model: VQSpeech, references: list[np.ndarray], method: str = DEFAULT_METHOD, bank=None,
+                    exclude: tuple[str, ...] = ()) -> Voice:
+    """references: float32 waveforms [T_i] of one voice at the model's rate -> Voice.
+
+    bank: a speaker_encoder.VoiceBank (methods "blend" and "ridge"). exclude: training speakers whose rows
+    may not be used (the benchmark leaves the target out, so a training speaker stands for an unseen one)."""
+    if method not in METHODS:
+        raise ValueError(f"unknown reference method {method!r}: choose {', '.join(METHODS)}")
+    references = [np.asarray(r, np.float32).reshape(-1) for r in references or []]
+    if not references or any(r.size == 0 for r in references):
+        raise ValueError("no reference audio (or an empty one)")
+    allowed = [i for i, n in enumerate(model.speaker_names) if n not in exclude]
+    if not allowed:
+        raise ValueError("every training speaker is excluded")
+    if method != "fit" and bank is None:
+        raise ValueError(f"method {method!r} needs the model's voice bank (build it: vqspeech speakers --enroll CORPUS)")
+    lf0 = reference_pitch(model, references)
+    rows = model.speaker_embedding.weight.detach()[allowed]
+    if method == "fit":
+        weights = _fit_weights(model, references, rows)
+    else:
+        from vqspeech import speaker_encoder
+
+        d = torch.from_numpy(speaker_encoder.embed_speaker(references))
+        centroids = torch.from_numpy(bank.centroids)[[bank.names.index(model.speaker_names[i]) for i in allowed]]
+        if method == "ridge":
+            return Voice(_ridge(centroids, rows, d), lf0, None)
+        weights = torch.softmax(centroids @ d / BLEND_TEMPERATURE, 0)
+    names = [model.speaker_names[i] for i in allowed]
+    return Voice(weights @ rows, lf0, dict(zip(names, weights.tolist())))
+
+
+def _fit_weights(model: VQSpeech, references: list[np.ndarray], rows: torch.Tensor) -> torch.Tensor:
+    """Softmax weights [K] over `rows` [K, D] that minimise the mel head's L1 error on the references."""
+    if model.mel_head is None:
+        raise ValueError("method 'fit' needs a model trained with the auxiliary mel loss (mel_weight > 0); use 'blend'")
+    c = model.config
+    budget = int(FIT_MAX_SECONDS * c.sample_rate)
+    batch = []  # (quantized [1, D, F], pitch [1, P] or None, log-mel [1, n_mels, F]) per reference
+    for r in references:
+        if budget <= 0:
+            break
+        r, budget = r[:budget], budget - len(r)
+        enc = model.encode(r)
+        padded = F.pad(torch.from_numpy(r), (0, model.pad_length(len(r)) - len(r)))
+        mel = features.log_mel(padded[None], c.hop, c.sample_rate, c.n_mels)
+        batch.append((model.quantizer.lookup(enc.codes[None]), None if enc.pitch is None else enc.pitch[None], mel))
+    logits = torch.zeros(rows.shape[0], requires_grad=True)
+    opt = torch.optim.Adam([logits], lr=FIT_LR)
+    with torch.enable_grad():
+        for _ in range(FIT_STEPS):
+            vector = (torch.softmax(logits, 0) @ rows)[None]
+            loss = sum(F.l1_loss(model.mel_head(model.condition(q, None, p, vector)), mel) for q, p, mel in batch) / len(batch)
+            (logits.grad,) = torch.autograd.grad(loss, [logits])  # the model's weights get no gradient
+            opt.step()
+    return torch.softmax(logits.detach(), 0)
+
+
+def _ridge(centroids: torch.Tensor, rows: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+    """Ridge regression from d-vectors to rows, fitted on (centroids [K, E], rows [K, D]), applied to d [E].
+
+    Solved in its dual form (K x K) since there are far fewer speakers than dimensions; both sides centred,
+    so a voice unlike every training speaker falls back to the mean row."""
+    cm, rm = centroids.mean(0), rows.mean(0)
+    x, y = centroids - cm, rows - rm
+    alpha = torch.linalg.solve(x @ x.T + RIDGE_LAMBDA * torch.eye(len(x)), y)
+    return rm + (d - cm) @ x.T @ alpha

@@ -1,0 +1,45 @@
+"""Content kept through conversion: the words pocketsphinx (its shipped en-us model) hears in two signals.
+
+There are no transcripts for VCC 2016 here, so the converted audio is compared with the recogniser's
+reading of the source audio, not with the truth: agreement = 1 - word edit distance / source words
+(clipped at 0). Pocketsphinx is a weak recogniser (it misreads much of clean VCC speech): the figure says
+whether the output sounds like the same words to it, not whether either reading is right.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def recognise(wav: np.ndarray) -> list[str]:
+    """float32 [T] at 16 kHz -> the words pocketsphinx hears (lower case).
+
+    A fresh decoder each time (~0.6 s to load): a reused one carries state from the utterances before
+    (not only its CMN estimate: resetting that, batch CMN and no noise removal all still left the
+    reading of the same audio depending on what came before), and a measure must not depend on order."""
+    from pocketsphinx import Decoder
+
+    d = Decoder(samprate=16000, logfn="/dev/null")
+    d.start_utt()
+    d.process_raw((np.clip(wav, -1, 1) * 32767).astype("<i2").tobytes(), full_utt=True)
+    d.end_utt()
+    hyp = d.hyp()
+    return hyp.hypstr.lower().split() if hyp is not None else []
+
+
+def edit_distance(a: list[str], b: list[str]) -> int:
+    """Word-level Levenshtein distance (substitutions, insertions, deletions each cost 1)."""
+    prev = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        cur = [i]
+        for j, y in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (x != y)))
+        prev = cur
+    return prev[-1]
+
+
+def agreement(source: list[str], converted: list[str]) -> float:
+    """1 - edit distance / len(source), in [0, 1]; NaN when the recogniser heard nothing in the source."""
+    if not source:
+        return float("nan")
+    return max(0.0, 1.0 - edit_distance(source, converted) / len(source))

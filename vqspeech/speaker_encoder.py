@@ -1,0 +1,117 @@
+"""Speaker embeddings from a pretrained speaker-verification model, and the training speakers' centroids.
+
+The model is resemblyzer's d-vector network (GE2E, a 3-layer LSTM over 40-band mels -> 256-d unit vectors);
+its weights ship inside its wheel, so nothing is downloaded at run time. Two uses:
+  - unseen voices (vqspeech.convert, methods "blend" and "ridge"): a reference's d-vector is compared
+    with the training speakers' centroids, stored in a small side file (the VoiceBank) beside the model,
+    because the user converting a file does not have the training corpus;
+  - evaluation: speaker identification by the nearest centroid (vqspeech.eval.speaker_id).
+
+    embed(wav) -> [256]           one utterance
+    embed_speaker(wavs) -> [256]  several utterances of one voice (mean of unit vectors, renormalised)
+    VoiceBank.build / save / load centroids of a model's training speakers (they describe the speakers'
+                                  recordings, not the model, so any model with the same speakers can use them)
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+SAMPLE_RATE = 16000  # resemblyzer's rate; the model's too (checked by callers that resample)
+INSTALL_HINT = "pip install webrtcvad-wheels 'resemblyzer==0.1.4' --no-deps (see the vc extra in pyproject.toml)"
+
+
+class SpeakerEncoderUnavailable(RuntimeError):
+    pass
+
+
+@functools.lru_cache(maxsize=1)
+def _encoder():
+    try:
+        from resemblyzer import VoiceEncoder
+    except ImportError as e:
+        raise SpeakerEncoderUnavailable(f"speaker embeddings need resemblyzer ({e}); install it: {INSTALL_HINT}") from None
+    return VoiceEncoder("cpu", verbose=False)
+
+
+def available() -> bool:
+    try:
+        _encoder()
+    except SpeakerEncoderUnavailable:
+        return False
+    return True
+
+
+def embed(wav: np.ndarray) -> np.ndarray:
+    """float32 [T] at 16 kHz -> unit d-vector [256].
+
+    resemblyzer's own preprocessing (volume up to -30 dBFS, long pauses cut by a VAD) first; a clip the VAD
+    finds no speech in is embedded whole rather than refused: it still has a voice, only a quiet one."""
+    from resemblyzer import preprocess_wav
+
+    encoder = _encoder()
+    wav = np.asarray(wav, np.float32)
+    trimmed = preprocess_wav(wav)
+    if len(trimmed) < SAMPLE_RATE // 4:
+        trimmed = wav
+    return encoder.embed_utterance(trimmed.astype(np.float32)).astype(np.float32)
+
+
+def embed_speaker(wavs: list[np.ndarray]) -> np.ndarray:
+    """Several utterances of one voice -> unit d-vector [256] (mean of the utterances' vectors, renormalised)."""
+    if not wavs:
+        raise ValueError("no utterances to embed")
+    mean = np.mean([embed(w) for w in wavs], axis=0)
+    return (mean / np.linalg.norm(mean)).astype(np.float32)
+
+
+@dataclass
+class VoiceBank:
+    """Centroid d-vectors of a model's training speakers, rows in the order of `names`."""
+
+    names: list[str]
+    centroids: np.ndarray  # [S, 256] unit rows
+
+    @classmethod
+    def build(cls, names: list[str], utterances: dict[str, list[np.ndarray]]) -> "VoiceBank":
+        """names: the model's speakers in table order; utterances: name -> waveforms (16 kHz) of that speaker."""
+        missing = [n for n in names if not utterances.get(n)]
+        if missing:
+            raise ValueError(f"no enrolment audio for speaker(s) {', '.join(missing)}")
+        return cls(list(names), np.stack([embed_speaker(utterances[n]) for n in names]))
+
+    def save(self, path: str | Path) -> None:
+        """Write as .npz (plain arrays, no pickles) atomically."""
+        from vqspeech.codec.api import write_atomic
+        import io
+
+        buf = io.BytesIO()
+        np.savez(buf, names=np.array(self.names), centroids=self.centroids.astype(np.float32))
+        write_atomic(Path(path), buf.getvalue(), overwrite=True)
+
+    @classmethod
+    def load(cls, path: str | Path, model=None) -> "VoiceBank":
+        """Read a bank; with `model`, refuse one made for other speakers than the model's."""
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: no such voice bank")
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                bank = cls([str(n) for n in f["names"]], f["centroids"].astype(np.float32))
+        except Exception as e:  # zip, key and format errors all mean the same to the user
+            raise ValueError(f"{path}: not a voice bank ({str(e).splitlines()[0][:120]})") from None
+        if len(bank.names) != len(bank.centroids):
+            raise ValueError(f"{path}: not a voice bank ({len(bank.names)} names, {len(bank.centroids)} centroids)")
+        if model is not None and bank.names != list(model.speaker_names):
+            raise ValueError(f"{path}: this voice bank is for speakers {', '.join(bank.names)}, not this model's "
+                             "(rebuild it with `vqspeech speakers --enroll`)")
+        return bank
+
+
+def bank_path(model_path: str | Path) -> Path:
+    """Where a model's voice bank lives: beside it, MODEL.voices.npz."""
+    return Path(model_path).with_suffix(".voices.npz")
