@@ -87,7 +87,7 @@ def free_port() -> int:
 def files(tmp_path_factory):
     d = tmp_path_factory.mktemp("demo-inputs")
     sf.write(d / "speech.wav", synthetic_voice(0.3, 140, 1, sample_rate=22050), 22050)  # any rate: the app resamples
-    sf.write(d / "reference.flac", synthetic_voice(0.5, 220, 2), SR)
+    sf.write(d / "reference.flac", synthetic_voice(1.5, 220, 2), SR)  # enough voiced speech for a real reference
     sf.write(d / "long.wav", synthetic_voice(2.5, 140, 3), SR)  # over the 2 s limit, under the size limit
     sf.write(d / "big.wav", np.random.default_rng(0).standard_normal(SR * 8).astype(np.float32) * 0.1, SR)  # 256 kB
     (d / "notes.txt").write_text("not audio\n" * 50)
