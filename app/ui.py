@@ -169,18 +169,20 @@ def build(model: VQSpeech, workdir: Path, limits: Limits | None = None) -> gr.Bl
         image = spectrograms([("input", wav), (f"converted to {label}", out)], rate)
         return str(path), image, f"Converted {wav.size / rate:.2f} s to **{label}** ({decoder} decoder)."
 
-    def codec(source, voice, progress=gr.Progress(track_tqdm=True)):
+    def codec(source, voice, decoder, progress=gr.Progress(track_tqdm=True)):
         progress(0.05, desc="Reading the recording")
         wav = _read(source, "Input", workdir, limits)
         if voice not in model.speaker_names:
             raise _refuse("Pick a decoder voice.")
+        if decoder not in [v for _, v in decoders]:
+            raise _refuse(f"This model has no {decoder!r} decoder.")
         progress(0.15, desc="Encoding to .vqs")
         try:
             data = api.encode_audio(model, wav, rate, speaker=voice)
             vqs = _out_path(workdir, source, api.VQS_EXTENSION)
             api.write_atomic(vqs, data)
-            progress(0.3, desc="Decoding with the autoregressive decoder (slow)")
-            out, header = api.decode_bytes(model, data)
+            progress(0.3, desc=f"Decoding with the {decoder} decoder")
+            out, header = api.decode_bytes(model, data, decoder=decoder)
         except ValueError as e:
             raise _refuse(_first_line(e)) from None
         progress(0.95, desc="Writing the result")
@@ -225,6 +227,8 @@ def build(model: VQSpeech, workdir: Path, limits: Limits | None = None) -> gr.Bl
                                         elem_id="codec-input")
                     voice = gr.Dropdown(choices, value=choices[0][1], label="Decoder voice (recorded in the file)",
                                         elem_id="codec-voice")
+                    codec_decoder = gr.Radio(decoders, value=decoders[0][1], label="Decoder", visible=len(decoders) > 1,
+                                             elem_id="codec-decoder")
                     run_codec = gr.Button("Encode and decode", variant="primary", elem_id="codec-run")
                 with gr.Column():
                     info = gr.Markdown(elem_id="codec-info")
@@ -237,7 +241,7 @@ def build(model: VQSpeech, workdir: Path, limits: Limits | None = None) -> gr.Bl
         mode.change(lambda m: (gr.update(visible=m == SPEAKER), gr.update(visible=m == REFERENCE)), mode,
                     [speaker, reference], api_name=False)
         run_vc.click(convert, [vc_in, mode, speaker, reference, decoder], [vc_out, vc_image, vc_status], api_name="convert")
-        run_codec.click(codec, [codec_in, voice], [info, vqs, codec_out, codec_image], api_name="codec")
+        run_codec.click(codec, [codec_in, voice, codec_decoder], [info, vqs, codec_out, codec_image], api_name="codec")
     # One job at a time: decoding takes the CPU, and a second one would only slow both.
     demo.queue(default_concurrency_limit=1, max_size=16)
     return demo

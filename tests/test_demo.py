@@ -172,7 +172,7 @@ def test_codec_round_trip(server, client, files):
     """Real encoder and autoregressive decoder: the .vqs downloads, and the library decodes it to the
     very audio the page plays (same seed)."""
     source = audio.load(files / "speech.wav")
-    info, vqs, decoded, _ = client.predict(handle_file(str(files / "speech.wav")), "bob", api_name="/codec")
+    info, vqs, decoded, _ = client.predict(handle_file(str(files / "speech.wav")), "bob", "autoregressive", api_name="/codec")
     data = open(vqs, "rb").read()
     assert data.startswith(bitstream.MAGIC)
     wav, header = api.decode_bytes(server.model, data)
@@ -191,7 +191,7 @@ def test_refuses_bad_input_with_a_message(client, files, name, message):
     from gradio_client.exceptions import AppError
 
     with pytest.raises(AppError) as e:
-        client.predict(handle_file(str(files / name)), "bob", api_name="/codec")
+        client.predict(handle_file(str(files / name)), "bob", "autoregressive", api_name="/codec")
     assert message in str(e.value)
     assert str(files) not in str(e.value) and "vqspeech-demo-" not in str(e.value)  # no server paths shown
 
