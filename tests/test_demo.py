@@ -212,7 +212,7 @@ def test_never_reads_a_path_outside_its_temp_folder(server, tmp_path):
     secret = tmp_path / "secret.wav"
     sf.write(secret, synthetic_voice(0.3, 140, 4), SR)
     r = httpx.post(server.url + "gradio_api/call/codec",
-                   json={"data": [{"path": str(secret), "meta": {"_type": "gradio.FileData"}}, "bob"]}, timeout=30)
+                   json={"data": [{"path": str(secret), "meta": {"_type": "gradio.FileData"}}, "bob", "autoregressive"]}, timeout=30)
     events = httpx.get(server.url + f"gradio_api/call/codec/{r.json()['event_id']}", timeout=60).text
     assert "event: error" in events and "not uploaded" in events
     assert "kbit/s" not in events and ".vqs" not in events
