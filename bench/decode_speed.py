@@ -10,8 +10,8 @@ B * s); "per stream" divides by B. Every method samples from the same uniforms, 
 produced are checked against the fast kernel's (column "same classes").
 
 The naive method is timed in its steady state, after the first receptive field: its history is the fast
-kernel's output, so its cost per step is that of a full window. The slow methods run on short segments
-(--ref-seconds, --naive-steps); their cost per sample does not depend on the length.
+kernel's output, so its cost per step is that of a full window. The slow methods run on prefixes sized to
+take about --budget seconds each; their cost per sample does not depend on the length.
 
     OMP_NUM_THREADS=2 python bench/decode_speed.py --threads 1 2 --batches 1 4 16 --out bench/results/decode_speed.md
 """
@@ -22,6 +22,7 @@ import argparse
 import datetime
 import math
 import os
+import shlex
 import statistics
 import sys
 import time
@@ -120,10 +121,28 @@ def timed(fn):
     return out, time.perf_counter() - t0
 
 
-def agreement(a: Tensor, b: Tensor) -> str:
-    if torch.equal(a, b):
+def agreement(a: Tensor, fast: Tensor, boundary_gap) -> str:
+    """Whether a method's classes equal the fast kernel's; at the first difference, how far the sampling
+    target u * sum(p) was from a CDF boundary (a float-rounding flip is within ~1e-7)."""
+    if torch.equal(a, fast):
         return f"yes ({a.shape[1]})"
-    return f"no: first differs at sample {(a != b).any(0).nonzero()[0].item()} of {a.shape[1]}"
+    b, t = (a != fast).nonzero()[0].tolist()
+    return f"no: stream {b} differs at sample {t} of {a.shape[1]}, target {boundary_gap(b, t):.0e} from a CDF boundary"
+
+
+@torch.no_grad()
+def boundary_gap(decoder, cond: Tensor, exc: Optional[Tensor], fast_out: Tensor, u: Tensor, b: int, t: int,
+                 start: int) -> float:
+    """Relative distance between u * sum(p) and the nearest cumulative sum of p at sample t of stream b,
+    with the logits of the parallel forward fed the fast kernel's history."""
+    hop = decoder.hop
+    fed = torch.cat([torch.tensor([start]), fast_out[b, :t]])
+    n = (t // hop + 1) * hop
+    fed = torch.cat([fed, fed.new_zeros(n - fed.shape[0])])[None]
+    logits = decoder(fed, cond[b:b + 1, :, :n // hop], None if exc is None else exc[b:b + 1, :, :n])[0, :, t]
+    z = logits.double()
+    cdf = torch.exp(z - z.max()).cumsum(0)
+    return ((cdf - u[b, t] * cdf[-1]).abs().min() / cdf[-1]).item()
 
 
 def run_case(model: VQSpeech, batch: int, threads: int, args) -> dict:
@@ -139,23 +158,28 @@ def run_case(model: VQSpeech, batch: int, threads: int, args) -> dict:
     fast_out = runs[0][0]
     fast_s = statistics.median(s for _, s in runs)
     row = {"B": batch, "threads": threads, "fast": batch * frames * hop / sr / fast_s}
+    gap = lambda b, t: boundary_gap(dec, cond, exc, fast_out, u, b, t, start)  # noqa: E731
 
-    # reference and torchscript on a short segment, same uniforms (a prefix of the fast run's)
-    ref_frames = max(1, math.ceil(args.ref_seconds * sr / hop))
-    n = ref_frames * hop
-    seg = cond[:, :, :ref_frames], None if exc is None else exc[:, :, :n]
-    for _ in range(2):  # TorchScript's profiling executor specialises on the first calls with these shapes
-        torchscript(dec, cond[:, :, :1], None if exc is None else exc[:, :, :hop], u[:, :hop], start)
-    ref_out, s = timed(lambda: reference(dec, *seg, u[:, :n], start))
-    row["reference"], row["reference_same"] = batch * n / sr / s, agreement(ref_out, fast_out[:, :n])
-    ts_out, s = timed(lambda: torchscript(dec, *seg, u[:, :n], start))
-    row["torchscript"], row["torchscript_same"] = batch * n / sr / s, agreement(ts_out, fast_out[:, :n])
+    # The slow methods run on a prefix, same uniforms, sized from a one-frame probe to take about
+    # --budget seconds each (at most --ref-seconds / --naive-steps): their cost per sample does not
+    # depend on the length, and a fixed length would take minutes where threads contend.
+    def frames_for(method) -> int:
+        _, probe = timed(lambda: method(dec, cond[:, :, :1], None if exc is None else exc[:, :, :hop], u[:, :hop], start))
+        return int(max(1, min(args.ref_seconds * sr / hop, args.budget / probe)))
+
+    for name, method in (("reference", reference), ("torchscript", torchscript)):
+        method(dec, cond[:, :, :1], None if exc is None else exc[:, :, :hop], u[:, :hop], start)  # warm-up
+        n = frames_for(method) * hop
+        seg = cond[:, :, :n // hop], None if exc is None else exc[:, :, :n]
+        out, s = timed(lambda: method(dec, *seg, u[:, :n], start))
+        row[name], row[name + "_same"] = batch * n / sr / s, agreement(out, fast_out[:, :n], gap)
 
     t0 = dec.receptive_field
-    naive(dec, cond, exc, fast_out, u, t0, 1, start)  # warm-up: first-call allocations
-    naive_out, s = timed(lambda: naive(dec, cond, exc, fast_out, u, t0, args.naive_steps, start))
-    row["naive"] = batch * args.naive_steps / sr / s
-    row["naive_same"] = agreement(naive_out, fast_out[:, t0:t0 + args.naive_steps])
+    _, probe = timed(lambda: naive(dec, cond, exc, fast_out, u, t0, 1, start))  # also the warm-up
+    steps = int(max(1, min(args.naive_steps, args.budget / probe)))
+    naive_out, s = timed(lambda: naive(dec, cond, exc, fast_out, u, t0, steps, start))
+    row["naive"] = batch * steps / sr / s
+    row["naive_same"] = agreement(naive_out, fast_out[:, t0:t0 + steps], lambda b, t: gap(b, t0 + t))
     return row
 
 
@@ -182,18 +206,22 @@ def report(model: VQSpeech, rows: list[dict], args, command: str, started: str, 
         f"skip {d.skip_channels}, head {d.output_channels}, 256 classes, hop 64, 8-harmonic excitation), random "
         f"weights (speed does not depend on them). Real-time factor (RTF) = audio seconds / wall seconds, "
         f"summed over the B streams; fast per stream = RTF / B. Fast: median of {args.repeats} runs of "
-        f"{args.seconds} s per stream; reference and TorchScript: {args.ref_seconds} s per stream; naive: "
-        f"{args.naive_steps} steps in steady state (each a forward over the whole frames covering the receptive field of "
+        f"{args.seconds} s per stream; reference, TorchScript and naive: each for about {args.budget} s of wall "
+        f"time (at most {args.ref_seconds} s of audio / {args.naive_steps} naive steps; the sample counts are in the "
+        f"second table), naive in steady state (each a forward over the whole frames covering the receptive field of "
         f"{model.decoder.receptive_field} samples).",
         "",
         "| B | threads | naive | reference | TorchScript | **fast** | fast per stream | fast / naive | fast / reference |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        lines.append(f"| {r['B']} | {r['threads']} | {r['naive']:.4f} | {r['reference']:.3f} | {r['torchscript']:.3f} | "
-                     f"**{r['fast']:.2f}** | {r['fast'] / r['B']:.2f} | {r['fast'] / r['naive']:.0f}x | "
-                     f"{r['fast'] / r['reference']:.0f}x |")
-    lines += ["", "Same classes as the fast kernel (same uniforms; samples compared):", "",
+        lines.append(f"| {r['B']} | {r['threads']} | {r['naive']:.3g} | {r['reference']:.3g} | {r['torchscript']:.3g} | "
+                     f"**{r['fast']:.3g}** | {r['fast'] / r['B']:.3g} | {r['fast'] / r['naive']:,.0f}x | "
+                     f"{r['fast'] / r['reference']:,.0f}x |")
+    lines += ["", "Same classes as the fast kernel (same uniforms; samples compared per stream). Where a method differs, "
+              "the sampling target u * sum(p) at the first difference is given as a distance from the nearest CDF "
+              "boundary, relative to sum(p): the logits of the two paths differ by ~1e-7, so a target that close "
+              "to a boundary can fall either side (float rounding, after which the streams diverge).", "",
               "| B | threads | naive | reference | TorchScript |", "|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['B']} | {r['threads']} | {r['naive_same']} | {r['reference_same']} | {r['torchscript_same']} |")
@@ -208,8 +236,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     p.add_argument("--batches", type=int, nargs="+", default=[1, 4, 16])
     p.add_argument("--seconds", type=float, default=2.0, help="audio per stream for the fast kernel")
-    p.add_argument("--ref-seconds", type=float, default=0.25, help="audio per stream for reference and TorchScript")
-    p.add_argument("--naive-steps", type=int, default=48)
+    p.add_argument("--ref-seconds", type=float, default=0.25, help="at most this much audio per stream for reference and TorchScript")
+    p.add_argument("--naive-steps", type=int, default=48, help="at most this many naive steps")
+    p.add_argument("--budget", type=float, default=6.0, help="about this many seconds for each slow method and case")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--out", type=Path, help="markdown report to write (atomically)")
     p.add_argument("--comment", default="", help="a line added to the report (e.g. what else ran on the machine)")
@@ -218,8 +247,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit("decode_speed: numba is not installed (pip install numba)")
     started = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     note = machine_note()
-    command = "OMP_NUM_THREADS=%s python bench/decode_speed.py %s" % (os.environ.get("OMP_NUM_THREADS", "unset"),
-                                                                     " ".join(sys.argv[1:] if argv is None else argv))
+    command = "OMP_NUM_THREADS=%s python bench/decode_speed.py %s" % (
+        os.environ.get("OMP_NUM_THREADS", "unset"), shlex.join(sys.argv[1:] if argv is None else argv))
     torch.manual_seed(0)
     model = VQSpeech(ModelConfig()).eval()
     warm_cond, warm_exc = inputs(model, 1, 4, seed=0)  # compile (or load) the kernel, warm TorchScript

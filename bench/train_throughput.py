@@ -19,6 +19,7 @@ import argparse
 import datetime
 import math
 import os
+import shlex
 import statistics
 import sys
 import time
@@ -131,7 +132,7 @@ def main(argv: list[str] | None = None) -> None:
     started = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     note = machine_note()
     command = "OMP_NUM_THREADS=%s python bench/train_throughput.py %s" % (
-        os.environ.get("OMP_NUM_THREADS", "unset"), " ".join(sys.argv[1:] if argv is None else argv))
+        os.environ.get("OMP_NUM_THREADS", "unset"), shlex.join(sys.argv[1:] if argv is None else argv))
     rows = []
     for size in args.sizes:
         c = model_config(size)

@@ -94,14 +94,3 @@ def test_bad_method_and_uniforms_are_refused(tiny_config):
         with pytest.raises(ValueError, match="temperature"):
             model.generate(cond, exc, temperature=-1.0, method=method)
 
-
-def test_blocks_of_frames_join_seamlessly(tiny_config, monkeypatch):
-    """Decoding in blocks of 3 frames (ring buffers carried across) equals decoding in one block."""
-    model, cond, exc = tiny_decoder_inputs(tiny_config, batch=2, frames=8)
-    u = fast_sampler.draw_uniforms(2, 8 * model.config.hop, torch.Generator().manual_seed(4))
-    prev = torch.randint(0, 256, (2, 8 * model.config.hop))
-    whole = fast_sampler.generate(model.decoder, cond, exc, u), fast_sampler.teacher_forced_logits(model.decoder, cond, exc, prev)
-    monkeypatch.setattr(fast_sampler, "BLOCK_FRAMES", 3)
-    blocks = fast_sampler.generate(model.decoder, cond, exc, u), fast_sampler.teacher_forced_logits(model.decoder, cond, exc, prev)
-    assert torch.equal(whole[0], blocks[0])
-    torch.testing.assert_close(whole[1], blocks[1], atol=0, rtol=0)

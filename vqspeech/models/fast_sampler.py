@@ -61,6 +61,10 @@ class Packed(NamedTuple):
     """Decoder weights as contiguous float32 numpy arrays, output-major (row o is output o's weights)."""
 
     embed: np.ndarray  # [C, R]
+    excitation: np.ndarray  # [R, H] (H = 0 without excitation)
+    excitation_bias: np.ndarray  # [R]
+    cond: np.ndarray  # [L * 2R, Cc]: row l * 2R + j is layer l's gate pre-activation j
+    cond_bias: np.ndarray  # [L * 2R]: the conditioning's bias plus each dilated conv's bias
     dilated: np.ndarray  # [L, 2R, 2R]; input columns are [h(t - d), h(t)] (tap 0, tap 1)
     res_skip: np.ndarray  # [L, R + S, R]
     res_skip_bias: np.ndarray  # [L, R + S]
@@ -72,26 +76,27 @@ class Packed(NamedTuple):
 
 
 def pack(decoder) -> Packed:
-    """WaveNet module -> Packed. The dilated-conv biases are not here: `init_state` folds them into cond."""
+    """WaveNet module -> Packed, in numpy only (see `_run` for why no torch ops)."""
 
-    def f32(x: torch.Tensor) -> np.ndarray:
-        return np.ascontiguousarray(x.detach().float().cpu().numpy())
+    def f32(x) -> np.ndarray:
+        return np.ascontiguousarray(x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else x, dtype=np.float32)
 
-    w = torch.stack([conv.weight for conv in decoder.dilated])  # [L, 2R, R, 2]
+    R = decoder.config.residual_channels
+    dilated = [f32(conv.weight) for conv in decoder.dilated]  # [2R, R, 2]: tap 0 sees t - d, tap 1 sees t
+    exc = decoder.excitation
     return Packed(
         embed=f32(decoder.embed.weight),
-        dilated=f32(torch.cat([w[..., 0], w[..., 1]], dim=2)),
-        res_skip=f32(torch.stack([conv.weight[:, :, 0] for conv in decoder.res_skip])),
-        res_skip_bias=f32(torch.stack([conv.bias for conv in decoder.res_skip])),
+        excitation=f32(exc.weight[:, :, 0]) if exc is not None else np.zeros((R, 0), np.float32),
+        excitation_bias=f32(exc.bias) if exc is not None else np.zeros(R, np.float32),
+        cond=f32(decoder.cond.weight[:, :, 0]),
+        cond_bias=f32(decoder.cond.bias) + np.concatenate([f32(conv.bias) for conv in decoder.dilated]),
+        dilated=f32(np.stack([np.concatenate([w[..., 0], w[..., 1]], axis=1) for w in dilated])),
+        res_skip=f32(np.stack([f32(conv.weight)[:, :, 0] for conv in decoder.res_skip])),
+        res_skip_bias=f32(np.stack([f32(conv.bias) for conv in decoder.res_skip])),
         out1=f32(decoder.out1.weight[:, :, 0]), out1_bias=f32(decoder.out1.bias),
         out2=f32(decoder.out2.weight[:, :, 0]), out2_bias=f32(decoder.out2.bias),
         dilations=np.asarray(decoder.dilations, dtype=np.int64),
     )
-
-
-# Frames whose conditioning is precomputed at a time (`init_state`): the precomputed inputs take
-# L * 2R / hop + R floats per sample (336 bytes for the CPU config), so a long file is done in blocks.
-BLOCK_FRAMES = 256
 
 
 @torch.no_grad()
@@ -107,7 +112,7 @@ def generate(decoder, cond: torch.Tensor, excitation: torch.Tensor | None, unifo
         raise ValueError(f"uniforms must be [{B}, {T}], got {list(uniforms.shape)}")
     start = decoder.embed.num_embeddings // 2 if start is None else start
     classes, _ = _run(decoder, cond, excitation, threads, start=start, forced=np.empty((B, 0), np.int64),
-                      u=uniforms.double().numpy(), temperature=float(temperature), logits=False)
+                      u=uniforms.detach().numpy().astype(np.float64), temperature=float(temperature), logits=False)
     return torch.from_numpy(classes)
 
 
@@ -116,38 +121,38 @@ def teacher_forced_logits(decoder, cond: torch.Tensor, excitation: torch.Tensor 
                           threads: int | None = None) -> torch.Tensor:
     """The compiled step loop fed given classes: prev [B, T] (as `WaveNet.forward` takes them),
     cond [B, C, T // hop] -> logits [B, n_classes, T]. For checking the kernel against the reference."""
-    _, logits = _run(decoder, cond, excitation, threads, start=0, forced=prev.long().numpy(),
+    _, logits = _run(decoder, cond, excitation, threads, start=0, forced=prev.numpy().astype(np.int64),
                      u=np.empty((prev.shape[0], 0)), temperature=1.0, logits=True)
     return torch.from_numpy(logits).transpose(1, 2)
 
 
 def _run(decoder, cond, excitation, threads, start, forced, u, temperature, logits: bool):
-    """Split the streams into groups, each decoded by the kernel (in threads: it releases the GIL) block
-    by block of frames, the ring buffers and last classes carried from one block to the next.
-    Returns classes [B, T] and logits [B, T, n_classes] (empty unless asked for)."""
+    """Split the streams into groups and decode each with the kernel, in threads (it releases the GIL).
+    Returns classes [B, T] and logits [B, T, n_classes] (empty unless asked for).
+
+    No torch op runs here: with torch's intra-op threads > 1 on a busy machine, each small op can wait
+    for a descheduled OpenMP worker, which cost more than the whole kernel. The projections of the
+    conditioning and the excitation (what `WaveNet.init_state` precomputes) are done in the kernel, a
+    frame at a time, so memory stays at the size of the inputs however long the file."""
     if not available():
         raise RuntimeError("the fast sampler needs numba (pip install numba); use method='reference'")
     w = pack(decoder)
-    B, _, F = cond.shape
-    hop, T = decoder.hop, cond.shape[2] * decoder.hop
-    L, R, C = len(decoder.dilations), decoder.config.residual_channels, decoder.embed.num_embeddings
+    B, T = cond.shape[0], cond.shape[2] * decoder.hop
+    c = cond.detach().numpy().astype(np.float32, copy=False).transpose(2, 0, 1)  # [F, B, Cc]
+    if excitation is None:
+        e = np.zeros((0, B, 0), np.float32)
+    else:
+        e = excitation.detach().numpy().astype(np.float32, copy=False).transpose(2, 0, 1)  # [T, B, H]
+    C = decoder.embed.num_embeddings
     n_groups = max(1, min(B, threads or torch.get_num_threads()))
     bounds = np.linspace(0, B, n_groups + 1).round().astype(int)
 
     def work(g: int) -> tuple[np.ndarray, np.ndarray]:
         b0, b1 = bounds[g], bounds[g + 1]
-        ring = np.zeros((L, int(w.dilations.max()), b1 - b0, R), np.float32)
-        prev = np.full(b1 - b0, start, np.int64)
         classes = np.empty((b1 - b0, T), np.int64)
         out = np.empty((b1 - b0, T, C) if logits else (0, 0, 0), np.float32)
-        for f0 in range(0, F, BLOCK_FRAMES):
-            f1 = min(F, f0 + BLOCK_FRAMES)
-            exc = None if excitation is None else excitation[b0:b1, :, f0 * hop: f1 * hop]
-            with torch.no_grad():  # grad mode is per thread: the caller's no_grad does not reach the pool
-                state = decoder.init_state(cond[b0:b1, :, f0:f1], exc)  # cond [F, B, L, 2R], exc [T, B, R]
-            e = np.zeros((0, b1 - b0, R), np.float32) if exc is None else state.excitation.float().numpy()
-            _decode(*w, hop, state.cond.float().numpy(), e, f0 * hop, ring, prev, np.ascontiguousarray(forced[b0:b1]),
-                    np.ascontiguousarray(u[b0:b1]), temperature, classes, out)
+        _decode(*w, decoder.hop, np.ascontiguousarray(c[:, b0:b1]), np.ascontiguousarray(e[:, b0:b1]), start,
+                np.ascontiguousarray(forced[b0:b1]), np.ascontiguousarray(u[b0:b1]), temperature, classes, out)
         return classes, out
 
     if n_groups == 1:
@@ -264,21 +269,23 @@ if numba is not None:
         return k
 
     @_jit
-    def _decode(embed, dilated, res_skip, res_skip_bias, out1, out1_bias, out2, out2_bias, dilations, hop,
-                cond, exc, t0, ring, prev, forced, u, temperature, classes, logits):
-        """Run the cached WaveNet for B streams over one block of samples t0 .. t0 + n - 1, n = F * hop.
+    def _decode(embed, excitation, excitation_bias, cond_w, cond_bias, dilated, res_skip, res_skip_bias, out1,
+                out1_bias, out2, out2_bias, dilations, hop, cond, exc, start, forced, u, temperature, classes, logits):
+        """Run the cached WaveNet for B streams over T = F * hop samples.
 
-        cond [F, B, L, 2R] (conditioning + dilated bias) and exc [n, B, R] (or [0, B, R]) cover the block;
-        ring [L, max dilation, B, R] and prev [B] (the class fed next) carry over between blocks.
+        cond [F, B, Cc] conditioning per frame; exc [T, B, H] excitation per sample (or [0, B, 0]);
         forced [B, T] classes to feed (teacher forcing: logits [B, T, C] are written) or [B, 0] to sample
-        from u [B, T] (classes [B, T] are written); T is the whole length."""
-        B = prev.shape[0]
+        from u [B, T] (classes [B, T] are written), feeding class `start` before the first sample."""
+        B = classes.shape[0]
         L, R2, _ = dilated.shape
         R = R2 // 2
         S = out1.shape[1]
         C = out2.shape[0]
         teacher = forced.shape[1] > 0
         half = f32(math.sqrt(0.5))
+        ring = np.zeros((L, dilations.max(), B, R), np.float32)  # layer l's input at t - d is in slot t % d
+        prev = np.full(B, start, np.int64)
+        gates = np.empty((B, L * R2), np.float32)  # this frame's conditioning of every layer's gates
         x = np.empty((B, R2), np.float32)  # [h(t - d), h(t)] of the current layer
         z = np.empty((B, R2), np.float32)
         a = np.empty((B, R), np.float32)
@@ -288,25 +295,30 @@ if numba is not None:
         lg = np.empty((B, C), np.float32)
         e = np.empty(C, np.float32)
         cdf = np.empty(C, np.float64)
-        for tb in range(cond.shape[0] * hop):  # time within the block; t is time in the stream
-            t = t0 + tb
-            f = tb // hop
+        for t in range(cond.shape[0] * hop):
+            if t % hop == 0:
+                for b in range(B):
+                    gates[b, :] = cond_bias
+                _gemv(cond_w, cond[t // hop], gates)
             for b in range(B):
                 p = forced[b, t] if teacher else prev[b]
                 for j in range(R):
                     x[b, R + j] = embed[p, j]
                 if exc.shape[0] > 0:
                     for j in range(R):
-                        x[b, R + j] += exc[tb, b, j]
+                        acc = excitation_bias[j]
+                        for k in range(exc.shape[2]):
+                            acc += excitation[j, k] * exc[t, b, k]
+                        x[b, R + j] += acc
                 skip[b, :] = 0.0
             for l in range(L):
-                slot = t % dilations[l]  # layer l's input at t - d lives in this slot of its ring buffer
+                slot = t % dilations[l]
                 for b in range(B):
                     for j in range(R):
                         x[b, j] = ring[l, slot, b, j]
                         ring[l, slot, b, j] = x[b, R + j]
                     for j in range(R2):
-                        z[b, j] = cond[f, b, l, j]
+                        z[b, j] = gates[b, l * R2 + j]
                 _gemv(dilated[l], x, z)
                 for b in range(B):
                     for j in range(R):
