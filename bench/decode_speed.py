@@ -198,8 +198,6 @@ def reference(decoder, cond: Tensor, exc: Optional[Tensor], u: Tensor, start: in
 def report(model: VQSpeech, rows: list[dict], args, command: str, started: str, note: str) -> str:
     d = model.config.decoder
     lines = [
-        "# Autoregressive decoding speed",
-        "",
         f"Date: {started}. Machine: {note}.",
         "",
         f"Model: the CPU config (dataclass defaults: {d.layers} layers x {d.residual_channels} residual, "
@@ -242,13 +240,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--out", type=Path, help="markdown report to write (atomically)")
     p.add_argument("--comment", default="", help="a line added to the report (e.g. what else ran on the machine)")
+    p.add_argument("--append", action="store_true", help="add this run as a new section of an existing --out report")
     args = p.parse_args(argv)
     if not fast_sampler.available():
         sys.exit("decode_speed: numba is not installed (pip install numba)")
     started = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     note = machine_note()
-    command = "OMP_NUM_THREADS=%s python bench/decode_speed.py %s" % (
-        os.environ.get("OMP_NUM_THREADS", "unset"), shlex.join(sys.argv[1:] if argv is None else argv))
+    env = " ".join(f"{k}={os.environ[k]}" for k in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY") if k in os.environ)
+    command = f"{env} python bench/decode_speed.py {shlex.join(sys.argv[1:] if argv is None else argv)}".strip()
     torch.manual_seed(0)
     model = VQSpeech(ModelConfig()).eval()
     warm_cond, warm_exc = inputs(model, 1, 4, seed=0)  # compile (or load) the kernel, warm TorchScript
@@ -265,7 +264,10 @@ def main(argv: list[str] | None = None) -> None:
                   f"torchscript {r['torchscript']:.3f}  fast {r['fast']:.2f}x real time "
                   f"(same classes: {r['naive_same']}, {r['reference_same']}, {r['torchscript_same']})", flush=True)
     if args.out:
-        write_atomic(args.out, report(model, rows, args, command, started, note))
+        head = "# Autoregressive decoding speed\n"
+        if args.append and args.out.exists():
+            head = args.out.read_text().rstrip("\n") + "\n\n---\n"
+        write_atomic(args.out, head + "\n" + report(model, rows, args, command, started, note))
         print(f"wrote {args.out}")
 
 

@@ -131,8 +131,8 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     started = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     note = machine_note()
-    command = "OMP_NUM_THREADS=%s python bench/train_throughput.py %s" % (
-        os.environ.get("OMP_NUM_THREADS", "unset"), shlex.join(sys.argv[1:] if argv is None else argv))
+    env = " ".join(f"{k}={os.environ[k]}" for k in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY") if k in os.environ)
+    command = f"{env} python bench/train_throughput.py {shlex.join(sys.argv[1:] if argv is None else argv)}".strip()
     rows = []
     for size in args.sizes:
         c = model_config(size)
@@ -160,9 +160,10 @@ def main(argv: list[str] | None = None) -> None:
             c = model_config(size)
             n = next(r["params"] for r in rows if r["size"] == size and r["part"] == "full")
             lines.append(f"- **{size}**: {describe(c)}; {n / 1e6:.2f} M parameters.")
-        lines += ["", "Part *decoder*: the WaveNet alone (its forward, cross-entropy, backward, Adam on its weights; the "
-                  "conditioning input precomputed), the figure comparable with a decoder-only probe.", "",
-                  "| size | part | batch | threads | precision | s / step | samples / s |", "|---|---|---|---|---|---|---|"]
+        if any(r["part"] == "decoder" for r in rows):
+            lines += ["", "Part *decoder*: the WaveNet alone (its forward, cross-entropy, backward, Adam on its weights; "
+                      "the conditioning input precomputed), the figure comparable with a decoder-only probe."]
+        lines += ["", "| size | part | batch | threads | precision | s / step | samples / s |", "|---|---|---|---|---|---|---|"]
         for r in rows:
             lines.append(f"| {r['size']} | {r['part']} | {r['batch']} | {r['threads']} | {r['precision']} | {r['seconds']:.2f} | "
                          f"{r['samples_per_s']:,.0f} |")
