@@ -180,18 +180,29 @@ class VQSpeech(nn.Module):
 
     @torch.no_grad()
     def generate(self, cond: torch.Tensor, excitation: torch.Tensor | None, temperature: float = 1.0,
-                 generator: torch.Generator | None = None) -> torch.Tensor:
-        """Cached autoregressive sampling. cond [B, C, F] -> classes [B, F * hop] (reference implementation)."""
+                 generator: torch.Generator | None = None, method: str | None = None) -> torch.Tensor:
+        """Cached autoregressive sampling. cond [B, C, F] -> classes [B, F * hop].
+
+        method: "fast" (the compiled step loop of `fast_sampler`, the default when numba is installed) or
+        "reference" (the same loop one PyTorch op at a time). Both sample by inverse CDF from one uniform
+        per sample drawn from `generator`, so from the same generator state they give the same classes
+        (up to float rounding at a CDF boundary, which is rare)."""
+        # Imported here: numba's import and first compile are only paid by code that generates.
+        from vqspeech.models import fast_sampler
+
+        method = method or ("fast" if fast_sampler.available() else "reference")
+        if method not in ("fast", "reference"):
+            raise ValueError(f"unknown generation method {method!r} (fast, reference)")
         B, _, n_frames = cond.shape
+        uniforms = fast_sampler.draw_uniforms(B, n_frames * self.config.hop, generator)
+        start = 2 ** (self.config.mu_law_bits - 1)
+        if method == "fast":
+            return fast_sampler.generate(self.decoder, cond, excitation, uniforms, temperature, start)
         state = self.decoder.init_state(cond, excitation)
-        prev = torch.full((B,), 2 ** (self.config.mu_law_bits - 1), dtype=torch.long)
+        prev = torch.full((B,), start, dtype=torch.long)
         out = torch.empty(B, n_frames * self.config.hop, dtype=torch.long)
         for t in range(out.shape[1]):
-            logits = self.decoder.step(prev, state)
-            if temperature == 0:
-                prev = logits.argmax(-1)
-            else:
-                prev = torch.multinomial(torch.softmax(logits / temperature, -1), 1, generator=generator)[:, 0]
+            prev = fast_sampler.sample_classes(self.decoder.step(prev, state), uniforms[:, t], temperature)
             out[:, t] = prev
         return out
 
