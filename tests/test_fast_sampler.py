@@ -23,8 +23,8 @@ def tiny_decoder_inputs(config, batch: int, frames: int, pitch: bool = True, see
         z = torch.randn(batch, frames // c.pitch_frames).clamp(-2, 2)
         voiced = (torch.rand(batch, frames // c.pitch_frames) > 0.3).float()
         from vqspeech import features
-        exc = features.excitation(z, voiced, torch.full((batch,), 5.0), torch.full((batch,), 0.2),
-                                  c.pitch_hop, c.pitch_harmonics) if pitch else None
+        f0 = features.f0_at_sample_rate(z, voiced, torch.full((batch,), 5.0), torch.full((batch,), 0.2), c.pitch_hop)
+        exc = features.excitation(f0, c.pitch_harmonics) if pitch else None
     return model, cond, exc
 
 
