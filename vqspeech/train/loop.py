@@ -15,7 +15,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from vqspeech.config import Config, to_dict
+from vqspeech.config import Config, ModelConfig, from_dict, to_dict
 from vqspeech.data.dataset import SpeechDataset, speaker_pitch_stats
 from vqspeech.data.manifest import read_manifest, read_speakers
 from vqspeech.models.vqvae import Encoded, VQSpeech
@@ -104,7 +104,8 @@ class Trainer:
             log.info("no checkpoint in %s: starting from scratch", self.run_dir)
             return
         ckpt = checkpoint.load_checkpoint(path)
-        if ckpt["config"]["model"] != to_dict(self.config.model):
+        # Compared as dataclasses: a field added to ModelConfig since the checkpoint takes its default.
+        if from_dict(ModelConfig, ckpt["config"]["model"]) != self.config.model:
             raise checkpoint.CheckpointError(f"{path}: model config differs from the one asked for; use a new run_dir")
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
