@@ -38,13 +38,15 @@ def main() -> None:
         raise SystemExit(f"{args.run_dir}/valid.csv: no validation rows yet")
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     x = [r["cpu_hours"] for r in valid]
-    axes[0].plot(x, [r["recon/ce"] for r in valid], label="held-out CE (nats)")
-    axes[0].plot(x, [r["aux/mel"] for r in valid], label="held-out mel L1")
-    ax2 = axes[0].twinx()
-    ax2.plot(x, [r["vq/perplexity"] for r in valid], color="gray", ls="--", label="codebook perplexity")
+    losses = [k for k in valid[0] if k.split("/")[0] in ("recon", "aux")]  # whatever this objective logs
+    for k in losses:
+        axes[0].plot(x, [r[k] for r in valid], marker=".", label=f"held-out {k}")
+    if "vq/perplexity" in valid[0]:
+        ax2 = axes[0].twinx()
+        ax2.plot(x, [r["vq/perplexity"] for r in valid], color="gray", ls="--", label="codebook perplexity")
+        ax2.legend(loc="center right")
     axes[0].set_xlabel("CPU-hours")
     axes[0].legend(loc="upper right")
-    ax2.legend(loc="center right")
     if evals:
         xe = [r["cpu_hours"] for r in evals]
         axes[1].plot(xe, [r["voicing_agreement"] for r in evals], marker="o", label="voicing agreement")
@@ -63,14 +65,16 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.out / f"{name}-curve.png", dpi=90)
     lines = [f"# Learning curve: {name}", "", f"Run: `{args.run_dir}`; `python bench/learning_curve.py {args.run_dir}`", "",
-             "| step | CPU-hours | held-out CE | perplexity | voicing agreement | voiced (dec / orig) | STOI | PESQ-WB |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| step | CPU-hours | " + " | ".join(f"held-out {k}" for k in losses) + " | perplexity | voicing agreement | voiced (dec / orig) | STOI | PESQ-WB |",
+             "|---" * (len(losses) + 7) + "|"]
     by_step = {int(r["step"]): r for r in evals}
     for r in valid:
         e = by_step.get(int(r["step"]))
         tail = (f"{e['voicing_agreement']:.2f} | {e['voiced_dec']:.2f} / {e['voiced_ref']:.2f} | {e['stoi']:.3f} | {e['pesq_wb']:.2f}"
                 if e else " | | | ")
-        lines.append(f"| {int(r['step'])} | {r['cpu_hours']:.2f} | {r['recon/ce']:.3f} | {r['vq/perplexity']:.0f} | {tail} |")
+        loss_cells = " | ".join(f"{r[k]:.3f}" for k in losses)
+        perplexity = f"{r['vq/perplexity']:.0f}" if "vq/perplexity" in r else ""
+        lines.append(f"| {int(r['step'])} | {r['cpu_hours']:.3f} | {loss_cells} | {perplexity} | {tail} |")
     (args.out / f"{name}-curve.md").write_text("\n".join(lines) + "\n")
     print(f"wrote {args.out / (name + '-curve.png')} and .md")
 
