@@ -62,7 +62,9 @@ class Trainer:
         self.valid_set = SpeechDataset(valid_rows, config.model, speakers, config.data.crop_samples) if valid_rows else None
         self.valid_rows = valid_rows
         self.after_data()
-        self.optimizer = torch.optim.Adam([p for p in self.model.parameters() if p.requires_grad], lr=t.lr)
+        # All of the trained module's parameters (Adam skips those without gradients, e.g. an EMA codebook),
+        # so the optimizer's state lines up with checkpoints whatever requires_grad says.
+        self.optimizer = torch.optim.Adam(self.trained_module().parameters(), lr=t.lr)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(config))
         self.generator = torch.Generator().manual_seed(t.seed + self.rank)
         self.step = 0
