@@ -23,7 +23,7 @@ from vqspeech.data.manifest import read_manifest
 RECIPES = REPO / "recipes"
 
 
-def run(script: str, *args: str, env: dict | None = None, timeout: int = 120) -> subprocess.CompletedProcess:
+def run(script: str, *args: str, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
     return subprocess.run(["bash", str(RECIPES / script), "--python", sys.executable, *args], capture_output=True,
                           text=True, env=env, timeout=timeout)

@@ -66,6 +66,25 @@ train() {
     vqspeech train "${opts[@]}" --set "data.manifest=$1" --set "train.run_dir=$2" "${@:3}" --resume
 }
 
+# Train the parallel decoder on the newest VQ-VAE checkpoint of run folder $2 (kept frozen), with manifest $1
+# and config $3, into $2/parallel-on-<step>: a newer VQ-VAE gets a parallel decoder of its own.
+train_parallel() {
+    local base step
+    base=$(latest_checkpoint "$2")
+    step=${base##*/checkpoint-}; step=${step%.pt}
+    [ -f "$3" ] || die "$3: no such config"
+    vqspeech train-parallel --base-model "$base" --config "$3" --set "data.manifest=$1" --set "train.run_dir=$2/parallel-on-$step" --resume
+}
+
+# The model to evaluate or convert with: the newest parallel-decoder run on the newest VQ-VAE checkpoint of
+# run folder $1 (it holds both decoders), else that VQ-VAE checkpoint itself.
+latest_model() {
+    local base step
+    base=$(latest_checkpoint "$1")
+    step=${base##*/checkpoint-}; step=${step%.pt}
+    if compgen -G "$1/parallel-on-$step/checkpoint-*.pt" > /dev/null; then latest_checkpoint "$1/parallel-on-$step"; else echo "$base"; fi
+}
+
 # Rows of a manifest as speaker<TAB>utterance<TAB>path: $1 manifest, $2 split, $3 how many per speaker,
 # $4 speakers (comma-separated; empty: all).
 select_rows() { "$python" "$repo/recipes/utils/manifest_rows.py" "$@"; }
@@ -80,7 +99,7 @@ evaluate_resynthesis() {
     while IFS=$'\t' read -r -u 3 spk utt path; do
         mkdir -p "$dir/codes/$spk" "$dir/decoded/$spk"
         [ -f "$dir/codes/$spk/$utt.vqs" ] || vqspeech encode "$path" -o "$dir/codes/$spk/$utt.vqs" --model "$ckpt"
-        [ -f "$dir/decoded/$spk/$utt.wav" ] || vqspeech decode "$dir/codes/$spk/$utt.vqs" -o "$dir/decoded/$spk/$utt.wav" --model "$ckpt"
+        [ -f "$dir/decoded/$spk/$utt.wav" ] || vqspeech decode "$dir/codes/$spk/$utt.vqs" -o "$dir/decoded/$spk/$utt.wav" --model "$ckpt" --decoder "${decoder:-autoregressive}"
         printf '%s\t%s\t%s\t%s\n' "$spk" "$utt" "$path" "$dir/decoded/$spk/$utt.wav" >> "$dir/pairs.tsv"
     done 3< "$dir/rows.tsv"
     "$python" "$repo/recipes/utils/score.py" "$dir/pairs.tsv" -o "$dir/scores.csv"
@@ -98,7 +117,7 @@ convert_pairs() {
         for tgt in ${targets//,/ }; do
             out="$dir/$spk-$tgt/$utt.wav"
             mkdir -p "$dir/$spk-$tgt"
-            [ -f "$out" ] || vqspeech convert "$path" --to "$tgt" -o "$out" --model "$ckpt"
+            [ -f "$out" ] || vqspeech convert "$path" --to "$tgt" -o "$out" --model "$ckpt" --decoder "${decoder:-autoregressive}"
             printf '%s\t%s\t%s\t%s\t%s\n' "$spk" "$tgt" "$utt" "$path" "$out" >> "$dir/pairs.tsv"
         done
     done 3< "$dir/rows.tsv"

@@ -9,9 +9,12 @@
 # Stages:
 #   0  prepare: 16 kHz, trimmed, level-normalised; the last 12 sentence ids of every speaker are the
 #      validation split (all speakers read the same sentences)                           -> $prepared
-#   1  train ($conf = conf/cpu.yaml, then each file in $overlay)                         -> $run_dir
-#   2  evaluate: encode + decode $eval_utts held-out sentences per speaker, score them   -> $run_dir/eval
-#   3  convert held-out sentences of SF1 SF2 SF3 SM1 SM2 to TF1 TF2 TM1 TM2 TM3           -> $run_dir/convert
+#   1  train the VQ-VAE ($conf = conf/cpu.yaml, then each file in $overlay)              -> $run_dir
+#   2  train the parallel decoder on the newest VQ-VAE checkpoint, frozen ($parallel_conf)
+#                                                                          -> $run_dir/parallel-on-<step>
+#   3  evaluate: encode + decode $eval_utts held-out sentences per speaker, score them   -> $run_dir/eval
+#   4  convert held-out sentences of SF1 SF2 SF3 SM1 SM2 to TF1 TF2 TM1 TM2 TM3           -> $run_dir/convert
+#   Stages 3 and 4 use the stage-2 model (both decoders) when there is one, else the VQ-VAE checkpoint.
 # Every stage keeps what an earlier run made: run it again and it does only what is missing.
 #
 # Options (--name value):
@@ -19,12 +22,15 @@
 #                  beside the repo); official release: https://datashare.ed.ac.uk/handle/10283/2211
 #   --prepared --run-dir   folders (default data/vcc2016/prepared, runs/vcc2016)
 #   --conf --overlay       training config and space-separated overlays
+#   --parallel-conf        the parallel decoder's config (default conf/parallel.yaml)
 #   --eval-utts    held-out sentences per speaker to decode in stage 2 (default 2)
 #   --convert-utts held-out sentences per source speaker to convert in stage 3 (default 1: 25 files)
 #   --jobs         processes for prepare (default 1)
+#   --decoder      autoregressive (the WaveNet) or parallel (the fast decoder, if the model has one) in the
+#                  evaluate and convert stages (default autoregressive)
 #   --python --stage --stop-stage
 stage=0
-stop_stage=3
+stop_stage=4
 data=""
 prepared=""
 run_dir=""
@@ -32,6 +38,8 @@ conf="$(dirname "$0")/conf/cpu.yaml"
 overlay=""
 eval_utts=2
 convert_utts=1
+decoder=autoregressive
+parallel_conf="$(dirname "$0")/conf/parallel.yaml"
 jobs=1
 python=python3
 source "$(dirname "$0")/../utils/common.sh"
@@ -49,12 +57,16 @@ if stage_on 1 "train"; then
     train "$prepared/manifest.csv" "$run_dir"
 fi
 
-if stage_on 2 "evaluate on held-out sentences"; then
-    ckpt=$(latest_checkpoint "$run_dir")
+if stage_on 2 "train the parallel decoder"; then
+    train_parallel "$prepared/manifest.csv" "$run_dir" "$parallel_conf"
+fi
+
+if stage_on 3 "evaluate on held-out sentences"; then
+    ckpt=$(latest_model "$run_dir")
     evaluate_resynthesis "$prepared/manifest.csv" valid "$eval_utts" "$ckpt" "$run_dir/eval"
 fi
 
-if stage_on 3 "convert ${sources//,/ } -> ${targets//,/ }"; then
-    ckpt=$(latest_checkpoint "$run_dir")
+if stage_on 4 "convert ${sources//,/ } -> ${targets//,/ }"; then
+    ckpt=$(latest_model "$run_dir")
     convert_pairs "$prepared/manifest.csv" valid "$sources" "$convert_utts" "$targets" "$ckpt" "$run_dir/convert"
 fi

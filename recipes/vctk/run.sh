@@ -27,6 +27,8 @@
 #   --conf --overlay       training config and space-separated overlays
 #   --eval-utts --convert-utts   utterances per speaker in stages 3 and 4 (default 1 and 2)
 #   --jobs         processes for prepare (default 4)
+#   --decoder      autoregressive (the WaveNet) or parallel (the fast decoder, if the model has one) in the
+#                  evaluate and convert stages (default autoregressive)
 #   --python --stage --stop-stage
 stage=0
 stop_stage=4
@@ -44,6 +46,7 @@ conf="$(dirname "$0")/conf/base.yaml"
 overlay=""
 eval_utts=1
 convert_utts=2
+decoder=autoregressive
 jobs=4
 python=python3
 source "$(dirname "$0")/../utils/common.sh"
@@ -84,11 +87,11 @@ if stage_on 2 "train"; then
 fi
 
 if stage_on 3 "evaluate on held-out utterances of seen speakers"; then
-    ckpt=$(latest_checkpoint "$run_dir")
+    ckpt=$(latest_model "$run_dir")
     evaluate_resynthesis "$prepared/manifest.csv" valid "$eval_utts" "$ckpt" "$run_dir/eval"
 fi
 
 if stage_on 4 "convert unseen speakers to ${targets//,/ }"; then
-    ckpt=$(latest_checkpoint "$run_dir")
+    ckpt=$(latest_model "$run_dir")
     convert_pairs "$prepared/manifest.csv" unseen "" "$convert_utts" "$targets" "$ckpt" "$run_dir/convert"
 fi
