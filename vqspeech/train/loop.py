@@ -15,6 +15,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from vqspeech import audio
 from vqspeech.config import Config, ModelConfig, from_dict, to_dict
 from vqspeech.data.dataset import SpeechDataset, speaker_pitch_stats
 from vqspeech.data.manifest import read_manifest, read_speakers
@@ -188,8 +189,6 @@ class Trainer:
         scores: list[dict[str, float]] = []
         gen = torch.Generator().manual_seed(1234)
         for row in self.valid_rows[:: max(1, len(self.valid_rows) // self.config.train.eval_utterances)][: self.config.train.eval_utterances]:
-            from vqspeech import audio
-
             wav = audio.load(row.path, normalise_level=False)[:n]
             encoded = self.model.encode(wav)
             decoded = self.model.decode(encoded, row.speaker, generator=gen, decoder=self.eval_decoder)
