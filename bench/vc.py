@@ -214,7 +214,7 @@ def write_report(args, rows, systems, recovery, voice_cost, sentences, wall) -> 
     ckpt = torch.load(args.model, map_location="cpu", weights_only=True)
     pairs = f"{len(args.sources)} x {len(args.targets)} pairs"
     lines = [
-        f"# Voice conversion, VCC 2016 held-out sentences",
+        "# Voice conversion, VCC 2016 held-out sentences",
         "",
         f"Model `{args.model}` (step {ckpt.get('step')}), decoder {args.decoder}; {pairs} "
         f"({' '.join(args.sources)} -> {' '.join(args.targets)}), sentences {' '.join(sentences)}; "

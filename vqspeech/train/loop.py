@@ -4,7 +4,6 @@ validation, held-out generation metrics, TensorBoard, atomic checkpoints and exa
 from __future__ import annotations
 
 import csv
-import dataclasses
 import logging
 import math
 import time
@@ -19,7 +18,7 @@ from vqspeech import audio
 from vqspeech.config import Config, ModelConfig, from_dict, to_dict
 from vqspeech.data.dataset import SpeechDataset, speaker_pitch_stats
 from vqspeech.data.manifest import read_manifest, read_speakers
-from vqspeech.models.vqvae import Encoded, VQSpeech
+from vqspeech.models.vqvae import VQSpeech
 from vqspeech.train import checkpoint, distributed
 
 log = logging.getLogger(__name__)
