@@ -31,16 +31,14 @@ from vqspeech.eval import metrics, peers
 
 
 def speaker_similarity_fn():
-    """Cosine similarity of resemblyzer d-vectors, or None when resemblyzer is not installed."""
-    try:
-        from resemblyzer import VoiceEncoder, preprocess_wav
-    except ImportError:
+    """Cosine similarity of resemblyzer d-vectors (vqspeech.speaker_encoder), or None when it is not installed."""
+    from vqspeech import speaker_encoder
+
+    if not speaker_encoder.available():
         return None
-    encoder = VoiceEncoder("cpu", verbose=False)
 
     def similarity(a: np.ndarray, b: np.ndarray) -> float:
-        ea, eb = (encoder.embed_utterance(preprocess_wav(x, source_sr=16000)) for x in (a, b))
-        return float(np.dot(ea, eb) / (np.linalg.norm(ea) * np.linalg.norm(eb)))
+        return float(np.dot(speaker_encoder.embed(a), speaker_encoder.embed(b)))  # unit vectors
 
     return similarity
 

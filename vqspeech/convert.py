@@ -84,18 +84,15 @@ def convert_file(model: VQSpeech, in_path: str | Path, out_path: str | Path, tar
     import time
 
     from vqspeech import audio
-    from vqspeech.codec import stream
+    from vqspeech.codec import api, stream
 
     src, dst = Path(in_path), Path(out_path)
     if (target is None) == (voice is None):
         raise ValueError("give exactly one of a target speaker or a voice")
-    if dst.suffix.lower() not in stream.OUTPUT_FORMATS:
-        raise ValueError(f"{dst}: cannot write {dst.suffix or 'files without an extension'} (use {', '.join(stream.OUTPUT_FORMATS)})")
-    if dst.resolve() == src.resolve():
-        raise ValueError(f"{dst}: the output would overwrite the input")
-    if dst.exists() and not force:
-        raise FileExistsError(f"{dst}: exists (use --force to overwrite)")
-    wav = audio.load(src, model.config.sample_rate)
+    rate = model.config.sample_rate
+    writer = stream.AudioWriter(dst, rate, rate, overwrite=force)  # refuses an unknown format now, not after the work
+    api.check_output(src, dst, force)
+    wav = audio.load(src, rate)
     start = time.perf_counter()
     generator = torch.Generator().manual_seed(seed)
     if voice is None:
@@ -104,8 +101,7 @@ def convert_file(model: VQSpeech, in_path: str | Path, out_path: str | Path, tar
         out = render(model, model.encode(wav), voice, decoder=decoder, generator=generator)
     seconds = len(wav) / model.config.sample_rate
     rtf = (time.perf_counter() - start) / seconds
-    rate = model.config.sample_rate
-    with stream.AudioWriter(dst, rate, rate, overwrite=force) as f:
+    with writer as f:
         f.write(out)
     return seconds, rtf
 

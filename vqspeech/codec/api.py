@@ -139,7 +139,8 @@ def decode_bytes(model: VQSpeech, data: bytes, speaker: str | int | None = None,
 
 # --- files ---------------------------------------------------------------------------------------------
 
-def _check_output(src: Path, dst: Path, overwrite: bool) -> None:
+def check_output(src: Path, dst: Path, overwrite: bool) -> None:
+    """Refuse, before any work, an output that is the input or exists (unless `overwrite`)."""
     if dst.resolve() == src.resolve():
         raise ValueError(f"{dst}: the output would overwrite the input")
     if dst.exists() and not overwrite:
@@ -168,7 +169,7 @@ def encode_file(model: VQSpeech, in_path: str | Path, out_path: str | Path, forc
     src, dst = Path(in_path), Path(out_path)
     if dst.suffix.lower() != VQS_EXTENSION:
         raise ValueError(f"{dst}: an encoded file's name must end in {VQS_EXTENSION}")
-    _check_output(src, dst, force)
+    check_output(src, dst, force)
     rate = model.config.sample_rate
     level = stream.measure_level(stream.read_blocks(src, rate), name=str(src))
     blocks = ((x * level.gain).astype(np.float32) for x in stream.read_blocks(src, rate))
@@ -205,7 +206,7 @@ def decode_file(model: VQSpeech, in_path: str | Path, out_path: str | Path, forc
     model's), written piece by piece and renamed into place at the end. `force`: overwrite out_path;
     `force_model`: decode codes from another model. Returns (header, the speaker that rendered it)."""
     src, dst = Path(in_path), Path(out_path)
-    _check_output(src, dst, force)
+    check_output(src, dst, force)
     header, codes, pitch, _ = read_vqs(src)
     try:
         check_model(model, header, force_model)

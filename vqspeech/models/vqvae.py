@@ -215,7 +215,7 @@ class VQSpeech(nn.Module):
 def model_fingerprint(model: VQSpeech) -> bytes:
     """8 bytes that name the code space of `model`: codes only mean something to the codebook that made them.
 
-    sha256 over the model config (JSON, sorted keys) and the encoder's and codebook's weights rounded to
+    sha256 over the config of the code space (JSON, sorted keys) and the encoder's and codebook's weights rounded to
     float16, so a float32 checkpoint and its float16 export share a fingerprint while retraining or a
     different architecture does not. The decoder is left out: a decoder fine-tuned on the same codes can
     still read them. The quantizer's EMA statistics are left out too: they do not change what a code means.
@@ -224,7 +224,10 @@ def model_fingerprint(model: VQSpeech) -> bytes:
     import json
     from dataclasses import asdict
 
-    digest = hashlib.sha256(json.dumps(asdict(model.config), sort_keys=True).encode())
+    c = asdict(model.config)
+    code_space = {k: c[k] for k in ("sample_rate", "latent_dim", "encoder", "quantizer", "pitch", "pitch_levels",
+                                    "pitch_frames", "pitch_z_range")}  # not the decoders' settings
+    digest = hashlib.sha256(json.dumps(code_space, sort_keys=True).encode())
     tensors = {f"encoder.{k}": v for k, v in model.encoder.state_dict().items()}
     tensors["quantizer.codebook"] = model.quantizer.codebook
     for name in sorted(tensors):
