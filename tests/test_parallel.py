@@ -5,7 +5,7 @@ import math
 import torch
 
 from vqspeech.config import load_config
-from vqspeech.models.parallel import ParallelDecoder, pulse_train
+from vqspeech.models.parallel import ParallelDecoder, minimum_phase, pulse_train
 from vqspeech.train import checkpoint
 from vqspeech.train.loop import Trainer
 from vqspeech.train.parallel_loop import ParallelTrainer
@@ -19,6 +19,17 @@ def test_pulse_train_equals_the_sum_of_its_harmonics():
     ref = (torch.cos(k * phase) * (k * f0.double() <= 8000)).sum(0, keepdim=True) * (f0 > 0)
     torch.testing.assert_close(pulse_train(f0, 16000, 160).double(), ref, atol=1e-4, rtol=0)
     assert pulse_train(f0, 16000, 160)[0, 3000:3500].abs().max() == 0  # unvoiced: no pulses
+
+
+def test_minimum_phase_keeps_the_magnitude_and_is_causal():
+    # A smooth random log-magnitude envelope, as the decoder's head predicts per frame.
+    log_mag = torch.nn.functional.avg_pool1d(torch.randn(3, 1, 257 + 16), 17, stride=1)[:, 0, :, None] * 3
+    response = minimum_phase(log_mag)
+    torch.testing.assert_close(response.abs().log(), log_mag, atol=1e-4, rtol=0)
+    impulse = torch.fft.irfft(response[..., 0], n=512)  # [3, 512]
+    energy = impulse.pow(2)
+    assert (energy[:, :64].sum(1) / energy.sum(1)).min() > 0.9  # front-loaded: a causal, decaying response
+    assert (energy[:, -64:].sum(1) / energy.sum(1)).max() < 0.01  # nothing before time 0 (wrapped to the end)
 
 
 def test_shapes_and_pitch_follow():
@@ -63,6 +74,17 @@ def test_trains_on_frozen_vqvae_and_decodes(manifest, tmp_path):
     out = model.decode(model.encode(wav), "alice", decoder="parallel", generator=torch.Generator().manual_seed(0))
     assert out.shape == wav.shape and 0 < abs(out).max() <= 1.0
     assert (tmp_path / "par" / "eval.csv").exists()
+
+    # Export: weights only, float16, the training cost of both parts recorded; it loads and decodes the same.
+    shipped = tmp_path / "shipped.pt"
+    cost = checkpoint.export_model(checkpoint.latest_checkpoint(tmp_path / "par"), shipped)
+    assert cost == checkpoint.load_checkpoint(shipped)["training_cost"]
+    assert cost["vqvae"]["steps"] == 3 and cost["parallel"]["steps"] == 40
+    assert shipped.stat().st_size < 0.5 * checkpoint.latest_checkpoint(tmp_path / "par").stat().st_size
+    small = checkpoint.load_model(shipped)
+    assert small.default_decoder == "parallel" and next(small.parameters()).dtype == torch.float32
+    again = small.decode(small.encode(wav), "alice", generator=torch.Generator().manual_seed(0))
+    assert abs(again - out).max() < 0.05 * abs(out).max()
 
 
 def test_refuses_missing_base_model(manifest, tmp_path):

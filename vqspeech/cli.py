@@ -151,6 +151,18 @@ def cmd_train_parallel(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from vqspeech.train import checkpoint
+
+    out = Path(args.output)
+    if out.exists() and not args.force:
+        raise ValueError(f"{out}: exists (use --force to overwrite)")
+    cost = checkpoint.export_model(args.checkpoint, out, half=not args.float32)
+    parts = [f"{name} {c['steps']} steps, {c['cpu_hours']:.2f} CPU-hours" for name, c in cost.items() if c]
+    print(f"{args.checkpoint} -> {out}: {out.stat().st_size / 1e6:.1f} MB ({'; '.join(parts)})")
+    return 0
+
+
 def cmd_demo(args) -> int:
     from pathlib import Path
 
@@ -316,8 +328,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--speaker", help="speaker to render (name or index; default: the one recorded in the file)")
     p.add_argument("--sample-rate", type=int, default=None, help="output sample rate (default: the model's, 16000)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed: the same seed gives the same audio")
-    p.add_argument("--decoder", choices=["autoregressive", "parallel"], default="autoregressive",
-                   help="the WaveNet sample by sample, or the fast parallel decoder (if the model has one)")
+    p.add_argument("--decoder", choices=["autoregressive", "parallel"], default=None,
+                   help="the WaveNet sample by sample, or the fast parallel decoder "
+                        "(default: the parallel one if the model has it)")
     p.add_argument("--force", action="store_true", help="overwrite existing outputs")
     p.add_argument("--force-model", action="store_true", help="decode files made by another model")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -332,7 +345,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="model file (default: the model shipped with vqspeech)")
     p.add_argument("--method", choices=["fit", "blend", "ridge"], default="fit", help="how --to-reference finds the voice (see vqspeech/convert.py)")
     p.add_argument("--voices", help="voice bank for --method blend/ridge (default: MODEL.voices.npz)")
-    p.add_argument("--decoder", choices=["autoregressive", "parallel"], default="autoregressive")
+    p.add_argument("--decoder", choices=["autoregressive", "parallel"], default=None,
+                   help="the WaveNet sample by sample, or the fast parallel decoder "
+                        "(default: the parallel one if the model has it)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed: the same seed gives the same audio")
     p.add_argument("--force", action="store_true", help="overwrite existing outputs")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -350,6 +365,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="print the header and bitrate of .vqs files")
     p.add_argument("files", nargs="+", metavar="FILE.vqs")
     p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("export", help="write a training checkpoint as a model file to use or ship (weights only, float16)")
+    p.add_argument("checkpoint", help="checkpoint of `vqspeech train` or `vqspeech train-parallel`")
+    p.add_argument("-o", "--output", required=True, help="model file to write")
+    p.add_argument("--float32", action="store_true", help="keep float32 weights (default: float16, half the size)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing file")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("demo", help="the browser demo: voice conversion and the codec (Gradio)")
     p.add_argument("--model", help="model file (default: the model shipped with vqspeech)")

@@ -58,6 +58,10 @@ class ParallelDecoderConfig:
     kernel_size: int = 7
     n_fft: int = 512  # synthesis STFT; its hop is the model's hop
     max_harmonics: int = 160
+    # Phase of the harmonic filter: "zero" (a real gain per bin: symmetric, buzzy pulses) or "minimum" (the
+    # minimum-phase filter with the same magnitude, via the folded real cepstrum, as classical vocoders do:
+    # a causal, decaying response per pulse like a vocal tract's).
+    phase: str = "zero"
 
 
 @dataclass

@@ -54,7 +54,7 @@ class Voice:
 
 
 def convert(model: VQSpeech, wav: np.ndarray, target: str | None = None, references: list[np.ndarray] | None = None,
-            decoder: str = "autoregressive", generator: torch.Generator | None = None) -> np.ndarray:
+            decoder: str | None = None, generator: torch.Generator | None = None) -> np.ndarray:
     """wav: float32 [T] at the model's rate (as audio.load gives it) -> the same words in another voice [T].
 
     Exactly one of `target` (a training speaker's name) or `references` (waveforms of an unseen voice,
@@ -68,14 +68,14 @@ def convert(model: VQSpeech, wav: np.ndarray, target: str | None = None, referen
     return render(model, encoded, voice, decoder=decoder, generator=generator)
 
 
-def render(model: VQSpeech, encoded, voice: Voice, decoder: str = "autoregressive",
+def render(model: VQSpeech, encoded, voice: Voice, decoder: str | None = None,
            generator: torch.Generator | None = None) -> np.ndarray:
     """Encoded -> waveform [n_samples] in `voice` (a Voice from reference_voice)."""
     return model.decode(encoded, None, lf0=voice.lf0, decoder=decoder, generator=generator, speaker_vector=voice.vector)
 
 
 def convert_file(model: VQSpeech, in_path: str | Path, out_path: str | Path, target: str | None = None,
-                 voice: Voice | None = None, force: bool = False, decoder: str = "autoregressive",
+                 voice: Voice | None = None, force: bool = False, decoder: str | None = None,
                  seed: int = 0) -> tuple[float, float]:
     """Audio file -> converted audio file (.wav, .flac or .ogg by its extension), to `target` (a training
     speaker) or `voice` (from reference_voice, computed once for many files). Written to a temporary

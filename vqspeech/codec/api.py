@@ -126,7 +126,7 @@ def _encoded(header: Header, codes: np.ndarray, pitch: np.ndarray | None) -> Enc
 
 
 def decode_bytes(model: VQSpeech, data: bytes, speaker: str | int | None = None, force: bool = False, seed: int = 0,
-                 chunk_seconds: float = 20.0, decoder: str = "autoregressive") -> tuple[np.ndarray, Header]:
+                 chunk_seconds: float = 20.0, decoder: str | None = None) -> tuple[np.ndarray, Header]:
     """.vqs bytes -> (waveform float32 [n_samples] at the model's rate, header). `force`: decode codes
     from another model anyway (never when the shapes differ). decoder: "autoregressive" or "parallel"."""
     header, codes, pitch = bitstream.unpack(data)
@@ -201,7 +201,7 @@ def read_vqs(path: str | Path) -> tuple[Header, np.ndarray, np.ndarray | None, i
 
 def decode_file(model: VQSpeech, in_path: str | Path, out_path: str | Path, force: bool = False,
                 force_model: bool = False, speaker: str | int | None = None, sample_rate: int | None = None,
-                seed: int = 0, chunk_seconds: float = 20.0, decoder: str = "autoregressive") -> tuple[Header, str]:
+                seed: int = 0, chunk_seconds: float = 20.0, decoder: str | None = None) -> tuple[Header, str]:
     """.vqs file -> audio file (.wav, .flac or .ogg by its extension) at `sample_rate` (default the
     model's), written piece by piece and renamed into place at the end. `force`: overwrite out_path;
     `force_model`: decode codes from another model. Returns (header, the speaker that rendered it)."""

@@ -162,7 +162,7 @@ def encode_stream(model: VQSpeech, blocks: Iterable[np.ndarray], n_samples: int,
 
 
 def decode_chunk(model: VQSpeech, encoded: Encoded, speaker: str | int, lf0: tuple[float, float] | None,
-                 generator: torch.Generator | None, decoder: str = "autoregressive") -> np.ndarray:
+                 generator: torch.Generator | None, decoder: str | None = None) -> np.ndarray:
     """The one place the codec calls the decoder: swap this for a faster sampler.
 
     Each chunk starts the sampler afresh (silence as history, the excitation's phase at zero), so chunk
@@ -172,7 +172,7 @@ def decode_chunk(model: VQSpeech, encoded: Encoded, speaker: str | int, lf0: tup
 
 def decode_stream(model: VQSpeech, encoded: Encoded, speaker: str | int, lf0: tuple[float, float] | None = None,
                   chunk_seconds: float = 20.0, generator: torch.Generator | None = None,
-                  decoder: str = "autoregressive") -> Iterator[np.ndarray]:
+                  decoder: str | None = None) -> Iterator[np.ndarray]:
     """Encoded (codes [F], pitch [F // pitch_frames]) -> waveform pieces, n_samples in all."""
     c = model.config
     unit = c.pitch_frames if encoded.pitch is not None else 1

@@ -2,7 +2,8 @@
 
 Source-filter synthesis in the STFT domain (as DDSP, Engel et al. 2020): a band-limited pulse train built
 from the F0 track carries voicing and harmonic phase, white noise carries the unvoiced part, and a ConvNeXt
-over frames predicts a log-gain per frequency bin for each. Y = exp(H) * STFT(pulses) + exp(N) * STFT(noise),
+over frames predicts a log-gain per frequency bin for each
+(the harmonic one zero- or minimum-phase: `ParallelDecoderConfig.phase`). Y = H * STFT(pulses) + exp(N) * STFT(noise),
 then the inverse STFT. Every learned layer runs at frame rate (1/hop of the sample rate).
 """
 
@@ -47,9 +48,23 @@ def pulse_train(f0: torch.Tensor, sample_rate: int, max_harmonics: int) -> torch
     return (out * (f0 > 0)).float()
 
 
+def minimum_phase(log_magnitude: torch.Tensor) -> torch.Tensor:
+    """log_magnitude [B, n_fft // 2 + 1, F] (natural log) -> complex [B, n_fft // 2 + 1, F]: the minimum-phase
+    response with that magnitude. The real cepstrum of a log-magnitude is even; keeping c[0] and c[N/2] and
+    doubling the causal half (the folding of Oppenheim & Schafer) makes log H analytic inside the unit circle."""
+    n_fft = 2 * (log_magnitude.shape[1] - 1)
+    cepstrum = torch.fft.irfft(log_magnitude, n=n_fft, dim=1)
+    fold = torch.zeros(n_fft, device=log_magnitude.device)
+    fold[0] = fold[n_fft // 2] = 1.0
+    fold[1:n_fft // 2] = 2.0
+    return torch.exp(torch.fft.rfft(cepstrum * fold[:, None], dim=1))
+
+
 class ParallelDecoder(nn.Module):
     def __init__(self, config: ParallelDecoderConfig, cond_channels: int, hop: int, sample_rate: int):
         super().__init__()
+        if config.phase not in ("zero", "minimum"):
+            raise ValueError(f"parallel.phase: {config.phase!r} is not 'zero' or 'minimum'")
         self.config = config
         self.hop = hop
         self.sample_rate = sample_rate
@@ -81,5 +96,7 @@ class ParallelDecoder(nn.Module):
         harmonic_gain, noise_gain = gains.float().chunk(2, dim=1)
         noise = torch.randn(B, T, device=cond.device) if noise is None else noise
         pulses = pulse_train(f0.float(), self.sample_rate, self.config.max_harmonics)
-        spec = torch.exp(harmonic_gain.clamp(max=10)) * self._stft(pulses) + torch.exp(noise_gain.clamp(max=10)) * self._stft(noise)
+        harmonic_gain = harmonic_gain.clamp(max=10)
+        harmonic_filter = minimum_phase(harmonic_gain) if self.config.phase == "minimum" else torch.exp(harmonic_gain)
+        spec = harmonic_filter * self._stft(pulses) + torch.exp(noise_gain.clamp(max=10)) * self._stft(noise)
         return torch.istft(spec, self.config.n_fft, self.hop, window=self.window, center=True, length=T)

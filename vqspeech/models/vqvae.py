@@ -60,6 +60,11 @@ class VQSpeech(nn.Module):
 
     # --- building blocks ------------------------------------------------------------------------
 
+    @property
+    def default_decoder(self) -> str:
+        """The parallel decoder when the model has one (far faster, and in our measurements better), else the WaveNet."""
+        return "parallel" if self.parallel is not None else "autoregressive"
+
     def pad_length(self, n_samples: int) -> int:
         """Smallest length >= n_samples that is a whole number of pitch frames."""
         unit = self.config.pitch_hop
@@ -151,14 +156,15 @@ class VQSpeech(nn.Module):
 
     @torch.no_grad()
     def decode(self, encoded: Encoded, speaker: str | int | None, lf0: tuple[float, float] | None = None,
-               temperature: float = 1.0, generator: torch.Generator | None = None, decoder: str = "autoregressive",
+               temperature: float = 1.0, generator: torch.Generator | None = None, decoder: str | None = None,
                speaker_vector: torch.Tensor | None = None) -> np.ndarray:
         """Encoded + speaker (name or index) -> waveform float32 [n_samples].
 
         lf0: the (mean, std) of log-F0 to render the pitch in; the utterance's own by default. For voice
         conversion pass the target speaker's (``speaker_pitch``). decoder: "autoregressive" (the WaveNet,
-        sample by sample) or "parallel" (the fast decoder, if the model has one). speaker_vector
+        sample by sample) or "parallel" (the fast decoder, if the model has one); None: `default_decoder`. speaker_vector
         [speaker_dim]: render in a voice that is not in the table (then `speaker` may be None)."""
+        decoder = decoder or self.default_decoder
         lf0 = lf0 or (encoded.lf0_mean, encoded.lf0_std)
         spk = torch.tensor([self.speaker_index(speaker)]) if speaker_vector is None else None
         vector = None if speaker_vector is None else torch.as_tensor(speaker_vector, dtype=torch.float32).reshape(1, -1)

@@ -68,6 +68,36 @@ def load_model(path: str | Path) -> VQSpeech:
     return model
 
 
+def training_cost(ckpt: dict) -> dict:
+    """{"vqvae": {steps, cpu_hours}, "parallel": {...} or None}: what training the model in `ckpt` took. A
+    parallel-decoder run records the frozen VQ-VAE's cost as base_training; a VQ-VAE run has no parallel part."""
+    def part(steps: int, seconds: float) -> dict:
+        return {"steps": int(steps), "cpu_hours": round(float(seconds) / 3600, 3)}
+
+    own = part(ckpt["step"], ckpt["cpu_seconds"])
+    base = ckpt.get("base_training")
+    if ckpt["config"]["model"].get("parallel_decoder") and base:
+        return {"vqvae": part(base["steps"], base["cpu_seconds"]), "parallel": own}
+    return {"vqvae": own, "parallel": None}
+
+
+def export_model(src: str | Path, dst: str | Path, half: bool = True) -> dict:
+    """Write the model of checkpoint `src` as a file to ship: no optimizer, scheduler or generator state, parameters
+    in float16 when `half` (load_model casts them back to float32), the training cost recorded.
+    Returns the training cost. The result is itself a checkpoint that load_model reads (but not --resume)."""
+    ckpt = load_checkpoint(src)
+    model = model_from_checkpoint(ckpt)  # strict load: never export a file that does not rebuild
+    # Parameters only: buffers (codebook EMA statistics, speaker pitch ranges) are small, and the EMA sums can
+    # exceed float16's range.
+    params = {name for name, _ in model.named_parameters()}
+    weights = {k: (v.half() if half and k in params else v).clone() for k, v in model.state_dict().items()}
+    cost = training_cost(ckpt)
+    save_checkpoint(dst, {"config": ckpt["config"], "speakers": ckpt["speakers"], "speaker_info": ckpt.get("speaker_info") or {},
+                          "step": ckpt["step"], "cpu_seconds": ckpt["cpu_seconds"], "base_training": ckpt.get("base_training"),
+                          "training_cost": cost, "model": weights})
+    return cost
+
+
 def latest_checkpoint(run_dir: str | Path) -> Path | None:
     ckpts = sorted(Path(run_dir).glob("checkpoint-*.pt"), key=lambda p: int(p.stem.split("-")[1]))
     return ckpts[-1] if ckpts else None

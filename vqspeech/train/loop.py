@@ -129,6 +129,10 @@ class Trainer:
         torch.distributed.all_gather(states, state)
         return states
 
+    def extra_state(self) -> dict:
+        """More entries for the checkpoint (primitives only): what a subclass must record besides the model."""
+        return {}
+
     def save(self) -> None:
         states = self._gather_generator_states()
         if self.rank != 0:
@@ -144,6 +148,7 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(),
             "generator": states,
             "torch_rng": torch.get_rng_state(),  # k-means init, dead-code restarts and jitter draw from it
+            **self.extra_state(),
         }
         checkpoint.save_checkpoint(self.run_dir / f"checkpoint-{self.step}.pt", state)
         checkpoint.prune_checkpoints(self.run_dir, self.config.train.keep_checkpoints)

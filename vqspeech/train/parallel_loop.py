@@ -27,6 +27,8 @@ class ParallelTrainer(Trainer):
         base = checkpoint.load_checkpoint(path)
         if base["speakers"] != speakers:
             raise ValueError(f"{path}: its speakers {base['speakers']} are not this manifest's training speakers {speakers}")
+        # The training cost of the frozen part, carried into every checkpoint (and shipped model) of this run.
+        self.base_training = {"steps": base["step"], "cpu_seconds": base["cpu_seconds"]}
         model_config = from_dict(ModelConfig, base["config"]["model"])
         model_config.parallel_decoder = True
         model_config.parallel = self.config.model.parallel  # the one part of the model this run decides
@@ -44,6 +46,9 @@ class ParallelTrainer(Trainer):
         log.info("parallel decoder on frozen %s (step %s): %.2f M trainable parameters", path, base["step"],
                  sum(p.numel() for p in model.parallel.parameters()) / 1e6)
         return model
+
+    def extra_state(self) -> dict:
+        return {"base_training": self.base_training}
 
     def after_data(self) -> None:
         pass  # the speakers' pitch ranges come with the frozen model
