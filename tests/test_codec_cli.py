@@ -6,8 +6,12 @@ decodes use a stand-in for the slow autoregressive sampler, and one test runs th
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import struct
 import subprocess
 import sys
+import zlib
 
 import numpy as np
 import pytest
@@ -165,6 +169,12 @@ def test_encode_info_decode(model_file, tmp_path, capsys, fake_decoder):
     assert run("info", tmp_path / "a.vqs") == 0
     out = capsys.readouterr().out
     assert "1562.5 bit/s" in out and "speaker    alice" in out and "52 x 5 bits" in out
+    data = (tmp_path / "a.vqs").read_bytes()
+    header = bitstream.unpack(data)[0]
+    overhead = len(data) - header.payload_bytes
+    assert overhead == 25 + 9 + len("alice")  # fixed fields, CRC, name length; 7 varints (16000 and 250 codes: 2 bytes each); name
+    assert "vqs version 2" in out and f"header and checksum {overhead} bytes" in out
+    assert f"payload {header.payload_bytes} bytes = {header.payload_bytes * 8 / header.duration:.1f} bit/s" in out
     assert run("decode", tmp_path / "a.vqs", "--model", model_file, "--sample-rate", 8000) == 0
     wav, rate = sf.read(tmp_path / "a.decoded.wav")
     assert rate == 8000 and abs(len(wav) - 1600) <= 1
@@ -172,6 +182,13 @@ def test_encode_info_decode(model_file, tmp_path, capsys, fake_decoder):
     assert run("decode", tmp_path / "a.vqs", "--model", model_file, "--speaker", "bob", "-o", tmp_path / "b.flac") == 0
     assert fake_decoder[-1][1] == "bob" and fake_decoder[-1][2] == pytest.approx((np.log(220.0), 0.15))
     assert sf.info(tmp_path / "b.flac").format == "FLAC"
+    # A version 1 file (JSON header) of the same codes still reads and decodes with this model.
+    meta = json.dumps({k: v for k, v in dataclasses.asdict(header).items() if k != "version"}).encode()
+    body = b"VQS\x01" + struct.pack(">I", len(meta)) + meta + data[-4 - header.payload_bytes : -4]
+    (tmp_path / "old.vqs").write_bytes(body + struct.pack(">I", zlib.crc32(body)))
+    assert run("info", tmp_path / "old.vqs") == 0 and "vqs version 1" in capsys.readouterr().out
+    assert run("decode", tmp_path / "old.vqs", "--model", model_file) == 0 and fake_decoder[-1][1] == "alice"
+    assert sf.read(tmp_path / "old.decoded.wav")[0].shape == (header.n_samples,)
 
 
 def test_never_overwrites_without_force(model_file, tmp_path, capsys):

@@ -128,14 +128,19 @@ def cmd_info(args) -> int:
         seconds = h.duration
         pitch = (f"{h.n_pitch} x {h.pitch_bits} bits ({h.pitch_levels} levels, one per {h.pitch_frames} codes), "
                  f"log-F0 mean {h.lf0_mean:.4f} std {h.lf0_std:.4f}") if h.pitch_levels else "none"
-        whole = f"{size * 8 / seconds:.1f} bit/s for the whole file" if seconds > 0 else "n/a for an empty recording"
-        print(f"{name}: vqs version {api.bitstream.VERSION}, {size} bytes\n"
+        if seconds > 0:
+            rates = (f"payload {h.payload_bytes} bytes = {h.payload_bytes * 8 / seconds:.1f} bit/s; whole file {size} bytes = "
+                     f"{size * 8 / seconds:.1f} bit/s (header and checksum {size - h.payload_bytes} bytes)")
+        else:
+            rates = f"n/a for an empty recording (header and checksum {size - h.payload_bytes} bytes)"
+        print(f"{name}: vqs version {h.version}, {size} bytes\n"
               f"  model      {h.model}\n"
               f"  audio      {seconds:.3f} s, {h.n_samples} samples at {h.sample_rate} Hz\n"
               f"  codes      {h.n_frames} x {h.code_bits} bits (codebook {h.codebook_size}, hop {h.hop}: {h.sample_rate / h.hop:g} codes/s)\n"
               f"  pitch      {pitch}\n"
               f"  speaker    {h.speaker if h.speaker is not None else '(not recorded)'}\n"
-              f"  bitrate    {h.bitrate:.1f} bit/s of codes and pitch; {whole}")
+              f"  bitrate    {h.bitrate:.1f} bit/s of codes and pitch (nominal)\n"
+              f"  real       {rates}")
     return _finish(len(args.files), failures)
 
 

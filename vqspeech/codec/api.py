@@ -63,8 +63,9 @@ def check_model(model: VQSpeech, header: Header, force: bool = False) -> None:
             raise BitstreamError(f"cannot be decoded by this model: the file has {key}={getattr(header, key)}, the model {value}")
     if header.pitch_levels and header.n_frames % header.pitch_frames:
         raise BitstreamError(f"{header.n_frames} codes are not a whole number of pitch frames ({header.pitch_frames} codes each)")
-    if header.model != fingerprint(model) and not force:
-        raise BitstreamError(f"made by another model (file {header.model}, this model {fingerprint(model)}): its codes "
+    this_model = bitstream.short_fingerprint(fingerprint(model))  # a file keeps only the first bytes: compare those
+    if header.model != this_model and not force:
+        raise BitstreamError(f"made by another model (file {header.model}, this model {this_model}): its codes "
                              "mean nothing to this model; force to decode anyway (--force-model)")
 
 

@@ -1,14 +1,25 @@
 """The .vqs file format: one encoded utterance, self-describing, checksummed.
 
-Layout (all integers big-endian):
+Version 2 layout (written; integers big-endian, "varint" = unsigned LEB128, 7 bits a byte, least
+significant group first, shortest form only):
 
     offset 0   b"VQS"                       magic
-    offset 3   uint8 version                 refused if not one we read
-    offset 4   uint32 header length H
-    offset 8   H bytes of UTF-8 JSON         the Header below (an object; unknown keys are ignored)
-    offset 8+H codes, ceil(log2 K) bits each, most significant bit first, zero-padded to a byte
+    offset 3   uint8 version = 2             refused if not one we read
+    offset 4   8 bytes                       model fingerprint (the first 8 bytes of model_fingerprint)
+    offset 12  float32 lf0_mean, lf0_std     utterance log-F0 statistics
+    offset 20  varints sample_rate, hop, codebook_size, pitch_levels, pitch_frames, n_frames,
+               and the tail padding n_frames * hop - n_samples
+               uint8 L, then L bytes of UTF-8  the speaker's name (L = 0: not recorded)
+    then       codes, ceil(log2 K) bits each, most significant bit first, zero-padded to a byte
                then pitch symbols, ceil(log2 pitch_levels) bits each, likewise (absent without pitch)
     end - 4    uint32 CRC32 (zlib) of everything before it
+
+A typical header (16 kHz, hop 64, K 512, pitch) costs 35 bytes with the CRC, plus the name's length.
+
+Version 1 (read, no longer written) had a JSON header instead of offsets 4 to the payload:
+
+    offset 4   uint32 header length H, then H bytes of UTF-8 JSON: an object with the Header's fields
+               (unknown keys ignored); about 215 bytes, 0.7 kbit/s on a 2.5 s utterance
 
 Parsing is defensive: every length is checked against the file size before it is used, the JSON is
 parsed as data (never eval, never pickle), every field is type- and range-checked, and every
@@ -20,15 +31,21 @@ from __future__ import annotations
 import json
 import math
 import struct
+import unicodedata
 import zlib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
 MAGIC = b"VQS"
-VERSION = 1
-_PREFIX = struct.Struct(">3sBI")  # magic, version, header length
+VERSION = 2  # the version we write; we read 1 and 2
+FINGERPRINT_BYTES = 8  # of the model fingerprint kept in a file (v1 files may hold more; compared on these)
+MAX_SPEAKER_BYTES = 255  # a name's UTF-8 length fits the uint8 before it
+_V1_PREFIX = struct.Struct(">3sBI")  # magic, version, JSON header length
+_V2_FIXED = struct.Struct(">3sB8sff")  # magic, version, fingerprint, lf0_mean, lf0_std
 _CRC = struct.Struct(">I")
+_MAX_VARINT = 8  # bytes: 56 bits, above every range below
+_F32_MAX = float(np.finfo(np.float32).max)
 MAX_BITS = 24  # widest symbol we pack (K up to 16.7 M); a header asking for more is corrupt
 
 
@@ -78,19 +95,23 @@ def _f32(x: float) -> float:
 
 @dataclass
 class Header:
-    """Everything a decoder needs besides the model; `model` names the model whose codebook made the codes."""
+    """Everything a decoder needs besides the model; `model` names the model whose codebook made the codes.
 
-    model: str  # hex model fingerprint (vqspeech.models.vqvae.model_fingerprint)
+    A header read from a file holds what the file holds: the fingerprint cut to FINGERPRINT_BYTES, the
+    log-F0 statistics as float32, and the format version it was written in."""
+
+    model: str  # hex model fingerprint (vqspeech.models.vqvae.model_fingerprint); files keep its first 8 bytes
     sample_rate: int
     hop: int  # samples per code
     codebook_size: int  # K
     pitch_levels: int  # 0: no pitch side information
     pitch_frames: int  # codes per pitch symbol
     n_frames: int  # number of codes
-    n_samples: int  # audio length the codes stand for (<= n_frames * hop)
-    speaker: str | None = None  # the recorded speaker's name, if known
+    n_samples: int  # audio length the codes stand for (<= n_frames * hop); v2 stores n_frames * hop - n_samples
+    speaker: str | None = None  # the recorded speaker's name, if known (non-empty, at most 255 bytes of UTF-8)
     lf0_mean: float = 0.0  # utterance log-F0 statistics (float32 precision)
     lf0_std: float = 0.0
+    version: int = field(default=VERSION, compare=False)  # the file's format version; pack always writes VERSION
 
     def __post_init__(self):
         self.lf0_mean, self.lf0_std = _f32(self.lf0_mean), _f32(self.lf0_std)
@@ -122,7 +143,12 @@ class Header:
         return frames_per_s * self.code_bits + (frames_per_s / self.pitch_frames * self.pitch_bits if self.pitch_levels else 0.0)
 
 
-# field -> (type, minimum, maximum); None = unbounded. Ranges keep a corrupt header from asking for
+def short_fingerprint(model: str) -> str:
+    """A hex fingerprint cut to what a file keeps: compare a model with a file's header through this."""
+    return model[: 2 * FINGERPRINT_BYTES]
+
+
+# field -> (minimum, maximum), in the order v2 stores them. Ranges keep a corrupt header from asking for
 # absurd allocations before the payload-size check catches it.
 _INT_FIELDS = {
     "sample_rate": (1, 10_000_000),
@@ -135,39 +161,138 @@ _INT_FIELDS = {
 }
 
 
-def _check_header(h: dict) -> Header:
+def _check_int(name: str, v) -> int:
+    if type(v) is not int:  # bool is an int subclass: refuse it too
+        raise BitstreamError(f"header field {name!r} missing or not an integer")
+    lo, hi = _INT_FIELDS[name]
+    if not lo <= v <= hi:
+        raise BitstreamError(f"header field {name!r} = {v} out of range [{lo}, {hi}]")
+    return v
+
+
+def _check_speaker(speaker) -> None:
+    if speaker is None:
+        return
+    if not isinstance(speaker, str):
+        raise BitstreamError("header field 'speaker' must be null or a name")
+    try:
+        size = len(speaker.encode("utf-8"))
+    except UnicodeEncodeError:  # a lone surrogate, which JSON can spell
+        raise BitstreamError("header field 'speaker' is not valid Unicode") from None
+    if not 1 <= size <= MAX_SPEAKER_BYTES:
+        raise BitstreamError(f"header field 'speaker' must be 1 to {MAX_SPEAKER_BYTES} bytes of UTF-8, got {size}")
+    if any(unicodedata.category(c) == "Cc" for c in speaker):  # a newline would break one-line messages and `info`
+        raise BitstreamError("header field 'speaker' contains control characters")
+
+
+def _check_header(h: dict, version: int = VERSION) -> Header:
+    """A dict of header fields (from JSON, from the v2 fields, or asdict of a Header to write) -> a valid Header."""
     if not isinstance(h, dict):
         raise BitstreamError("header is not a JSON object")
-    values = {}
-    for name, (lo, hi) in _INT_FIELDS.items():
-        v = h.get(name)
-        if type(v) is not int:  # bool is an int subclass: refuse it too
-            raise BitstreamError(f"header field {name!r} missing or not an integer")
-        if not lo <= v <= hi:
-            raise BitstreamError(f"header field {name!r} = {v} out of range [{lo}, {hi}]")
-        values[name] = v
+    values = {name: _check_int(name, h.get(name)) for name in _INT_FIELDS}
     if values["pitch_levels"] == 1:
         raise BitstreamError("header field 'pitch_levels' = 1: must be 0 (no pitch) or at least 2")
     model = h.get("model")
     if not isinstance(model, str) or not 1 <= len(model) <= 128 or any(c not in "0123456789abcdef" for c in model):
         raise BitstreamError("header field 'model' missing or not a hex fingerprint")
     speaker = h.get("speaker")
-    if speaker is not None and (not isinstance(speaker, str) or len(speaker) > 256):
-        raise BitstreamError("header field 'speaker' must be null or a name of at most 256 characters")
+    _check_speaker(speaker)
     stats = {}
     for name in ("lf0_mean", "lf0_std"):
         v = h.get(name)
-        if type(v) not in (int, float) or not math.isfinite(v):
-            raise BitstreamError(f"header field {name!r} missing or not a finite number")
+        if type(v) not in (int, float) or not abs(v) <= _F32_MAX:  # NaN fails too
+            raise BitstreamError(f"header field {name!r} missing or not a finite float32")
         stats[name] = v
     if values["n_samples"] > values["n_frames"] * values["hop"]:
         raise BitstreamError(f"header says {values['n_samples']} samples but {values['n_frames']} codes cover only "
                              f"{values['n_frames'] * values['hop']}")
-    return Header(model=model, speaker=speaker, **values, **stats)
+    return Header(model=short_fingerprint(model), speaker=speaker, **values, **stats, version=version)
 
+
+# --- version 2: fixed fields, varints, length-prefixed name ---------------------------------------------
+
+def _varint(n: int) -> bytes:
+    """Unsigned LEB128: 7 bits a byte, least significant first, high bit set on all but the last."""
+    out = bytearray()
+    while n >= 0x80:
+        out.append(n & 0x7F | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+class _Fields:
+    """Reads the v2 header's variable part in order; running past the end of the file is a BitstreamError."""
+
+    def __init__(self, data: bytes, pos: int):
+        self.data, self.pos = data, pos
+
+    def take(self, n: int, what: str) -> bytes:
+        if self.pos + n > len(self.data):
+            raise BitstreamError(f"header runs past the end of the file (reading {what})")
+        self.pos += n
+        return self.data[self.pos - n : self.pos]
+
+    def varint(self, what: str) -> int:
+        value = 0
+        for i in range(_MAX_VARINT):
+            byte = self.take(1, what)[0]
+            value |= (byte & 0x7F) << 7 * i
+            if not byte & 0x80:
+                if byte == 0 and i:  # a redundant zero group: one value, one spelling
+                    raise BitstreamError(f"header field {what!r} is not a shortest varint")
+                return value
+        raise BitstreamError(f"header field {what!r} is a varint longer than {_MAX_VARINT} bytes")
+
+
+def _write_v2(h: Header) -> bytes:
+    if len(h.model) != 2 * FINGERPRINT_BYTES:
+        raise BitstreamError(f"model fingerprint {h.model!r} is shorter than the {FINGERPRINT_BYTES} bytes a file keeps")
+    speaker = h.speaker.encode("utf-8") if h.speaker is not None else b""
+    ints = (h.sample_rate, h.hop, h.codebook_size, h.pitch_levels, h.pitch_frames, h.n_frames, h.n_frames * h.hop - h.n_samples)
+    return (_V2_FIXED.pack(MAGIC, 2, bytes.fromhex(h.model), h.lf0_mean, h.lf0_std)
+            + b"".join(map(_varint, ints)) + bytes([len(speaker)]) + speaker)
+
+
+def _read_v2(body: bytes) -> tuple[Header, int]:
+    """body (the file less its CRC, at least _V2_FIXED.size bytes) -> (header, offset of the payload)."""
+    _, _, model, lf0_mean, lf0_std = _V2_FIXED.unpack_from(body)
+    f = _Fields(body, _V2_FIXED.size)
+    values = {name: _check_int(name, f.varint(name)) for name in _INT_FIELDS if name != "n_samples"}
+    padding = f.varint("tail padding")
+    covered = values["n_frames"] * values["hop"]
+    if padding > covered:
+        raise BitstreamError(f"header says {padding} samples of tail padding but {values['n_frames']} codes cover only {covered}")
+    n = f.take(1, "speaker name length")[0]
+    try:
+        speaker = f.take(n, "speaker name").decode("utf-8") if n else None
+    except UnicodeDecodeError:
+        raise BitstreamError("header field 'speaker' is not valid UTF-8") from None
+    fields = dict(values, n_samples=covered - padding, model=model.hex(), speaker=speaker, lf0_mean=lf0_mean, lf0_std=lf0_std)
+    return _check_header(fields, version=2), f.pos
+
+
+# --- version 1: JSON (read only) ------------------------------------------------------------------------
+
+def _read_v1(body: bytes) -> tuple[Header, int]:
+    """body (the file less its CRC, at least _V1_PREFIX.size bytes) -> (header, offset of the payload)."""
+    _, _, meta_len = _V1_PREFIX.unpack_from(body)
+    if _V1_PREFIX.size + meta_len > len(body):
+        raise BitstreamError(f"header length {meta_len} runs past the end of the file")
+    try:
+        meta = json.loads(body[_V1_PREFIX.size : _V1_PREFIX.size + meta_len].decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise BitstreamError(f"header is not valid JSON ({type(e).__name__})") from None
+    return _check_header(meta, version=1), _V1_PREFIX.size + meta_len
+
+
+_READERS = {1: (_V1_PREFIX.size, _read_v1), 2: (_V2_FIXED.size, _read_v2)}  # version -> (smallest header, reader)
+
+
+# --- files ------------------------------------------------------------------------------------------------
 
 def pack(header: Header, codes: np.ndarray, pitch: np.ndarray | None = None) -> bytes:
-    """Header + codes [n_frames] (+ pitch [n_frames // pitch_frames]) -> the bytes of a .vqs file."""
+    """Header + codes [n_frames] (+ pitch [n_frames // pitch_frames]) -> the bytes of a version 2 .vqs file."""
     codes = np.asarray(codes)
     h = _check_header(asdict(header))  # the writer obeys the same rules as the reader
     if codes.shape != (h.n_frames,):
@@ -182,19 +307,14 @@ def pack(header: Header, codes: np.ndarray, pitch: np.ndarray | None = None) -> 
             raise BitstreamError(f"pitch symbol {pitch.max()} out of range for {h.pitch_levels} levels")
     elif pitch is not None:
         raise BitstreamError("pitch symbols given but the header says pitch_levels = 0")
-    # Shortest float32 repr keeps the header small and reads back to the same float32.
-    fields = asdict(h)
-    for name in ("lf0_mean", "lf0_std"):
-        fields[name] = float(np.format_float_positional(np.float32(fields[name]), unique=True, trim="-"))
-    meta = json.dumps(fields, separators=(",", ":"), ensure_ascii=True).encode()
-    body = _PREFIX.pack(MAGIC, VERSION, len(meta)) + meta + pack_bits(codes, h.code_bits)
+    body = _write_v2(h) + pack_bits(codes, h.code_bits)
     if h.pitch_levels:
         body += pack_bits(pitch, h.pitch_bits)
     return body + _CRC.pack(zlib.crc32(body))
 
 
 def unpack(data: bytes) -> tuple[Header, np.ndarray, np.ndarray | None]:
-    """The bytes of a .vqs file -> (header, codes int64 [n_frames], pitch int64 [n_pitch] or None).
+    """The bytes of a .vqs file (version 1 or 2) -> (header, codes int64 [n_frames], pitch int64 [n_pitch] or None).
 
     Raises BitstreamError (and nothing else) for anything that is not a well-formed file."""
     data = bytes(data)
@@ -207,23 +327,17 @@ def unpack(data: bytes) -> tuple[Header, np.ndarray, np.ndarray | None]:
     version = data[3]
     if version > VERSION:
         raise BitstreamError(f"file format version {version} is newer than this vqspeech understands "
-                             f"(it reads version {VERSION}); upgrade vqspeech")
-    if version != VERSION:
+                             f"(it reads versions up to {VERSION}); upgrade vqspeech")
+    if version not in _READERS:
         raise BitstreamError(f"unknown file format version {version}")
-    if len(data) < _PREFIX.size + _CRC.size:
+    smallest, read_header = _READERS[version]
+    if len(data) < smallest + _CRC.size:
         raise BitstreamError(f"truncated: {len(data)} bytes")
     body, (crc,) = data[: -_CRC.size], _CRC.unpack(data[-_CRC.size :])
     if zlib.crc32(body) != crc:
         raise BitstreamError("checksum mismatch: the file is corrupted or truncated")
-    _, _, meta_len = _PREFIX.unpack_from(body)
-    if _PREFIX.size + meta_len > len(body):
-        raise BitstreamError(f"header length {meta_len} runs past the end of the file")
-    try:
-        meta = json.loads(body[_PREFIX.size : _PREFIX.size + meta_len].decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError) as e:
-        raise BitstreamError(f"header is not valid JSON ({type(e).__name__})") from None
-    h = _check_header(meta)
-    payload = body[_PREFIX.size + meta_len :]
+    h, offset = read_header(body)
+    payload = body[offset:]
     if len(payload) != h.payload_bytes:
         raise BitstreamError(f"payload is {len(payload)} bytes, the header implies {h.payload_bytes}")
     n_code_bytes = -(-h.n_frames * h.code_bits // 8)
