@@ -141,6 +141,11 @@ class TrainConfig:
     eval_every: int = 0  # held-out generation metrics (voicing, STOI, PESQ) every N steps; 0 = never
     eval_utterances: int = 3
     eval_seconds: float = 2.0
+    # train-parallel only: weight of the conversion loss (a frozen speaker classifier's cross-entropy toward a
+    # random other speaker, on the decoding of each crop in that speaker's voice; see
+    # vqspeech/models/speaker_classifier.py), 0 = reconstruction only; and the classifier's training steps.
+    speaker_loss_weight: float = 0.0
+    speaker_classifier_steps: int = 400
 
 
 @dataclass

@@ -8,8 +8,10 @@ import logging
 
 import auraloss
 import torch
+from torch.nn import functional as F
 
 from vqspeech.config import from_dict, ModelConfig
+from vqspeech.models.speaker_classifier import train_speaker_classifier
 from vqspeech.models.vqvae import VQSpeech
 from vqspeech.train import checkpoint
 from vqspeech.train.loop import Trainer
@@ -51,7 +53,13 @@ class ParallelTrainer(Trainer):
         return {"base_training": self.base_training}
 
     def after_data(self) -> None:
-        pass  # the speakers' pitch ranges come with the frozen model
+        # The speakers' pitch ranges come with the frozen model. The conversion loss's judge is trained here,
+        # deterministically, so a resumed run rebuilds the same one instead of storing it.
+        self.speaker_classifier = None
+        t = self.config.train
+        if t.speaker_loss_weight > 0:
+            self.speaker_classifier = train_speaker_classifier(self.train_set, self.valid_set, self.config.model.n_speakers,
+                                                               t.speaker_classifier_steps, seed=t.seed)
 
     def trained_module(self) -> torch.nn.Module:
         return self.model.parallel
@@ -63,5 +71,16 @@ class ParallelTrainer(Trainer):
             cond = model.condition(vq.quantized, batch["speaker"], batch["pitch"])
             f0 = model.f0(batch["pitch"], batch["lf0"])
         wav = net(cond.float(), f0)
-        loss = self.stft_loss(wav[:, None].float(), batch["wav"][:, None])
-        return {"recon/mrstft": loss}, {}
+        losses = {"recon/mrstft": self.stft_loss(wav[:, None].float(), batch["wav"][:, None])}
+        metrics = {}
+        if self.speaker_classifier is not None:
+            # Each crop decoded in another training speaker's voice and pitch range, as `convert` does.
+            n = model.config.n_speakers
+            target = (batch["speaker"] + torch.randint(1, n, batch["speaker"].shape)) % n
+            with torch.no_grad():
+                cond_t = model.condition(vq.quantized, target, batch["pitch"])
+                f0_t = model.f0(batch["pitch"], model.speaker_lf0[target])
+            logits = self.speaker_classifier(net(cond_t.float(), f0_t).float())
+            losses["convert/speaker"] = self.config.train.speaker_loss_weight * F.cross_entropy(logits, target)
+            metrics["convert/target_accuracy"] = (logits.argmax(-1) == target).float().mean()
+        return losses, metrics
