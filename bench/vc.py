@@ -104,7 +104,7 @@ def main() -> None:
     p.add_argument("--sentences", nargs="+", help="these held-out sentence ids instead")
     p.add_argument("--sources", nargs="+", default=list(corpora.VCC2016_SOURCES))
     p.add_argument("--targets", nargs="+", default=list(corpora.VCC2016_TARGETS))
-    p.add_argument("--decoder", choices=["autoregressive", "parallel"], default="autoregressive")
+    p.add_argument("--decoder", choices=["autoregressive", "parallel"], default=None, help="default: the parallel one if the model has it")
     p.add_argument("--methods", default="fit,blend,ridge", help="unseen-voice methods to run (comma list; '' for none)")
     p.add_argument("--enrol", type=int, default=20, help="training recordings per speaker for the resemblyzer centroids")
     p.add_argument("--ref-utts", type=int, default=3, help="training recordings of the target as the unseen-voice reference")
@@ -117,6 +117,7 @@ def main() -> None:
             raise SystemExit(f"--methods: unknown method {m!r} (choose from {', '.join(convert.METHODS)})")
 
     model = convert.load(args.model)
+    args.decoder = args.decoder or model.default_decoder
     corpus = Corpus(args.data)
     speakers = list(corpora.VCC2016_SOURCES + corpora.VCC2016_TARGETS)
     missing = [s for s in speakers if s not in model.speaker_names]

@@ -57,6 +57,8 @@ def test_resume_refuses_a_different_model(manifest, tmp_path):
     config.model.decoder.layers = 2
     with pytest.raises(checkpoint.CheckpointError, match="model config differs"):
         Trainer(config, resume=True)
+    with pytest.raises(ValueError, match="--resume"):  # a fresh run into the same folder would mix the two
+        Trainer(debug_config(manifest, tmp_path / "run", 3))
 
 
 def test_interrupted_save_leaves_no_broken_file(tmp_path, monkeypatch):

@@ -61,7 +61,7 @@ class ParallelDecoderConfig:
     # Phase of the harmonic filter: "zero" (a real gain per bin: symmetric, buzzy pulses) or "minimum" (the
     # minimum-phase filter with the same magnitude, via the folded real cepstrum, as classical vocoders do:
     # a causal, decaying response per pulse like a vocal tract's).
-    phase: str = "zero"
+    phase: str = "minimum"
 
 
 @dataclass
@@ -169,6 +169,14 @@ def from_dict(cls: type, values: dict[str, Any] | None):
             kwargs[name] = from_dict(type(default), value)
         elif isinstance(default, tuple):
             kwargs[name] = tuple(value)
+        elif isinstance(default, float) and isinstance(value, (int, str)) and not isinstance(value, bool):
+            # YAML 1.1 reads "5e-4" (no dot) as a string and "1" as an int: a float field takes either.
+            try:
+                kwargs[name] = float(value)
+            except ValueError:
+                raise ValueError(f"{cls.__name__}.{name}: {value!r} is not a number") from None
+        elif default is not None and not isinstance(value, type(default)):
+            raise ValueError(f"{cls.__name__}.{name}: {value!r} is not of type {type(default).__name__}")
         else:
             kwargs[name] = value
     return cls(**kwargs)

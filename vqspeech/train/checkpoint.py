@@ -74,7 +74,8 @@ def training_cost(ckpt: dict) -> dict:
     def part(steps: int, seconds: float) -> dict:
         return {"steps": int(steps), "cpu_hours": round(float(seconds) / 3600, 3)}
 
-    own = part(ckpt["step"], ckpt["cpu_seconds"])
+    earlier = ckpt.get("init_training") or {"steps": 0, "cpu_seconds": 0.0}  # a fine-tuned decoder's earlier runs
+    own = part(ckpt["step"] + earlier["steps"], ckpt["cpu_seconds"] + earlier["cpu_seconds"])
     base = ckpt.get("base_training")
     if ckpt["config"]["model"].get("parallel_decoder") and base:
         return {"vqvae": part(base["steps"], base["cpu_seconds"]), "parallel": own}
@@ -94,6 +95,7 @@ def export_model(src: str | Path, dst: str | Path, half: bool = True) -> dict:
     cost = training_cost(ckpt)
     save_checkpoint(dst, {"config": ckpt["config"], "speakers": ckpt["speakers"], "speaker_info": ckpt.get("speaker_info") or {},
                           "step": ckpt["step"], "cpu_seconds": ckpt["cpu_seconds"], "base_training": ckpt.get("base_training"),
+                          "init_training": ckpt.get("init_training"),
                           "training_cost": cost, "model": weights})
     return cost
 

@@ -48,6 +48,9 @@ class Trainer:
             torch.set_num_threads(t.threads)
         torch.manual_seed(t.seed)
         self.run_dir = Path(t.run_dir)
+        if not resume and checkpoint.latest_checkpoint(self.run_dir) is not None:
+            # A fresh run here would interleave its checkpoints and CSV rows with the old run's.
+            raise ValueError(f"{self.run_dir}: holds checkpoints of an earlier run; continue it with --resume, or give a new run_dir")
         self.run_dir.mkdir(parents=True, exist_ok=True)
         rows = read_manifest(config.data.manifest)
         known = read_speakers(Path(config.data.manifest).parent / "speakers.csv")

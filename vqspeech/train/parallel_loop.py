@@ -29,15 +29,26 @@ class ParallelTrainer(Trainer):
         base = checkpoint.load_checkpoint(path)
         if base["speakers"] != speakers:
             raise ValueError(f"{path}: its speakers {base['speakers']} are not this manifest's training speakers {speakers}")
-        # The training cost of the frozen part, carried into every checkpoint (and shipped model) of this run.
-        self.base_training = {"steps": base["step"], "cpu_seconds": base["cpu_seconds"]}
+        # The training cost of the frozen part, carried into every checkpoint (and shipped model) of this run. A
+        # base that already has a parallel decoder starts this one from it (fine-tuning, e.g. with a new loss):
+        # its VQ-VAE's cost is the frozen part's, and its decoder's cost adds to this run's.
+        if base["config"]["model"].get("parallel_decoder"):
+            if not base.get("base_training"):
+                raise checkpoint.CheckpointError(f"{path}: a parallel decoder without the record of its VQ-VAE's training")
+            self.base_training = dict(base["base_training"])
+            earlier = base.get("init_training") or {"steps": 0, "cpu_seconds": 0.0}
+            self.init_training = {"steps": earlier["steps"] + base["step"], "cpu_seconds": earlier["cpu_seconds"] + base["cpu_seconds"]}
+        else:
+            self.base_training = {"steps": base["step"], "cpu_seconds": base["cpu_seconds"]}
+            self.init_training = None
         model_config = from_dict(ModelConfig, base["config"]["model"])
         model_config.parallel_decoder = True
         model_config.parallel = self.config.model.parallel  # the one part of the model this run decides
         self.config.model = model_config
         model = VQSpeech(model_config, speakers)
         missing, unexpected = model.load_state_dict(base["model"], strict=False)
-        # Explicit check instead of silent strict=False: only the new decoder may be missing.
+        # Explicit check instead of silent strict=False: only the new decoder may be missing (none of it when
+        # the base has one of the same shape; a different shape fails in load_state_dict).
         if unexpected or any(not k.startswith("parallel.") for k in missing):
             raise checkpoint.CheckpointError(f"{path}: does not fit this model (missing {missing[:3]}, unexpected {unexpected[:3]})")
         for name, p in model.named_parameters():
@@ -50,7 +61,7 @@ class ParallelTrainer(Trainer):
         return model
 
     def extra_state(self) -> dict:
-        return {"base_training": self.base_training}
+        return {"base_training": self.base_training, "init_training": self.init_training}
 
     def after_data(self) -> None:
         # The speakers' pitch ranges come with the frozen model. The conversion loss's judge is trained here,

@@ -1,0 +1,22 @@
+"""Configs: YAML overlays and --set overrides become typed dataclasses, and bad values are refused by name."""
+
+import pytest
+
+from vqspeech.config import load_config
+
+
+def test_overrides_take_yaml_numbers_of_any_spelling():
+    config = load_config(overrides={"train": {"lr": "5e-4", "lr_min": 1, "steps": 10}})
+    assert config.train.lr == 5e-4 and isinstance(config.train.lr, float)
+    assert config.train.lr_min == 1.0 and isinstance(config.train.lr_min, float)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"train": {"lr": "fast"}}, "TrainConfig.lr: 'fast' is not a number"),
+    ({"train": {"steps": "many"}}, "TrainConfig.steps: 'many' is not of type int"),
+    ({"model": {"parallel": {"phase": 3}}}, "ParallelDecoderConfig.phase: 3 is not of type str"),
+    ({"train": {"stpes": 10}}, "unknown TrainConfig keys"),
+])
+def test_bad_values_are_refused_by_name(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        load_config(overrides=overrides)
