@@ -191,6 +191,25 @@ def test_encode_info_decode(model_file, tmp_path, capsys, fake_decoder):
     assert sf.read(tmp_path / "old.decoded.wav")[0].shape == (header.n_samples,)
 
 
+def test_encode_records_the_nearest_voice_by_default(model_file, tmp_path, capsys, monkeypatch):
+    from vqspeech import convert
+
+    write(tmp_path / "a.wav")
+    seen = []
+    monkeypatch.setattr(convert, "reference_voice", lambda model, refs, method: (
+        seen.append((refs[0].size, method)) or convert.Voice(None, None, {"alice": 0.3, "bob": 0.7})))
+    assert run("encode", tmp_path / "a.wav", "--model", model_file) == 0
+    assert bitstream.unpack((tmp_path / "a.vqs").read_bytes())[0].speaker == "bob"  # the largest weight
+    assert seen == [(3200, "fit")]  # the whole (short, 0.2 s) recording
+    assert "voice bob" in capsys.readouterr().out
+    assert run("encode", tmp_path / "a.wav", "--model", model_file, "--speaker", "none", "--force") == 0
+    assert bitstream.unpack((tmp_path / "a.vqs").read_bytes())[0].speaker is None
+    # No voiced speech to place: nothing recorded, and the file is still written.
+    monkeypatch.setattr(convert, "reference_voice", lambda *a, **k: (_ for _ in ()).throw(ValueError("too little voiced audio")))
+    assert run("encode", tmp_path / "a.wav", "--model", model_file, "--force") == 0
+    assert bitstream.unpack((tmp_path / "a.vqs").read_bytes())[0].speaker is None
+
+
 def test_never_overwrites_without_force(model_file, tmp_path, capsys):
     write(tmp_path / "a.wav")
     (tmp_path / "a.vqs").write_bytes(b"precious")

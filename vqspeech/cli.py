@@ -58,7 +58,7 @@ def _codec_model(args):
     from vqspeech.codec import api
 
     model = api.load(args.model)
-    if args.speaker is not None:  # a wrong name is a usage error, not one failure per file
+    if args.speaker not in (None, api.AUTO_SPEAKER, "none"):  # a wrong name is a usage error, not one failure per file
         api.speaker_name(model, args.speaker)
     return model
 
@@ -89,10 +89,10 @@ def cmd_encode(args) -> int:
     model = _codec_model(args) if jobs else None
 
     def work(src, dst):
-        h = api.encode_file(model, src, dst, force=args.force, speaker=args.speaker)
+        h = api.encode_file(model, src, dst, force=args.force, speaker=None if args.speaker == "none" else args.speaker)
         size = dst.stat().st_size
         return (f"{src} -> {dst}: {h.duration:.2f} s, {size} bytes, {h.bitrate / 1000:.2f} kbit/s "
-                f"({size * 8 / h.duration / 1000:.2f} kbit/s with header)")
+                f"({size * 8 / h.duration / 1000:.2f} kbit/s with header), voice {h.speaker or 'not recorded'}")
 
     n_inputs = len(jobs) + len(failures)
     failures += api.run_batch(jobs, work, progress=not args.quiet)
@@ -321,7 +321,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", metavar="IN", help="audio files (any common format and rate), folders or glob patterns")
     p.add_argument("-o", "--output", help="output file (one input) or folder (default: beside each input, as NAME.vqs)")
     p.add_argument("--model", help="model file (default: the model shipped with vqspeech)")
-    p.add_argument("--speaker", help="record this speaker (one of the model's) in the files")
+    p.add_argument("--speaker", default="auto",
+                   help="the speaker to record in the files (decoding renders this voice): one of the model's, "
+                        "'auto' (default: the nearest training voice, found from the recording) or 'none'")
     p.add_argument("--force", action="store_true", help="overwrite existing outputs")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_encode)

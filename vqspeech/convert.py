@@ -175,6 +175,17 @@ def reference_voice(model: VQSpeech, references: list[np.ndarray], method: str =
     return Voice(weights @ rows, lf0, dict(zip(names, weights.tolist())))
 
 
+def nearest_speaker(model: VQSpeech, wav: np.ndarray) -> str | None:
+    """The training speaker whose row the "fit" gives the most weight for this recording (float32 [T] at the
+    model's rate), or None when it cannot tell (too little voiced speech, or no mel head). The codec records
+    it, so that decoding renders an unknown talker in the nearest voice the model knows."""
+    try:
+        voice = reference_voice(model, [wav[: int(FIT_MAX_SECONDS * model.config.sample_rate)]], method="fit")
+    except ValueError:
+        return None
+    return max(voice.weights, key=voice.weights.get)
+
+
 def _fit_weights(model: VQSpeech, references: list[np.ndarray], rows: torch.Tensor) -> torch.Tensor:
     """Softmax weights [K] over `rows` [K, D] that minimise the mel head's L1 error on the references."""
     if model.mel_head is None:

@@ -87,6 +87,18 @@ def _header(model: VQSpeech, enc: Encoded, speaker: str | int | None) -> Header:
                   n_samples=enc.n_samples, speaker=speaker, lf0_mean=enc.lf0_mean, lf0_std=enc.lf0_std)
 
 
+AUTO_SPEAKER = "auto"
+
+
+def _resolve_speaker(model: VQSpeech, speaker: str | None, head: np.ndarray) -> str | None:
+    """speaker "auto": the nearest training voice to `head` (the recording's first seconds, normalised)."""
+    if speaker != AUTO_SPEAKER:
+        return speaker
+    from vqspeech import convert
+
+    return convert.nearest_speaker(model, head)
+
+
 def _pack(model: VQSpeech, enc: Encoded, speaker: str | None) -> bytes:
     pitch = None if enc.pitch is None else enc.pitch.numpy()
     return bitstream.pack(_header(model, enc, speaker), enc.codes.numpy(), pitch)
@@ -95,6 +107,7 @@ def _pack(model: VQSpeech, enc: Encoded, speaker: str | None) -> bytes:
 def encode_audio(model: VQSpeech, wav: np.ndarray, sample_rate: int | None = None, speaker: str | None = None,
                  **chunking) -> bytes:
     """A waveform (float [T] or [T, channels], at `sample_rate`, default the model's) -> .vqs bytes.
+    speaker: a training speaker to record in the file, "auto" (the nearest voice), or None.
 
     Mixed to mono, resampled and loudness-normalised as audio.load does, then encoded in chunks."""
     wav = np.asarray(wav, dtype=np.float32)
@@ -103,8 +116,9 @@ def encode_audio(model: VQSpeech, wav: np.ndarray, sample_rate: int | None = Non
     if wav.size and rate != model.config.sample_rate:
         wav = soxr.resample(wav, rate, model.config.sample_rate, quality="HQ").astype(np.float32)
     level = stream.measure_level([wav])
-    enc = stream.encode_stream(model, [(wav * level.gain).astype(np.float32)], level.n_samples, peak=level.peak, **chunking)
-    return _pack(model, enc, speaker)
+    wav = (wav * level.gain).astype(np.float32)
+    enc = stream.encode_stream(model, [wav], level.n_samples, peak=level.peak, **chunking)
+    return _pack(model, enc, _resolve_speaker(model, speaker, wav))
 
 
 def _voice(model: VQSpeech, header: Header, speaker: str | int | None) -> tuple[str, tuple[float, float] | None]:
@@ -178,6 +192,16 @@ def encode_file(model: VQSpeech, in_path: str | Path, out_path: str | Path, forc
         enc = stream.encode_stream(model, blocks, level.n_samples, peak=level.peak, **chunking)
     except ValueError as e:
         raise AudioError(f"{src}: {e}") from None
+    if speaker == AUTO_SPEAKER:  # the first seconds are enough to place the voice: read no more
+        from vqspeech.convert import FIT_MAX_SECONDS
+
+        head, wanted = [], int(FIT_MAX_SECONDS * rate)
+        for x in stream.read_blocks(src, rate):
+            head.append((x * level.gain).astype(np.float32))
+            wanted -= len(x)
+            if wanted <= 0:
+                break
+        speaker = _resolve_speaker(model, speaker, np.concatenate(head) if head else np.zeros(0, np.float32))
     data = _pack(model, enc, speaker)
     write_atomic(dst, data, force)
     return bitstream.unpack(data)[0]
