@@ -1,10 +1,12 @@
 """Learning per CPU-hour: held-out speech metrics and validation loss of a training run, plotted.
 
-    python bench/learning_curve.py RUN_DIR [--out bench/results] [--name vcc-cpu]
+    python bench/learning_curve.py RUN_DIR [RUN_DIR ...] [--out bench/results] [--name vcc-cpu]
 
 Reads RUN_DIR/valid.csv (teacher-forced loss, codebook perplexity) and RUN_DIR/eval.csv (decoded held-out
 audio: voicing agreement, STOI, PESQ-WB), both written by the training loop with the CPU-hours spent so far,
-and writes NAME-curve.png and NAME-curve.md.
+and writes NAME-curve.png and NAME-curve.md. Several RUN_DIRs are a chain: each run started from the previous
+one's last checkpoint (e.g. `train-parallel --base-model` on a parallel checkpoint, to fine-tune), so its steps
+and CPU-hours are counted on from where the previous one ended.
 """
 
 from __future__ import annotations
@@ -28,17 +30,22 @@ def read(path: Path) -> list[dict[str, float]]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("run_dir", type=Path)
+    p.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR")
     p.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     p.add_argument("--name", default=None)
     args = p.parse_args()
-    name = args.name or args.run_dir.name
-    valid, evals = read(args.run_dir / "valid.csv"), read(args.run_dir / "eval.csv")
-    if not valid:
-        raise SystemExit(f"{args.run_dir}/valid.csv: no validation rows yet")
+    name = args.name or args.run_dirs[-1].name
+    valid, evals = [], []
+    for run_dir in args.run_dirs:
+        v, e = read(run_dir / "valid.csv"), read(run_dir / "eval.csv")
+        if not v:
+            raise SystemExit(f"{run_dir}/valid.csv: no validation rows yet")
+        step0, hours0 = (valid[-1]["step"], valid[-1]["cpu_hours"]) if valid else (0.0, 0.0)
+        valid += [{**r, "step": r["step"] + step0, "cpu_hours": r["cpu_hours"] + hours0} for r in v]
+        evals += [{**r, "step": r["step"] + step0, "cpu_hours": r["cpu_hours"] + hours0} for r in e]
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     x = [r["cpu_hours"] for r in valid]
-    losses = [k for k in valid[0] if k.split("/")[0] in ("recon", "aux")]  # whatever this objective logs
+    losses = [k for k in valid[0] if k.split("/")[0] in ("recon", "aux") and all(k in r for r in valid)]  # whatever the objective logs
     for k in losses:
         axes[0].plot(x, [r[k] for r in valid], marker=".", label=f"held-out {k}")
     if "vq/perplexity" in valid[0]:
@@ -64,7 +71,9 @@ def main() -> None:
     fig.tight_layout()
     args.out.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.out / f"{name}-curve.png", dpi=90)
-    lines = [f"# Learning curve: {name}", "", f"Run: `{args.run_dir}`; `python bench/learning_curve.py {args.run_dir}`", "",
+    runs = " ".join(str(d) for d in args.run_dirs)
+    lines = [f"# Learning curve: {name}", "", f"Runs (a chain, each from the previous one's end): `{runs}`; "
+             f"`python bench/learning_curve.py {runs} --name {name}`", "",
              "| step | CPU-hours | " + " | ".join(f"held-out {k}" for k in losses) + " | perplexity | voicing agreement | voiced (dec / orig) | STOI | PESQ-WB |",
              "|---" * (len(losses) + 7) + "|"]
     by_step = {int(r["step"]): r for r in evals}

@@ -67,22 +67,33 @@ train() {
 }
 
 # Train the parallel decoder on the newest VQ-VAE checkpoint of run folder $2 (kept frozen), with manifest $1
-# and config $3, into $2/parallel-on-<step>: a newer VQ-VAE gets a parallel decoder of its own.
+# and config $3, into $2/parallel-on-<step>: a newer VQ-VAE gets a parallel decoder of its own. With a 4th
+# argument (a config), then fine-tune that decoder with it into $2/parallel-on-<step>/convert (the conversion
+# loss of train.speaker_loss_weight).
 train_parallel() {
-    local base step
+    local base step par
     base=$(latest_checkpoint "$2")
     step=${base##*/checkpoint-}; step=${step%.pt}
+    par="$2/parallel-on-$step"
     [ -f "$3" ] || die "$3: no such config"
-    vqspeech train-parallel --base-model "$base" --config "$3" --set "data.manifest=$1" --set "train.run_dir=$2/parallel-on-$step" --resume
+    vqspeech train-parallel --base-model "$base" --config "$3" --set "data.manifest=$1" --set "train.run_dir=$par" --resume
+    if [ -n "${4:-}" ]; then
+        [ -f "$4" ] || die "$4: no such config"
+        vqspeech train-parallel --base-model "$(latest_checkpoint "$par")" --config "$4" --set "data.manifest=$1" \
+            --set "train.run_dir=$par/convert" --resume
+    fi
 }
 
 # The model to evaluate or convert with: the newest parallel-decoder run on the newest VQ-VAE checkpoint of
-# run folder $1 (it holds both decoders), else that VQ-VAE checkpoint itself.
+# run folder $1 (it holds both decoders; its conversion fine-tune if there is one), else that VQ-VAE checkpoint.
 latest_model() {
-    local base step
+    local base step par
     base=$(latest_checkpoint "$1")
     step=${base##*/checkpoint-}; step=${step%.pt}
-    if compgen -G "$1/parallel-on-$step/checkpoint-*.pt" > /dev/null; then latest_checkpoint "$1/parallel-on-$step"; else echo "$base"; fi
+    par="$1/parallel-on-$step"
+    if compgen -G "$par/convert/checkpoint-*.pt" > /dev/null; then latest_checkpoint "$par/convert"
+    elif compgen -G "$par/checkpoint-*.pt" > /dev/null; then latest_checkpoint "$par"
+    else echo "$base"; fi
 }
 
 # Rows of a manifest as speaker<TAB>utterance<TAB>path: $1 manifest, $2 split, $3 how many per speaker,
@@ -99,7 +110,7 @@ evaluate_resynthesis() {
     while IFS=$'\t' read -r -u 3 spk utt path; do
         mkdir -p "$dir/codes/$spk" "$dir/decoded/$spk"
         [ -f "$dir/codes/$spk/$utt.vqs" ] || vqspeech encode "$path" -o "$dir/codes/$spk/$utt.vqs" --model "$ckpt"
-        [ -f "$dir/decoded/$spk/$utt.wav" ] || vqspeech decode "$dir/codes/$spk/$utt.vqs" -o "$dir/decoded/$spk/$utt.wav" --model "$ckpt" --decoder "${decoder:-autoregressive}"
+        [ -f "$dir/decoded/$spk/$utt.wav" ] || vqspeech decode "$dir/codes/$spk/$utt.vqs" -o "$dir/decoded/$spk/$utt.wav" --model "$ckpt" ${decoder:+--decoder "$decoder"}
         printf '%s\t%s\t%s\t%s\n' "$spk" "$utt" "$path" "$dir/decoded/$spk/$utt.wav" >> "$dir/pairs.tsv"
     done 3< "$dir/rows.tsv"
     "$python" "$repo/recipes/utils/score.py" "$dir/pairs.tsv" -o "$dir/scores.csv"
@@ -117,7 +128,7 @@ convert_pairs() {
         for tgt in ${targets//,/ }; do
             out="$dir/$spk-$tgt/$utt.wav"
             mkdir -p "$dir/$spk-$tgt"
-            [ -f "$out" ] || vqspeech convert "$path" --to "$tgt" -o "$out" --model "$ckpt" --decoder "${decoder:-autoregressive}"
+            [ -f "$out" ] || vqspeech convert "$path" --to "$tgt" -o "$out" --model "$ckpt" ${decoder:+--decoder "$decoder"}
             printf '%s\t%s\t%s\t%s\t%s\n' "$spk" "$tgt" "$utt" "$path" "$out" >> "$dir/pairs.tsv"
         done
     done 3< "$dir/rows.tsv"

@@ -10,10 +10,12 @@
 #   0  prepare: 16 kHz, trimmed, level-normalised; the last 12 sentence ids of every speaker are the
 #      validation split (all speakers read the same sentences)                           -> $prepared
 #   1  train the VQ-VAE ($conf = conf/cpu.yaml, then each file in $overlay)              -> $run_dir
-#   2  train the parallel decoder on the newest VQ-VAE checkpoint, frozen ($parallel_conf)
-#                                                                          -> $run_dir/parallel-on-<step>
+#   2  train the parallel decoder on the newest VQ-VAE checkpoint, frozen ($parallel_conf), then
+#      fine-tune it with the conversion loss ($convert_conf)              -> $run_dir/parallel-on-<step>[/convert]
 #   3  evaluate: encode + decode $eval_utts held-out sentences per speaker, score them   -> $run_dir/eval
 #   4  convert held-out sentences of SF1 SF2 SF3 SM1 SM2 to TF1 TF2 TM1 TM2 TM3           -> $run_dir/convert
+#   5  export the stage-2 model as a float16 model file (what ships as vqspeech/pretrained/default.pt)
+#                                                                                      -> $run_dir/model.pt
 #   Stages 3 and 4 use the stage-2 model (both decoders) when there is one, else the VQ-VAE checkpoint.
 # Every stage keeps what an earlier run made: run it again and it does only what is missing.
 #
@@ -23,14 +25,15 @@
 #   --prepared --run-dir   folders (default data/vcc2016/prepared, runs/vcc2016)
 #   --conf --overlay       training config and space-separated overlays
 #   --parallel-conf        the parallel decoder's config (default conf/parallel.yaml)
-#   --eval-utts    held-out sentences per speaker to decode in stage 2 (default 2)
-#   --convert-utts held-out sentences per source speaker to convert in stage 3 (default 1: 25 files)
+#   --convert-conf         its conversion fine-tune (default conf/parallel-convert.yaml; '' to skip)
+#   --eval-utts    held-out sentences per speaker to decode in stage 3 (default 2)
+#   --convert-utts held-out sentences per source speaker to convert in stage 4 (default 1: 25 files)
 #   --jobs         processes for prepare (default 1)
-#   --decoder      autoregressive (the WaveNet) or parallel (the fast decoder, if the model has one) in the
-#                  evaluate and convert stages (default autoregressive)
+#   --decoder      autoregressive (the WaveNet) or parallel (the fast decoder) in the evaluate and convert
+#                  stages (default: the parallel one if the model has it)
 #   --python --stage --stop-stage
 stage=0
-stop_stage=4
+stop_stage=5
 data=""
 prepared=""
 run_dir=""
@@ -38,8 +41,9 @@ conf="$(dirname "$0")/conf/cpu.yaml"
 overlay=""
 eval_utts=2
 convert_utts=1
-decoder=autoregressive
+decoder=""
 parallel_conf="$(dirname "$0")/conf/parallel.yaml"
+convert_conf="$(dirname "$0")/conf/parallel-convert.yaml"
 jobs=1
 python=python3
 source "$(dirname "$0")/../utils/common.sh"
@@ -58,7 +62,7 @@ if stage_on 1 "train"; then
 fi
 
 if stage_on 2 "train the parallel decoder"; then
-    train_parallel "$prepared/manifest.csv" "$run_dir" "$parallel_conf"
+    train_parallel "$prepared/manifest.csv" "$run_dir" "$parallel_conf" "$convert_conf"
 fi
 
 if stage_on 3 "evaluate on held-out sentences"; then
@@ -69,4 +73,8 @@ fi
 if stage_on 4 "convert ${sources//,/ } -> ${targets//,/ }"; then
     ckpt=$(latest_model "$run_dir")
     convert_pairs "$prepared/manifest.csv" valid "$sources" "$convert_utts" "$targets" "$ckpt" "$run_dir/convert"
+fi
+
+if stage_on 5 "export the model (float16, weights only) -> $run_dir/model.pt"; then
+    vqspeech export "$(latest_model "$run_dir")" -o "$run_dir/model.pt" --force
 fi
