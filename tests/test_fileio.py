@@ -3,9 +3,15 @@
 import os
 import stat
 
+import numpy as np
 import pytest
+import torch
 
+from vqspeech import audio
+from vqspeech.codec import api
+from vqspeech.data import manifest
 from vqspeech.fileio import atomic_open, atomic_path, temp_path
+from vqspeech.train import checkpoint
 
 
 def mode(path) -> int:
@@ -29,6 +35,18 @@ def test_permissions_match_a_plainly_created_file(tmp_path, umask):
     assert mode(plain) == 0o666 & ~umask  # what the comparison rests on
     assert mode(tmp_path / "new.bin") == mode(plain)
     assert mode(tmp_path / "new.txt") == mode(plain)
+
+
+def test_callers_write_with_plain_permissions(tmp_path, umask):
+    """The package's writers, which used mkstemp's owner-only 0o600 before."""
+    plain = 0o666 & ~umask
+    audio.save(tmp_path / "a.wav", np.zeros(160, np.float32))
+    checkpoint.save_checkpoint(tmp_path / "m.pt", {"step": 1})
+    api.write_atomic(tmp_path / "x.vqs", b"data")
+    manifest.write_manifest(tmp_path / "manifest.csv", [manifest.Utterance("a.wav", "s", "u", 0.01)])
+    for name in ("a.wav", "m.pt", "x.vqs", "manifest.csv"):
+        assert mode(tmp_path / name) == plain, name
+    assert torch.load(tmp_path / "m.pt", weights_only=True)["step"] == 1
 
 
 def test_exception_keeps_old_file_and_leaves_no_temp(tmp_path):
@@ -63,8 +81,15 @@ def test_overwrite_false_refuses_an_existing_file(tmp_path):
             atomic_path(target, overwrite=False):
         entered = True
     assert not entered and target.read_bytes() == b"old"
-    assert target.read_bytes() == b"old"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.vqs"]
+    with pytest.raises(FileExistsError, match="--force"):
+        api.write_atomic(target, b"new")
+    wav = target.with_suffix(".wav")
+    audio.save(wav, np.zeros(16, np.float32))
+    before = wav.read_bytes()
+    with pytest.raises(FileExistsError, match="--force"):
+        audio.save(wav, np.ones(16, np.float32) / 2, force=False)
+    assert target.read_bytes() == b"old" and wav.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.vqs", "out.wav"]
 
 
 def test_overwrite_false_refuses_a_file_that_appears_meanwhile(tmp_path):
