@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 import platform
-import tempfile
 from pathlib import Path
 
 import torch
+
+from vqspeech.fileio import atomic_open
 
 
 def machine_note() -> str:
@@ -25,12 +26,5 @@ def machine_note() -> str:
 
 def write_atomic(path: Path, text: str) -> None:
     """Write through a temporary file and a rename: a report is either the old one or the whole new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_open(path) as f:
+        f.write(text)

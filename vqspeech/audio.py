@@ -5,8 +5,6 @@ Waveforms are float32 numpy arrays in [-1, 1] at ``SAMPLE_RATE`` unless a functi
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +13,8 @@ import numpy as np
 import soundfile as sf
 import soxr
 import torch
+
+from vqspeech.fileio import atomic_path
 
 SAMPLE_RATE = 16000
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif")
@@ -96,18 +96,9 @@ def normalise(wav: np.ndarray) -> np.ndarray:
 def save(path: str | Path, wav: np.ndarray, sample_rate: int = SAMPLE_RATE, force: bool = True) -> None:
     """Write 16-bit audio atomically: to a temporary file beside `path`, then rename."""
     path = Path(path)
-    if path.exists() and not force:
-        raise FileExistsError(f"{path}: exists (use --force to overwrite)")
-    path.parent.mkdir(parents=True, exist_ok=True)
     fmt = {".flac": "FLAC", ".ogg": "OGG"}.get(path.suffix.lower(), "WAV")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path, overwrite=force) as tmp:
         sf.write(tmp, np.clip(wav, -1, 1), sample_rate, format=fmt, subtype="VORBIS" if fmt == "OGG" else "PCM_16")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def mu_law_encode(x: torch.Tensor, bits: int = 8) -> torch.Tensor:

@@ -22,6 +22,7 @@ import torch
 from vqspeech.audio import AUDIO_EXTENSIONS, AudioError
 from vqspeech.codec import bitstream, stream
 from vqspeech.codec.bitstream import BitstreamError, Header
+from vqspeech.fileio import atomic_path
 from vqspeech.models.vqvae import Encoded, VQSpeech, model_fingerprint
 
 VQS_EXTENSION = ".vqs"
@@ -164,16 +165,8 @@ def check_output(src: Path, dst: Path, overwrite: bool) -> None:
 
 def write_atomic(path: Path, data: bytes, overwrite: bool = False) -> None:
     """Write bytes to a temporary file beside `path`, then rename: never half a file."""
-    tmp = stream.temp_beside(path)
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-        if path.exists() and not overwrite:
-            raise FileExistsError(f"{path}: exists (use --force to overwrite)")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path, overwrite) as tmp:
+        tmp.write_bytes(data)
 
 
 def encode_file(model: VQSpeech, in_path: str | Path, out_path: str | Path, force: bool = False,

@@ -18,9 +18,8 @@ Decoding runs `decode_chunk` on slices of the codes and writes each piece as it 
 
 from __future__ import annotations
 
+import contextlib
 import math
-import os
-import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -31,6 +30,7 @@ import torch
 
 from vqspeech import audio, features
 from vqspeech.audio import AudioError
+from vqspeech.fileio import atomic_path
 from vqspeech.models.vqvae import Encoded, VQSpeech
 
 # Praat's autocorrelation pitch needs 3 periods of the 60 Hz floor (features.extract_pitch) per window.
@@ -188,18 +188,6 @@ def decode_stream(model: VQSpeech, encoded: Encoded, speaker: str | int, lf0: tu
         yield decode_chunk(model, piece, speaker, lf0, generator, decoder)
 
 
-def temp_beside(path: Path) -> str:
-    """A new empty temporary file in `path`'s folder (same file system, so os.replace is atomic), with
-    the permissions a plainly created file would get (mkstemp's are owner-only)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    return tmp
-
-
 class AudioWriter:
     """Write audio piece by piece to a temporary file beside `path`, renamed over it only on success.
 
@@ -218,10 +206,10 @@ class AudioWriter:
         self.n_written = 0
 
     def __enter__(self) -> "AudioWriter":
-        if self.path.exists() and not self.overwrite:
-            raise FileExistsError(f"{self.path}: exists (use --force to overwrite)")
-        self._tmp = temp_beside(self.path)
-        self._file = sf.SoundFile(self._tmp, "w", self.sample_rate, 1, self._subtype, format=self._format)
+        with contextlib.ExitStack() as stack:
+            tmp = stack.enter_context(atomic_path(self.path, self.overwrite))
+            self._file = sf.SoundFile(tmp, "w", self.sample_rate, 1, self._subtype, format=self._format)
+            self._target = stack.pop_all()  # kept open until __exit__
         return self
 
     def write(self, wav: np.ndarray, last: bool = False) -> None:
@@ -232,16 +220,11 @@ class AudioWriter:
         self.n_written += wav.size
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        try:
-            if exc_type is None:
-                if self._resampler is not None:
+        with self._target:  # leaving it renames the temp file over `path`, or removes it if anything failed
+            try:
+                if exc_type is None and self._resampler is not None:
                     self.write(np.zeros(0, np.float32), last=True)
+            finally:
                 self._file.close()
-                if self.path.exists() and not self.overwrite:  # appeared while we worked
-                    raise FileExistsError(f"{self.path}: exists (use --force to overwrite)")
-                os.replace(self._tmp, self.path)
-        finally:
-            if not self._file.closed:
-                self._file.close()
-            if os.path.exists(self._tmp):
-                os.unlink(self._tmp)
+            if exc is not None:
+                raise exc  # so the temp file is removed, not renamed

@@ -14,6 +14,7 @@ from tqdm import tqdm
 from vqspeech import audio, features
 from vqspeech.config import ModelConfig
 from vqspeech.data.manifest import Utterance
+from vqspeech.fileio import atomic_path
 
 
 def pitch_track(path: str | Path, wav: np.ndarray, hop: int) -> np.ndarray:
@@ -22,9 +23,9 @@ def pitch_track(path: str | Path, wav: np.ndarray, hop: int) -> np.ndarray:
     if cache.exists():
         return np.load(cache)
     f0 = features.extract_pitch(wav, hop).f0
-    tmp = cache.with_suffix(".tmp.npy")
-    np.save(tmp, f0)
-    tmp.replace(cache)
+    with atomic_path(cache) as tmp:  # a unique temp name: DDP ranks may fill the same cache at once
+        with open(tmp, "wb") as f:  # a file object, since np.save would add ".npy" to a path
+            np.save(f, f0)
     return f0
 
 

@@ -7,12 +7,12 @@ holds what the corpus says about each speaker (gender, accent, region), where it
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import os
-import tempfile
 from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
+
+from vqspeech.fileio import atomic_open  # also imported from here by the corpus writers
 
 SPLITS = ("train", "valid", "unseen")
 
@@ -33,22 +33,6 @@ class Speaker:
     gender: str = ""  # "F" / "M" as the corpus gives it; empty when unknown
     accent: str = ""
     region: str = ""
-
-
-@contextlib.contextmanager
-def atomic_open(path: str | Path):
-    """Open a temporary text file beside `path` and rename it over `path` only if the block succeeds, so a
-    crash or Ctrl-C at any moment leaves the old file or the new one, never half of one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
-            yield f
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _write_rows(path: str | Path, cls: type, rows: list) -> None:

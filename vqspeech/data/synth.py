@@ -17,7 +17,6 @@ import os
 import re
 import shutil
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from tqdm import tqdm
 
 from vqspeech import audio
 from vqspeech.data.manifest import atomic_open
+from vqspeech.fileio import temp_path
 
 log = logging.getLogger(__name__)
 
@@ -118,11 +118,8 @@ def parse_psdur(stdout: str) -> list[tuple[float, float, str]]:
 def synthesize_one(flite: str, speaker: SynthSpeaker, text: str, wav_path: Path, lab_path: Path, txt_path: Path) -> None:
     """Speak `text`; write transcript and phone timings, then the audio last: the audio file's presence
     (each write is atomic) means the utterance is complete."""
-    wav_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=wav_path.parent, prefix=".flite.", suffix=".wav")
-    os.close(fd)
-    try:
-        cmd = [flite, "-voice", speaker.voice, *speaker.features, "-psdur", "-t", text, "-o", tmp]
+    with temp_path(wav_path, suffix=".flite.wav") as tmp:  # flite's own output, read back and removed
+        cmd = [flite, "-voice", speaker.voice, *speaker.features, "-psdur", "-t", text, "-o", str(tmp)]
         run = subprocess.run(cmd, capture_output=True, text=True)
         phones = parse_psdur(run.stdout)
         if run.returncode != 0 or not phones or os.path.getsize(tmp) == 0:
@@ -134,8 +131,6 @@ def synthesize_one(flite: str, speaker: SynthSpeaker, text: str, wav_path: Path,
         with atomic_open(lab_path) as f:
             f.writelines(f"{s:.3f}\t{e:.3f}\t{p}\n" for s, e, p in phones)
         audio.save(wav_path, wav)
-    finally:
-        os.unlink(tmp)
 
 
 def synthesize_corpus(out: str | Path, prompts: list[str], n_speakers: int = len(SPEAKERS), per_speaker: int = 20,

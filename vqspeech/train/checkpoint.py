@@ -7,14 +7,13 @@ A checkpoint is a plain dict of tensors and primitives, so it loads with ``weigh
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 
 import vqspeech
 from vqspeech.config import ModelConfig, from_dict
+from vqspeech.fileio import atomic_path
 from vqspeech.models.vqvae import VQSpeech
 
 FORMAT = "vqspeech-checkpoint"
@@ -27,16 +26,8 @@ class CheckpointError(ValueError):
 def save_checkpoint(path: str | Path, state: dict) -> None:
     """Write `state` (plus format and version) to a temporary file beside `path`, then rename: a crash
     at any moment leaves either the old file or the new one, never half of one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save({"format": FORMAT, "version": vqspeech.__version__, **state}, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def load_checkpoint(path: str | Path) -> dict:
