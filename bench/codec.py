@@ -18,16 +18,19 @@ import platform
 import time
 from collections import defaultdict
 from datetime import date
+import sys
 from pathlib import Path
 
 import numpy as np
 import soxr
 import torch
 
-from vqspeech import audio
-from vqspeech.codec import api, bitstream
-from vqspeech.data.manifest import read_manifest
-from vqspeech.eval import metrics, peers
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's vqspeech and bench
+
+from bench.common import held_out_rows  # noqa: E402
+from vqspeech import audio  # noqa: E402
+from vqspeech.codec import api, bitstream  # noqa: E402
+from vqspeech.eval import metrics, peers  # noqa: E402
 
 
 def speaker_similarity_fn():
@@ -69,9 +72,7 @@ def main() -> None:
 
     model = api.load(args.model)
     decoders = [d for d in args.decoders.split(",") if d == "autoregressive" or model.parallel is not None]
-    rows = read_manifest(args.manifest, args.split)
-    rows = sorted(rows, key=lambda r: (r.utterance, r.speaker))  # interleave speakers, then take the first N
-    rows = rows[:: max(1, len(rows) // args.limit)][: args.limit]
+    rows = held_out_rows(args.manifest, args.split, args.limit)
     similarity = speaker_similarity_fn()
     results: dict[str, list[dict]] = defaultdict(list)
     for i, row in enumerate(rows):

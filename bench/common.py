@@ -1,4 +1,5 @@
-"""What the benchmarks share: the machine description for a report and the atomic report write."""
+"""What the benchmarks share: the machine description for a report, the atomic report write, and the held-out
+utterances the codec benchmarks score."""
 
 from __future__ import annotations
 
@@ -28,3 +29,11 @@ def write_atomic(path: Path, text: str) -> None:
     """Write through a temporary file and a rename: a report is either the old one or the whole new one."""
     with atomic_open(path) as f:
         f.write(text)
+
+
+def held_out_rows(manifest: str | Path, split: str, limit: int) -> list:
+    """`limit` utterances of `split`, spread over speakers and sentences (the same ones on every call)."""
+    from vqspeech.data.manifest import read_manifest
+
+    rows = sorted(read_manifest(manifest, split), key=lambda r: (r.utterance, r.speaker))  # interleave speakers
+    return rows[:: max(1, len(rows) // limit)][:limit]
