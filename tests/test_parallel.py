@@ -117,3 +117,25 @@ def test_conversion_loss_trains_the_decoder_toward_the_target_voice(manifest, tm
     torch.manual_seed(0)
     losses, metrics = trainer.compute(trainer.model.parallel, batch)
     assert losses["convert/speaker"].item() < before and 0 <= metrics["convert/target_accuracy"] <= 1
+
+
+def test_joint_training_moves_the_codes_but_never_the_wavenet(manifest, tmp_path):
+    base = Trainer(_config(manifest, tmp_path / "base", 3))
+    base.fit()
+    config = _config(manifest, tmp_path / "joint", 30, checkpoint.latest_checkpoint(tmp_path / "base"))
+    config.train.joint = True
+    trainer = ParallelTrainer(config)
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    batch = trainer.valid_set.fixed_batches(2, 1)[0]
+    torch.manual_seed(0)
+    with torch.no_grad():
+        loss_before = trainer.compute(trainer.model, batch)[0]["recon/mrstft"].item()
+    trainer.fit()
+    after = trainer.model.state_dict()
+    assert all(torch.equal(after[k], v) for k, v in before.items() if k.startswith("decoder.")), "the WaveNet moved"
+    assert not torch.equal(after["encoder.net.0.weight"], before["encoder.net.0.weight"])
+    assert not torch.equal(after["quantizer.embed_sum"], before["quantizer.embed_sum"])  # EMA codebook updates
+    torch.manual_seed(0)
+    with torch.no_grad():
+        losses = trainer.compute(trainer.model, batch)[0]
+    assert losses["recon/mrstft"].item() < loss_before and "vq/commit" in losses

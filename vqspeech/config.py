@@ -146,6 +146,10 @@ class TrainConfig:
     # vqspeech/models/speaker_classifier.py), 0 = reconstruction only; and the classifier's training steps.
     speaker_loss_weight: float = 0.0
     speaker_classifier_steps: int = 400
+    # train-parallel only: also train the codes (encoder, codebook, conditioning network, mel head, speaker
+    # table) through the parallel decoder's loss. The WaveNet stays frozen, so it falls out of step with the
+    # codes it was trained on: use it for a model whose decoder is the parallel one.
+    joint: bool = False
 
 
 @dataclass

@@ -120,19 +120,26 @@ class VQSpeech(nn.Module):
         """wav [B, T] float (T a multiple of pitch_hop), speaker [B], pitch [B, T // pitch_hop], lf0 [B, 2]
         -> (losses: dict of weighted scalar terms, metrics: dict of scalars)."""
         c = self.config
-        vq = self.quantizer(self.encoder(wav[:, None]))
-        quantized = self.jitter(vq.quantized) if self.training and c.jitter > 0 else vq.quantized
-        cond = self.condition(quantized, speaker, pitch)
+        vq, cond, code_losses, metrics = self.code_side(wav, speaker, pitch)
         target = audio.mu_law_encode(audio.preemphasis(wav, c.preemphasis), c.mu_law_bits)
         prev = F.pad(target[:, :-1], (1, 0), value=2 ** (c.mu_law_bits - 1))
         logits = self.decoder(prev, cond, self.excitation(pitch, lf0))
-        losses = {"recon/ce": F.cross_entropy(logits.float(), target)}
-        losses.update(vq.losses)
+        return {"recon/ce": F.cross_entropy(logits.float(), target), **code_losses}, metrics
+
+    def code_side(self, wav: torch.Tensor, speaker: torch.Tensor, pitch: torch.Tensor | None):
+        """The training pass up to the decoders' conditioning, shared by the WaveNet's objective (forward) and
+        the parallel decoder's joint training: wav [B, T], speaker [B], pitch [B, T // pitch_hop] ->
+        (QuantizerOutput, cond [B, C, F], losses (VQ terms, auxiliary mel), metrics)."""
+        c = self.config
+        vq = self.quantizer(self.encoder(wav[:, None]))
+        quantized = self.jitter(vq.quantized) if self.training and c.jitter > 0 else vq.quantized
+        cond = self.condition(quantized, speaker, pitch)
+        losses = dict(vq.losses)
         if self.mel_head is not None:
             mel = features.log_mel(wav, c.hop, c.sample_rate, c.n_mels)
             losses["aux/mel"] = c.mel_weight * F.l1_loss(self.mel_head(cond).float(), mel)
         metrics = {"vq/perplexity": vq.perplexity.detach(), "vq/usage": vq.usage.detach()}
-        return losses, metrics
+        return vq, cond, losses, metrics
 
     # --- inference ------------------------------------------------------------------------------
 

@@ -51,13 +51,23 @@ class ParallelTrainer(Trainer):
         # the base has one of the same shape; a different shape fails in load_state_dict).
         if unexpected or any(not k.startswith("parallel.") for k in missing):
             raise checkpoint.CheckpointError(f"{path}: does not fit this model (missing {missing[:3]}, unexpected {unexpected[:3]})")
+        joint = self.config.train.joint
+        if joint and self.world > 1:
+            raise ValueError("train.joint runs in one process (its loss calls the model's parts directly, past DDP)")
         for name, p in model.named_parameters():
-            p.requires_grad = name.startswith("parallel.")
-        model.eval()  # frozen from the start (train_step switches only model.parallel to training mode)
+            if name.startswith("parallel."):
+                p.requires_grad = True
+            elif joint and not name.startswith(("decoder.", "quantizer.")):
+                p.requires_grad = True  # the codes' side: encoder, conditioning network, mel head, speaker table
+            elif not name.startswith("quantizer."):
+                p.requires_grad = False
+            elif not joint:
+                p.requires_grad = False  # the codebook: trained by EMA (no gradient) or its own loss when joint
+        model.eval()  # frozen parts stay in eval mode (train_step switches the trained module to training mode)
         self.stft_loss = auraloss.freq.MultiResolutionSTFTLoss(
             fft_sizes=[2048, 1024, 512, 256, 128], hop_sizes=[512, 256, 128, 64, 32], win_lengths=[2048, 1024, 512, 256, 128])
-        log.info("parallel decoder on frozen %s (step %s): %.2f M trainable parameters", path, base["step"],
-                 sum(p.numel() for p in model.parallel.parameters()) / 1e6)
+        log.info("parallel decoder on %s %s (step %s): %.2f M trainable parameters", "jointly trained codes of" if joint else "frozen",
+                 path, base["step"], sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6)
         return model
 
     def extra_state(self) -> dict:
@@ -73,25 +83,33 @@ class ParallelTrainer(Trainer):
                                                                t.speaker_classifier_steps, seed=t.seed)
 
     def trained_module(self) -> torch.nn.Module:
-        return self.model.parallel
+        # Joint: the whole model (the frozen WaveNet's parameters get no gradient, so Adam leaves them be).
+        return self.model if self.config.train.joint else self.model.parallel
 
     def compute(self, net: torch.nn.Module, batch: dict) -> tuple[dict, dict]:
-        model = self.model
-        with torch.no_grad():  # the frozen VQ-VAE (in eval mode: see Trainer.train_step)
-            vq = model.quantizer(model.encoder(batch["wav"][:, None]))
-            cond = model.condition(vq.quantized, batch["speaker"], batch["pitch"])
-            f0 = model.f0(batch["pitch"], batch["lf0"])
-        wav = net(cond.float(), f0)
-        losses = {"recon/mrstft": self.stft_loss(wav[:, None].float(), batch["wav"][:, None])}
-        metrics = {}
+        model, joint = self.model, self.config.train.joint
+        wav, speaker, pitch = batch["wav"], batch["speaker"], batch["pitch"]
+        with torch.no_grad():
+            f0 = model.f0(pitch, batch["lf0"])
+        if joint:  # codes trained through this loss too (plus their own VQ and mel terms)
+            vq, cond, losses, metrics = model.code_side(wav, speaker, pitch)
+            decoder = model.parallel
+        else:
+            with torch.no_grad():  # the frozen VQ-VAE (in eval mode: see Trainer.train_step)
+                vq = model.quantizer(model.encoder(wav[:, None]))
+                cond = model.condition(vq.quantized, speaker, pitch)
+            losses, metrics, decoder = {}, {}, net
+        out = decoder(cond.float(), f0)
+        losses = {"recon/mrstft": self.stft_loss(out[:, None].float(), wav[:, None]), **losses}
         if self.speaker_classifier is not None:
-            # Each crop decoded in another training speaker's voice and pitch range, as `convert` does.
+            # Each crop decoded in another training speaker's voice and pitch range, as `convert` does. When
+            # joint, this also presses the codes to leave the voice to the speaker table.
             n = model.config.n_speakers
-            target = (batch["speaker"] + torch.randint(1, n, batch["speaker"].shape)) % n
-            with torch.no_grad():
-                cond_t = model.condition(vq.quantized, target, batch["pitch"])
-                f0_t = model.f0(batch["pitch"], model.speaker_lf0[target])
-            logits = self.speaker_classifier(net(cond_t.float(), f0_t).float())
+            target = (speaker + torch.randint(1, n, speaker.shape)) % n
+            with torch.set_grad_enabled(joint and torch.is_grad_enabled()):
+                cond_t = model.condition(vq.quantized, target, pitch)
+            f0_t = model.f0(pitch, model.speaker_lf0[target])
+            logits = self.speaker_classifier(decoder(cond_t.float(), f0_t).float())
             losses["convert/speaker"] = self.config.train.speaker_loss_weight * F.cross_entropy(logits, target)
             metrics["convert/target_accuracy"] = (logits.argmax(-1) == target).float().mean()
         return losses, metrics
