@@ -152,3 +152,34 @@ def test_evaluate_and_convert_stage_loops(tmp_path, manifest):
     assert [s["utterance"] for s in scores] == ["alice_002", "bob_002"]
     assert all(float(s["stoi"]) > 0.99 and float(s["mel_distance"]) < 1e-6 for s in scores)
     assert "2 utterances; mean" in done.stdout
+
+
+def test_parallel_decoder_chain_and_latest_model(tmp_path):
+    """recipes/utils/common.sh: each config of the chain fine-tunes the previous run's last checkpoint, in a
+    subfolder named after it; latest_model picks the end of the chain (the `vqspeech` command is stubbed)."""
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "checkpoint-250.pt").touch()
+    (run_dir / "checkpoint-2250.pt").touch()
+    confs = []
+    for name in ("parallel", "parallel-convert", "parallel-joint"):
+        confs.append(tmp_path / f"{name}.yaml")
+        confs[-1].touch()
+    script = f"""
+stage=0; stop_stage=0
+source {RECIPES / 'utils' / 'common.sh'}
+vqspeech() {{  # stub: log the call, write the run's checkpoint
+    local d; d=$(printf '%s\\n' "$@" | sed -n 's/^train.run_dir=//p')
+    echo "$*" >> {tmp_path / 'calls.txt'}; mkdir -p "$d"; touch "$d/checkpoint-1000.pt"
+}}
+train_parallel {tmp_path / 'm.csv'} {run_dir} {' '.join(map(str, confs))}
+latest_model {run_dir}
+"""
+    done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    calls = (tmp_path / "calls.txt").read_text().splitlines()
+    par = run_dir / "parallel-on-2250"
+    assert [c.split("--base-model ")[1].split()[0] for c in calls] == [
+        str(run_dir / "checkpoint-2250.pt"), str(par / "checkpoint-1000.pt"), str(par / "convert" / "checkpoint-1000.pt")]
+    assert [c.split("train.run_dir=")[1].split()[0] for c in calls] == [str(par), str(par / "convert"), str(par / "convert" / "joint")]
+    assert done.stdout.strip() == str(par / "convert" / "joint" / "checkpoint-1000.pt")

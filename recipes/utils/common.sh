@@ -67,33 +67,32 @@ train() {
 }
 
 # Train the parallel decoder on the newest VQ-VAE checkpoint of run folder $2 (kept frozen), with manifest $1
-# and config $3, into $2/parallel-on-<step>: a newer VQ-VAE gets a parallel decoder of its own. With a 4th
-# argument (a config), then fine-tune that decoder with it into $2/parallel-on-<step>/convert (the conversion
-# loss of train.speaker_loss_weight).
+# and config $3, into $2/parallel-on-<step>: a newer VQ-VAE gets a parallel decoder of its own. Each further
+# config fine-tunes the previous run's result into a subfolder named after the config (e.g. .../convert for
+# parallel-convert.yaml): a chain of runs, each starting from the last checkpoint of the one before.
 train_parallel() {
-    local base step par
-    base=$(latest_checkpoint "$2")
+    local manifest=$1 run_dir=$2 base step dir conf first=1
+    shift 2
+    base=$(latest_checkpoint "$run_dir")
     step=${base##*/checkpoint-}; step=${step%.pt}
-    par="$2/parallel-on-$step"
-    [ -f "$3" ] || die "$3: no such config"
-    vqspeech train-parallel --base-model "$base" --config "$3" --set "data.manifest=$1" --set "train.run_dir=$par" --resume
-    if [ -n "${4:-}" ]; then
-        [ -f "$4" ] || die "$4: no such config"
-        vqspeech train-parallel --base-model "$(latest_checkpoint "$par")" --config "$4" --set "data.manifest=$1" \
-            --set "train.run_dir=$par/convert" --resume
-    fi
+    dir="$run_dir/parallel-on-$step"
+    for conf in "$@"; do
+        [ -f "$conf" ] || die "$conf: no such config"
+        [ $first = 1 ] || dir="$dir/$(basename "$conf" .yaml | sed 's/^parallel-//')"
+        first=0
+        vqspeech train-parallel --base-model "$base" --config "$conf" --set "data.manifest=$manifest" --set "train.run_dir=$dir" --resume
+        base=$(latest_checkpoint "$dir")
+    done
 }
 
-# The model to evaluate or convert with: the newest parallel-decoder run on the newest VQ-VAE checkpoint of
-# run folder $1 (it holds both decoders; its conversion fine-tune if there is one), else that VQ-VAE checkpoint.
+# The model to evaluate or convert with: the last run of the parallel-decoder chain on the newest VQ-VAE
+# checkpoint of run folder $1 (it holds both decoders), else that VQ-VAE checkpoint itself.
 latest_model() {
-    local base step par
+    local base step deepest
     base=$(latest_checkpoint "$1")
     step=${base##*/checkpoint-}; step=${step%.pt}
-    par="$1/parallel-on-$step"
-    if compgen -G "$par/convert/checkpoint-*.pt" > /dev/null; then latest_checkpoint "$par/convert"
-    elif compgen -G "$par/checkpoint-*.pt" > /dev/null; then latest_checkpoint "$par"
-    else echo "$base"; fi
+    deepest=$(find "$1/parallel-on-$step" -name 'checkpoint-*.pt' -printf '%d %h\n' 2>/dev/null | sort -n | tail -1 | cut -d' ' -f2-)
+    if [ -n "$deepest" ]; then latest_checkpoint "$deepest"; else echo "$base"; fi
 }
 
 # Rows of a manifest as speaker<TAB>utterance<TAB>path: $1 manifest, $2 split, $3 how many per speaker,

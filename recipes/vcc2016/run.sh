@@ -10,8 +10,8 @@
 #   0  prepare: 16 kHz, trimmed, level-normalised; the last 12 sentence ids of every speaker are the
 #      validation split (all speakers read the same sentences)                           -> $prepared
 #   1  train the VQ-VAE ($conf = conf/cpu.yaml, then each file in $overlay)              -> $run_dir
-#   2  train the parallel decoder on the newest VQ-VAE checkpoint, frozen ($parallel_conf), then
-#      fine-tune it with the conversion loss ($convert_conf)              -> $run_dir/parallel-on-<step>[/convert]
+#   2  train the parallel decoder on the newest VQ-VAE checkpoint, frozen, then fine-tune it, one run per
+#      config in $parallel_confs, each from the one before  -> $run_dir/parallel-on-<step>[/convert[/joint]]
 #   3  evaluate: encode + decode $eval_utts held-out sentences per speaker, score them   -> $run_dir/eval
 #   4  convert held-out sentences of SF1 SF2 SF3 SM1 SM2 to TF1 TF2 TM1 TM2 TM3           -> $run_dir/convert
 #   5  export the stage-2 model as a float16 model file (what ships as vqspeech/pretrained/default.pt)
@@ -24,8 +24,9 @@
 #                  beside the repo); official release: https://datashare.ed.ac.uk/handle/10283/2211
 #   --prepared --run-dir   folders (default data/vcc2016/prepared, runs/vcc2016)
 #   --conf --overlay       training config and space-separated overlays
-#   --parallel-conf        the parallel decoder's config (default conf/parallel.yaml)
-#   --convert-conf         its conversion fine-tune (default conf/parallel-convert.yaml; '' to skip)
+#   --parallel-confs       the parallel decoder's chain of configs, space-separated (default
+#                          "conf/parallel.yaml conf/parallel-convert.yaml conf/parallel-joint.yaml": train on
+#                          the frozen codes, add the conversion loss, then train the codes too)
 #   --eval-utts    held-out sentences per speaker to decode in stage 3 (default 2)
 #   --convert-utts held-out sentences per source speaker to convert in stage 4 (default 1: 25 files)
 #   --jobs         processes for prepare (default 1)
@@ -42,8 +43,8 @@ overlay=""
 eval_utts=2
 convert_utts=1
 decoder=""
-parallel_conf="$(dirname "$0")/conf/parallel.yaml"
-convert_conf="$(dirname "$0")/conf/parallel-convert.yaml"
+conf_dir="$(dirname "$0")/conf"
+parallel_confs="$conf_dir/parallel.yaml $conf_dir/parallel-convert.yaml $conf_dir/parallel-joint.yaml"
 jobs=1
 python=python3
 source "$(dirname "$0")/../utils/common.sh"
@@ -62,7 +63,8 @@ if stage_on 1 "train"; then
 fi
 
 if stage_on 2 "train the parallel decoder"; then
-    train_parallel "$prepared/manifest.csv" "$run_dir" "$parallel_conf" "$convert_conf"
+    # shellcheck disable=SC2086  # a space-separated list of configs
+    train_parallel "$prepared/manifest.csv" "$run_dir" $parallel_confs
 fi
 
 if stage_on 3 "evaluate on held-out sentences"; then
