@@ -75,14 +75,16 @@ def main() -> None:
     rows = held_out_rows(args.manifest, args.split, args.limit)
     similarity = speaker_similarity_fn()
     results: dict[str, list[dict]] = defaultdict(list)
+    voices: list[tuple[str, str | None]] = []  # (the recording's speaker, the voice the encoder recorded)
     for i, row in enumerate(rows):
         ref = audio.load(row.path)
         seconds = len(ref) / 16000
         print(f"[{i + 1}/{len(rows)}] {row.speaker}/{row.utterance} ({seconds:.1f} s)", flush=True)
         t = time.perf_counter()
-        data = api.encode_audio(model, ref)
+        data = api.encode_audio(model, ref, speaker=api.AUTO_SPEAKER)  # what `vqspeech encode` does by default
         enc_time = time.perf_counter() - t
         header, _, _ = bitstream.unpack(data)
+        voices.append((row.speaker, header.speaker))
         payload_bits = header.payload_bytes * 8
         for decoder in decoders:
             t = time.perf_counter()
@@ -101,10 +103,24 @@ def main() -> None:
             results[peer.name].append({"utterance": f"{row.speaker}/{row.utterance}", "file_bps": bits / seconds,
                                        "payload_bps": getattr(peer, "kbps", 0) * 1000 or bits / seconds,
                                        "codec_rtf": seconds / elapsed, **score(ref, dec, similarity)})
-    write_report(args, results, model)
+    write_report(args, results, model, voices)
 
 
-def write_report(args, results: dict[str, list[dict]], model) -> None:
+def voice_note(voices: list[tuple[str, str | None]], model) -> str:
+    """Which voice the encoder recorded (`--speaker auto`: the nearest training voice), against the truth."""
+    known = [(true, got) for true, got in voices if true in model.speaker_names]
+    note = ("Each file is encoded as `vqspeech encode` does by default: it records the nearest training voice "
+            "(`--speaker auto`), and decoding renders that voice.")
+    if known:
+        note += f" It picked the recording's own speaker for {sum(t == g for t, g in known)} of {len(known)} utterances."
+    unseen = sorted({t for t, _ in voices if t not in model.speaker_names})
+    for speaker in unseen:
+        picks = [g or "none" for t, g in voices if t == speaker]
+        note += f" {speaker} (unseen) -> {', '.join(sorted(set(picks), key=picks.index))}."
+    return note
+
+
+def write_report(args, results: dict[str, list[dict]], model, voices: list[tuple[str, str | None]]) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{args.name}.json").write_text(json.dumps(results, indent=1))
     columns = ["file_bps", "payload_bps", "pesq_wb", "pesq_nb", "stoi", "voicing_agreement", "mel_distance", "speaker_similarity",
@@ -119,6 +135,7 @@ def write_report(args, results: dict[str, list[dict]], model) -> None:
              "Means over utterances. RTF = audio seconds per wall second (higher is faster). file_bps counts every byte written "
              "(headers, container); payload_bps the codes and pitch only (Opus: its nominal rate). STOI, voicing and mel "
              "distance after envelope alignment; PESQ aligns itself. Speaker similarity: resemblyzer cosine, original vs decoded.", "",
+             voice_note(voices, model), "",
              "| system | " + " | ".join(present) + " |", "|---" * (len(present) + 1) + "|"]
     for name, m in means.items():
         lines.append(f"| {name} | " + " | ".join("" if m[c] is None else f"{m[c]:.3g}" for c in present) + " |")
