@@ -28,7 +28,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's vqspeech and bench
 
 from bench.common import held_out_rows  # noqa: E402
-from vqspeech import audio  # noqa: E402
+from vqspeech import audio, convert  # noqa: E402
 from vqspeech.codec import api, bitstream  # noqa: E402
 from vqspeech.eval import metrics, peers  # noqa: E402
 
@@ -70,7 +70,7 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(args.threads)
 
-    model = api.load(args.model)
+    model = convert.load(args.model)  # with its voice bank, as the CLI loads it
     decoders = [d for d in args.decoders.split(",") if d == "autoregressive" or model.parallel is not None]
     rows = held_out_rows(args.manifest, args.split, args.limit)
     similarity = speaker_similarity_fn()
@@ -110,7 +110,8 @@ def voice_note(voices: list[tuple[str, str | None]], model) -> str:
     """Which voice the encoder recorded (`--speaker auto`: the nearest training voice), against the truth."""
     known = [(true, got) for true, got in voices if true in model.speaker_names]
     note = ("Each file is encoded as `vqspeech encode` does by default: it records the nearest training voice "
-            "(`--speaker auto`), and decoding renders that voice.")
+            "(`--speaker auto`; by the voice bank's resemblyzer centroids when the model has one), and decoding "
+            "renders that voice.")
     if known:
         note += f" It picked the recording's own speaker for {sum(t == g for t, g in known)} of {len(known)} utterances."
     unseen = sorted({t for t, _ in voices if t not in model.speaker_names})

@@ -382,3 +382,17 @@ def test_benchmark_runs_end_to_end_on_a_toy_vcc(tmp_path):
     # "none" is the source itself: its distance is the source's recording's to the target's.
     direct = mcd.mcd_wav(audio.load(root / "SF1" / "100151.wav"), audio.load(root / "TM2" / "100151.wav"))
     assert float(rows[1].split(",")[9]) == pytest.approx(direct, rel=1e-6)
+
+
+def test_nearest_speaker_uses_the_voice_bank_when_there_is_one(model, monkeypatch):
+    wav = synthetic_voice(1.0, 150, 0)
+    bank = speaker_encoder.VoiceBank(list(model.speaker_names), np.eye(len(model.speaker_names), 256, dtype=np.float32))
+    d = np.zeros(256, np.float32)
+    d[1] = 1.0  # closest to the second speaker's centroid
+    monkeypatch.setattr(speaker_encoder, "available", lambda: True)
+    monkeypatch.setattr(speaker_encoder, "embed_speaker", lambda wavs: d)
+    model.voice_bank = bank
+    assert convert.nearest_speaker(model, wav) == model.speaker_names[1]
+    model.voice_bank = None  # without a bank: the fit's heaviest row
+    monkeypatch.setattr(convert, "reference_voice", lambda m, refs, method: convert.Voice(None, None, {model.speaker_names[0]: 0.9}))
+    assert convert.nearest_speaker(model, wav) == model.speaker_names[0]

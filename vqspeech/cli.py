@@ -55,9 +55,10 @@ def cmd_train(args) -> int:
 
 
 def _codec_model(args):
+    from vqspeech import convert
     from vqspeech.codec import api
 
-    model = api.load(args.model)
+    model = convert.load(args.model)  # with its voice bank, if any: encode's nearest-voice choice uses it
     if args.speaker not in (None, api.AUTO_SPEAKER, "none"):  # a wrong name is a usage error, not one failure per file
         api.speaker_name(model, args.speaker)
     return model

@@ -176,9 +176,17 @@ def reference_voice(model: VQSpeech, references: list[np.ndarray], method: str =
 
 
 def nearest_speaker(model: VQSpeech, wav: np.ndarray) -> str | None:
-    """The training speaker whose row the "fit" gives the most weight for this recording (float32 [T] at the
-    model's rate), or None when it cannot tell (too little voiced speech, or no mel head). The codec records
-    it, so that decoding renders an unknown talker in the nearest voice the model knows."""
+    """The training voice nearest to this recording (float32 [T] at the model's rate), or None when it cannot
+    tell (too little voiced speech, or no mel head). The codec records it, so that decoding renders an unknown
+    talker in the nearest voice the model knows. With the model's voice bank (and resemblyzer): the nearest
+    speaker centroid; else the training speaker whose row the "fit" weighs most (a weaker guess: on held-out
+    VCC 2016 sentences it named the right training speaker for 8 of 20)."""
+    from vqspeech import speaker_encoder
+
+    bank = getattr(model, "voice_bank", None)
+    if bank is not None and speaker_encoder.available():
+        d = speaker_encoder.embed_speaker([wav[: int(FIT_MAX_SECONDS * model.config.sample_rate)]])
+        return bank.names[int(np.argmax(bank.centroids @ d))]
     try:
         voice = reference_voice(model, [wav[: int(FIT_MAX_SECONDS * model.config.sample_rate)]], method="fit")
     except ValueError:
