@@ -1,6 +1,6 @@
 """Take the README's screenshot of the demo: start it on a model, convert one file in headless Chromium.
 
-    python -m app.screenshot --model M.pt --audio speech.wav [--speaker TF1] [--out app/screenshot.png]
+    python -m app.screenshot --audio speech.wav [--model M.pt] [--speaker TF1] [--out app/screenshot.png]
 
 Needs Debian's chromium and the playwright package (its own browser download is not used).
 """
@@ -22,7 +22,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True)
+    p.add_argument("--model", default=None, help="model file (default: the shipped one)")
     p.add_argument("--audio", required=True)
     p.add_argument("--speaker", default=None, help="target speaker (default: the demo's first)")
     p.add_argument("--out", type=Path, default=Path(__file__).parent / "screenshot.png")
@@ -30,7 +30,8 @@ def main() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "vqspeech.cli", "demo", "--model", args.model, "--port", str(port)])
+    model = ["--model", args.model] if args.model else []
+    server = subprocess.Popen([sys.executable, "-m", "vqspeech.cli", "demo", *model, "--port", str(port)])
     try:
         url = f"http://127.0.0.1:{port}/"
         for _ in range(120):
