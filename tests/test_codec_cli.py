@@ -126,13 +126,37 @@ def test_streamed_reading_and_level_equal_audio_load(tmp_path):
 def test_decode_stream_slices_codes_and_pitch_in_step(model, fake_decoder):
     enc = model.encode(audio.normalise(synthetic_voice(1.0, 150, 1)))
     enc.n_samples -= 100
-    pieces = list(stream.decode_stream(model, enc, "alice", chunk_seconds=0.1))
-    pf = model.config.pitch_frames
-    assert len(pieces) == len(fake_decoder) > 5
+    hop, pf = model.config.hop, model.config.pitch_frames
+    pieces = list(stream.decode_stream(model, enc, "alice", chunk_seconds=0.1, overlap_seconds=0.032))
+    frames, overlap = round(0.1 * 16000 / hop) // pf * pf, round(0.032 * 16000 / hop) // pf * pf
+    assert len(pieces) == len(fake_decoder) > 5 and overlap > 0
     assert sum(p.size for p in pieces) == enc.n_samples
-    torch.testing.assert_close(torch.cat([c[0].codes for c in fake_decoder]), enc.codes)
-    torch.testing.assert_close(torch.cat([c[0].pitch for c in fake_decoder]), enc.pitch)
-    assert all(c[0].pitch.shape[0] * pf == c[0].codes.shape[0] for c in fake_decoder)
+    for k, (piece, _, _) in enumerate(fake_decoder):  # chunk k: its frames and the next chunk's first `overlap`
+        a = k * frames
+        e = min(a + frames + overlap, enc.codes.shape[0])
+        torch.testing.assert_close(piece.codes, enc.codes[a:e])
+        torch.testing.assert_close(piece.pitch, enc.pitch[a // pf : e // pf])
+
+
+def test_decode_stream_crossfades_chunk_edges(model, monkeypatch):
+    """Chunk k decodes to the constant k + 1: the output holds each constant and ramps smoothly (raised
+    cosine, monotone) from one to the next over the overlap at the start of each later chunk."""
+    calls = []
+
+    def decode(model, encoded, speaker, lf0, generator, decoder=None):
+        calls.append(encoded.n_samples)
+        return np.full(encoded.n_samples, float(len(calls)), np.float32)
+
+    monkeypatch.setattr(stream, "decode_chunk", decode)
+    enc = model.encode(audio.normalise(synthetic_voice(1.0, 150, 1)))
+    out = np.concatenate(list(stream.decode_stream(model, enc, "alice", chunk_seconds=0.256, overlap_seconds=0.064)))
+    chunk, fade = 4096, 1024  # samples: 0.256 s and 0.064 s at 16 kHz (whole pitch frames)
+    assert out.size == enc.n_samples and len(calls) >= 3
+    for k in range(1, len(calls)):
+        ramp = out[k * chunk : k * chunk + fade]
+        assert ramp.size == fade and np.all(np.diff(ramp) > 0) and k < ramp[0] < k + 0.01 and k + 0.99 < ramp[-1] < k + 1
+        np.testing.assert_allclose(out[k * chunk + fade : (k + 1) * chunk], k + 1)
+    np.testing.assert_allclose(out[:chunk], 1.0)
 
 
 def test_real_decode_file_matches_decode_bytes(model, tmp_path):

@@ -161,31 +161,47 @@ def encode_stream(model: VQSpeech, blocks: Iterable[np.ndarray], n_samples: int,
     return Encoded(codes=torch.cat(codes), pitch=pitch, lf0_mean=mean, lf0_std=std, n_samples=n_samples)
 
 
+CROSSFADE_SECONDS = 0.256  # overlap of consecutive decoded chunks (a whole number of pitch frames at 16 kHz)
+
+
 def decode_chunk(model: VQSpeech, encoded: Encoded, speaker: str | int, lf0: tuple[float, float] | None,
                  generator: torch.Generator | None, decoder: str | None = None) -> np.ndarray:
     """The one place the codec calls the decoder: swap this for a faster sampler.
 
-    Each chunk starts the sampler afresh (silence as history, the excitation's phase at zero), so chunk
-    edges may click softly; chunks are long to keep that rare."""
+    Each chunk starts the decoder afresh (the WaveNet from silence, the pulse train's phase at zero); the
+    chunks overlap and decode_stream crossfades them, so no edge is heard as a step."""
     return model.decode(encoded, speaker, lf0=lf0, generator=generator, decoder=decoder)
 
 
 def decode_stream(model: VQSpeech, encoded: Encoded, speaker: str | int, lf0: tuple[float, float] | None = None,
                   chunk_seconds: float = 20.0, generator: torch.Generator | None = None,
-                  decoder: str | None = None) -> Iterator[np.ndarray]:
-    """Encoded (codes [F], pitch [F // pitch_frames]) -> waveform pieces, n_samples in all."""
+                  decoder: str | None = None, overlap_seconds: float = CROSSFADE_SECONDS) -> Iterator[np.ndarray]:
+    """Encoded (codes [F], pitch [F // pitch_frames]) -> waveform pieces, n_samples in all.
+
+    Chunk k decodes its frames plus `overlap_seconds` of the next chunk's; that extra tail is crossfaded
+    (raised cosine) into the start of chunk k + 1, where the fresh decoder is least settled. Memory stays
+    bounded by the chunk length; the overlap costs overlap / chunk more decoding (1.3 % by default)."""
     c = model.config
     unit = c.pitch_frames if encoded.pitch is not None else 1
     frames = max(unit, round(chunk_seconds * c.sample_rate / c.hop) // unit * unit)
+    overlap = round(overlap_seconds * c.sample_rate / c.hop) // unit * unit
     n_frames = encoded.codes.shape[0]
+    tail = None  # the previous chunk's decoding of the overlap, to fade out
     for a in range(0, n_frames, frames):
         b = min(a + frames, n_frames)
-        n = min(b * c.hop, encoded.n_samples) - a * c.hop
+        e = min(b + overlap, n_frames)
+        n = min(e * c.hop, encoded.n_samples) - a * c.hop
         if n <= 0:
             return
-        pitch = None if encoded.pitch is None else encoded.pitch[a // unit : b // unit]
-        piece = Encoded(codes=encoded.codes[a:b], pitch=pitch, lf0_mean=encoded.lf0_mean, lf0_std=encoded.lf0_std, n_samples=n)
-        yield decode_chunk(model, piece, speaker, lf0, generator, decoder)
+        pitch = None if encoded.pitch is None else encoded.pitch[a // unit : e // unit]
+        piece = Encoded(codes=encoded.codes[a:e], pitch=pitch, lf0_mean=encoded.lf0_mean, lf0_std=encoded.lf0_std, n_samples=n)
+        wav = np.array(decode_chunk(model, piece, speaker, lf0, generator, decoder), dtype=np.float32)
+        if tail is not None and tail.size:
+            fade = (0.5 - 0.5 * np.cos(np.pi * (np.arange(tail.size) + 0.5) / tail.size)).astype(np.float32)
+            wav[: tail.size] = tail * (1 - fade) + wav[: tail.size] * fade
+        body = max(0, min(b * c.hop, encoded.n_samples) - a * c.hop)
+        tail = wav[body:]
+        yield wav[:body]
 
 
 class AudioWriter:
