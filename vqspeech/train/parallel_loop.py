@@ -19,6 +19,17 @@ from vqspeech.train.loop import Trainer
 log = logging.getLogger(__name__)
 
 
+def _trains(name: str, joint: bool, ema_codebook: bool) -> bool:
+    """Whether the parameter `name` of a VQSpeech trains in a parallel-decoder run."""
+    if name.startswith("parallel."):
+        return True
+    if not joint or name.startswith("decoder."):
+        return False  # the frozen VQ-VAE; the WaveNet is never trained here
+    if name.startswith("quantizer."):
+        return not ema_codebook  # an EMA codebook follows its assignments, with no gradient
+    return True  # joint: the codes' side (encoder, conditioning network, mel head, speaker table)
+
+
 class ParallelTrainer(Trainer):
     eval_decoder = "parallel"
 
@@ -29,9 +40,9 @@ class ParallelTrainer(Trainer):
         base = checkpoint.load_checkpoint(path)
         if base["speakers"] != speakers:
             raise ValueError(f"{path}: its speakers {base['speakers']} are not this manifest's training speakers {speakers}")
-        # The training cost of the frozen part, carried into every checkpoint (and shipped model) of this run. A
-        # base that already has a parallel decoder starts this one from it (fine-tuning, e.g. with a new loss):
-        # its VQ-VAE's cost is the frozen part's, and its decoder's cost adds to this run's.
+        # The VQ-VAE's training cost, carried into every checkpoint (and shipped model) of this run. A base that
+        # already has a parallel decoder starts this one from it (fine-tuning, e.g. with a new loss or joint):
+        # its VQ-VAE's cost stays the VQ-VAE's, and its decoder's cost adds to this run's.
         if base["config"]["model"].get("parallel_decoder"):
             if not base.get("base_training"):
                 raise checkpoint.CheckpointError(f"{path}: a parallel decoder without the record of its VQ-VAE's training")
@@ -54,15 +65,9 @@ class ParallelTrainer(Trainer):
         joint = self.config.train.joint
         if joint and self.world > 1:
             raise ValueError("train.joint runs in one process (its loss calls the model's parts directly, past DDP)")
+        ema_codebook = model_config.quantizer.ema
         for name, p in model.named_parameters():
-            if name.startswith("parallel."):
-                p.requires_grad = True
-            elif joint and not name.startswith(("decoder.", "quantizer.")):
-                p.requires_grad = True  # the codes' side: encoder, conditioning network, mel head, speaker table
-            elif not name.startswith("quantizer."):
-                p.requires_grad = False
-            elif not joint:
-                p.requires_grad = False  # the codebook: trained by EMA (no gradient) or its own loss when joint
+            p.requires_grad = _trains(name, joint, ema_codebook)
         model.eval()  # frozen parts stay in eval mode (train_step switches the trained module to training mode)
         self.stft_loss = auraloss.freq.MultiResolutionSTFTLoss(
             fft_sizes=[2048, 1024, 512, 256, 128], hop_sizes=[512, 256, 128, 64, 32], win_lengths=[2048, 1024, 512, 256, 128])
