@@ -183,12 +183,13 @@ def nearest_speaker(model: VQSpeech, wav: np.ndarray) -> str | None:
     VCC 2016 sentences it named the right training speaker for 8 of 20)."""
     from vqspeech import speaker_encoder
 
+    head = wav[: int(FIT_MAX_SECONDS * model.config.sample_rate)]
     bank = getattr(model, "voice_bank", None)
     if bank is not None and speaker_encoder.available():
-        d = speaker_encoder.embed_speaker([wav[: int(FIT_MAX_SECONDS * model.config.sample_rate)]])
+        d = speaker_encoder.embed_speaker([head])
         return bank.names[int(np.argmax(bank.centroids @ d))]
     try:
-        voice = reference_voice(model, [wav[: int(FIT_MAX_SECONDS * model.config.sample_rate)]], method="fit")
+        voice = reference_voice(model, [head], method="fit")
     except ValueError:
         return None
     return max(voice.weights, key=voice.weights.get)

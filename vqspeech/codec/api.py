@@ -173,28 +173,32 @@ def encode_file(model: VQSpeech, in_path: str | Path, out_path: str | Path, forc
                 speaker: str | None = None, **chunking) -> Header:
     """Audio file (any soundfile format and rate) -> .vqs file. `force`: overwrite out_path.
 
-    Streams: two passes over the file (level, then codes), memory independent of its length."""
+    Streams: two passes over the file (level, then codes), memory independent of its length. speaker: as
+    encode_audio's."""
     src, dst = Path(in_path), Path(out_path)
     if dst.suffix.lower() != VQS_EXTENSION:
         raise ValueError(f"{dst}: an encoded file's name must end in {VQS_EXTENSION}")
     check_output(src, dst, force)
     rate = model.config.sample_rate
     level = stream.measure_level(stream.read_blocks(src, rate), name=str(src))
-    blocks = ((x * level.gain).astype(np.float32) for x in stream.read_blocks(src, rate))
-    try:
-        enc = stream.encode_stream(model, blocks, level.n_samples, peak=level.peak, **chunking)
-    except ValueError as e:
-        raise AudioError(f"{src}: {e}") from None
-    if speaker == AUTO_SPEAKER:  # the first seconds are enough to place the voice: read no more
+    head: list[np.ndarray] = []  # speaker "auto": the first seconds, which place the voice, kept as they stream by
+
+    def blocks():
         from vqspeech.convert import FIT_MAX_SECONDS
 
-        head, wanted = [], int(FIT_MAX_SECONDS * rate)
+        wanted = int(FIT_MAX_SECONDS * rate) if speaker == AUTO_SPEAKER else 0
         for x in stream.read_blocks(src, rate):
-            head.append((x * level.gain).astype(np.float32))
-            wanted -= len(x)
-            if wanted <= 0:
-                break
-        speaker = _resolve_speaker(model, speaker, np.concatenate(head) if head else np.zeros(0, np.float32))
+            x = (x * level.gain).astype(np.float32)
+            if wanted > 0:
+                head.append(x[:wanted])
+                wanted -= len(x)
+            yield x
+
+    try:
+        enc = stream.encode_stream(model, blocks(), level.n_samples, peak=level.peak, **chunking)
+    except ValueError as e:
+        raise AudioError(f"{src}: {e}") from None
+    speaker = _resolve_speaker(model, speaker, np.concatenate(head) if head else np.zeros(0, np.float32))
     data = _pack(model, enc, speaker)
     write_atomic(dst, data, force)
     return bitstream.unpack(data)[0]

@@ -33,7 +33,7 @@ class SpeakerClassifier(nn.Module):
         self.out = nn.Linear(channels, n_speakers)
 
     def forward(self, wav: torch.Tensor) -> torch.Tensor:
-        """wav [B, T] (T a multiple of MEL_HOP) -> logits [B, n_speakers]. Mean and std over time pooled."""
+        """wav [B, T] (T a multiple of MEL_HOP) -> logits [B, n_speakers]; the features are mean-pooled over time."""
         mel = features.log_mel(wav.float(), MEL_HOP, n_mels=self.n_mels)
         mel = mel - mel.mean(-1, keepdim=True).mean(1, keepdim=True)  # blind to overall level, not to the envelope
         return self.out(self.convs(mel).mean(-1))

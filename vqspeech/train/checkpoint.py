@@ -59,17 +59,23 @@ def load_model(path: str | Path) -> VQSpeech:
     return model
 
 
+def decoder_training(ckpt: dict) -> dict:
+    """{steps, cpu_seconds} of the run that wrote `ckpt`, plus those of the earlier runs it was fine-tuned from
+    (recorded as init_training by train-parallel)."""
+    earlier = ckpt.get("init_training") or {"steps": 0, "cpu_seconds": 0.0}
+    return {"steps": earlier["steps"] + ckpt["step"], "cpu_seconds": earlier["cpu_seconds"] + ckpt["cpu_seconds"]}
+
+
 def training_cost(ckpt: dict) -> dict:
     """{"vqvae": {steps, cpu_hours}, "parallel": {...} or None}: what training the model in `ckpt` took. A
     parallel-decoder run records the frozen VQ-VAE's cost as base_training; a VQ-VAE run has no parallel part."""
-    def part(steps: int, seconds: float) -> dict:
-        return {"steps": int(steps), "cpu_hours": round(float(seconds) / 3600, 3)}
+    def part(steps: int, cpu_seconds: float) -> dict:
+        return {"steps": int(steps), "cpu_hours": round(float(cpu_seconds) / 3600, 3)}
 
-    earlier = ckpt.get("init_training") or {"steps": 0, "cpu_seconds": 0.0}  # a fine-tuned decoder's earlier runs
-    own = part(ckpt["step"] + earlier["steps"], ckpt["cpu_seconds"] + earlier["cpu_seconds"])
+    own = part(**decoder_training(ckpt))
     base = ckpt.get("base_training")
     if ckpt["config"]["model"].get("parallel_decoder") and base:
-        return {"vqvae": part(base["steps"], base["cpu_seconds"]), "parallel": own}
+        return {"vqvae": part(**base), "parallel": own}
     return {"vqvae": own, "parallel": None}
 
 

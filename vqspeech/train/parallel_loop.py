@@ -47,8 +47,7 @@ class ParallelTrainer(Trainer):
             if not base.get("base_training"):
                 raise checkpoint.CheckpointError(f"{path}: a parallel decoder without the record of its VQ-VAE's training")
             self.base_training = dict(base["base_training"])
-            earlier = base.get("init_training") or {"steps": 0, "cpu_seconds": 0.0}
-            self.init_training = {"steps": earlier["steps"] + base["step"], "cpu_seconds": earlier["cpu_seconds"] + base["cpu_seconds"]}
+            self.init_training = checkpoint.decoder_training(base)
         else:
             self.base_training = {"steps": base["step"], "cpu_seconds": base["cpu_seconds"]}
             self.init_training = None
