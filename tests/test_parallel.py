@@ -139,3 +139,50 @@ def test_joint_training_moves_the_codes_but_never_the_wavenet(manifest, tmp_path
     with torch.no_grad():
         losses = trainer.compute(trainer.model, batch)[0]
     assert losses["recon/mrstft"].item() < loss_before and "vq/commit" in losses
+
+
+def test_gradient_reversal_negates_and_scales():
+    from vqspeech.models.speaker_adversary import reverse_gradient
+
+    x = torch.randn(3, 4, requires_grad=True)
+    y = reverse_gradient(x, 0.25)
+    torch.testing.assert_close(y, x)
+    (y * torch.arange(4.0)).sum().backward()
+    torch.testing.assert_close(x.grad, -0.25 * torch.arange(4.0).expand(3, 4))
+
+
+def test_code_adversary_pushes_the_encoder_against_its_classifier_and_resumes(manifest, tmp_path):
+    import pytest
+    from torch.nn import functional as F
+
+    base = Trainer(_config(manifest, tmp_path / "base", 3))
+    base.fit()
+    base_path = checkpoint.latest_checkpoint(tmp_path / "base")
+    config = _config(manifest, tmp_path / "adv", 6, base_path)
+    config.train.code_adversary_weight = 0.5
+    with pytest.raises(ValueError, match="joint"):
+        ParallelTrainer(config)
+    config.train.joint = True
+    trainer = ParallelTrainer(config)
+    batch = trainer.valid_set.fixed_batches(2, 1)[0]
+    # The encoder's gradient from the adversary's loss is the classifier's own gradient, negated and scaled.
+    model, adversary = trainer.model, trainer.adversary
+    grads = []
+    for reversal in (0.5, -1.0):  # -1: a plain (unreversed) gradient, for reference
+        model.zero_grad()
+        vq = model.quantizer(model.encoder(batch["wav"][:, None]))
+        F.cross_entropy(adversary(vq.quantized, reversal), batch["speaker"]).backward()
+        grads.append(model.encoder.net[0].weight.grad.clone())
+    assert grads[1].abs().max() > 0
+    torch.testing.assert_close(grads[0], -0.5 * grads[1])
+    before = {k: v.clone() for k, v in adversary.state_dict().items()}
+    trainer.fit()
+    losses, metrics = trainer.compute(trainer.model, batch)
+    assert "adversary/speaker" in losses and 0 <= metrics["adversary/accuracy"] <= 1
+    trained = adversary.state_dict()
+    assert not torch.equal(trained["out.weight"], before["out.weight"]), "the adversary did not train"
+    # A resumed run takes the adversary back from the checkpoint, not a fresh one.
+    config.train.steps = 7
+    again = ParallelTrainer(config, resume=True)
+    for k, v in trained.items():
+        torch.testing.assert_close(again.adversary.state_dict()[k], v)

@@ -150,6 +150,10 @@ class TrainConfig:
     # table) through the parallel decoder's loss. The WaveNet stays frozen, so it falls out of step with the
     # codes it was trained on: use it for a model whose decoder is the parallel one.
     joint: bool = False
+    # train-parallel joint only: a speaker classifier on the quantized codes learns to name the speaker, and the
+    # encoder gets its gradient reversed and scaled by this weight (vqspeech/models/speaker_adversary.py);
+    # 0 = none.
+    code_adversary_weight: float = 0.0
 
 
 @dataclass

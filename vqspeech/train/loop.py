@@ -113,6 +113,7 @@ class Trainer:
         if from_dict(ModelConfig, ckpt["config"]["model"]) != self.config.model:
             raise checkpoint.CheckpointError(f"{path}: model config differs from the one asked for; use a new run_dir")
         self.model.load_state_dict(ckpt["model"])
+        self.restore_extra_state(ckpt)
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
         self.generator.set_state(ckpt["generator"][self.rank] if self.rank < len(ckpt["generator"]) else ckpt["generator"][0])
@@ -133,8 +134,12 @@ class Trainer:
         return states
 
     def extra_state(self) -> dict:
-        """More entries for the checkpoint (primitives only): what a subclass must record besides the model."""
+        """More entries for the checkpoint (primitives, or tensors such as a state dict): what a subclass must
+        record besides the model."""
         return {}
+
+    def restore_extra_state(self, ckpt: dict) -> None:
+        """On resume, take back what extra_state() wrote beyond its primitives (e.g. an auxiliary network)."""
 
     def save(self) -> None:
         states = self._gather_generator_states()

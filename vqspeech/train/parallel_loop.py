@@ -11,6 +11,7 @@ import torch
 from torch.nn import functional as F
 
 from vqspeech.config import from_dict, ModelConfig
+from vqspeech.models.speaker_adversary import CodeSpeakerAdversary
 from vqspeech.models.speaker_classifier import train_speaker_classifier
 from vqspeech.models.vqvae import VQSpeech
 from vqspeech.train import checkpoint
@@ -64,6 +65,8 @@ class ParallelTrainer(Trainer):
         joint = self.config.train.joint
         if joint and self.world > 1:
             raise ValueError("train.joint runs in one process (its loss calls the model's parts directly, past DDP)")
+        if self.config.train.code_adversary_weight > 0 and not joint:
+            raise ValueError("train.code_adversary_weight pushes the encoder: it needs train.joint")
         ema_codebook = model_config.quantizer.ema
         for name, p in model.named_parameters():
             p.requires_grad = _trains(name, joint, ema_codebook)
@@ -75,7 +78,16 @@ class ParallelTrainer(Trainer):
         return model
 
     def extra_state(self) -> dict:
-        return {"base_training": self.base_training, "init_training": self.init_training}
+        state = {"base_training": self.base_training, "init_training": self.init_training}
+        if self.adversary is not None:
+            state["code_adversary"] = self.adversary.state_dict()
+        return state
+
+    def restore_extra_state(self, ckpt: dict) -> None:
+        if self.adversary is not None:
+            if "code_adversary" not in ckpt:
+                raise checkpoint.CheckpointError("the run's checkpoint has no code adversary: resume it with the config it was started with")
+            self.adversary.load_state_dict(ckpt["code_adversary"])
 
     def after_data(self) -> None:
         # The speakers' pitch ranges come with the frozen model. The conversion loss's judge is trained here,
@@ -85,10 +97,18 @@ class ParallelTrainer(Trainer):
         if t.speaker_loss_weight > 0:
             self.speaker_classifier = train_speaker_classifier(self.train_set, self.valid_set, self.config.model.n_speakers,
                                                                t.speaker_classifier_steps, seed=t.seed)
+        # The code adversary trains alongside the model, in the same optimizer (see trained_module).
+        self.adversary, self._joint_modules = None, None
+        if t.code_adversary_weight > 0:
+            self.adversary = CodeSpeakerAdversary(self.config.model.latent_dim, self.config.model.n_speakers).to(self.device)
+            self._joint_modules = torch.nn.ModuleDict({"model": self.model, "adversary": self.adversary})
 
     def trained_module(self) -> torch.nn.Module:
-        # Joint: the whole model (the frozen WaveNet's parameters get no gradient, so Adam leaves them be).
-        return self.model if self.config.train.joint else self.model.parallel
+        # Joint: the whole model (the frozen WaveNet's parameters get no gradient, so Adam leaves them be), and
+        # the code adversary if there is one.
+        if not self.config.train.joint:
+            return self.model.parallel
+        return self._joint_modules if self.adversary is not None else self.model
 
     def compute(self, net: torch.nn.Module, batch: dict) -> tuple[dict, dict]:
         model, joint = self.model, self.config.train.joint
@@ -116,4 +136,10 @@ class ParallelTrainer(Trainer):
             logits = self.speaker_classifier(decoder(cond_t.float(), f0_t).float())
             losses["convert/speaker"] = self.config.train.speaker_loss_weight * F.cross_entropy(logits, target)
             metrics["convert/target_accuracy"] = (logits.argmax(-1) == target).float().mean()
+        if self.adversary is not None:
+            # Unweighted for the adversary itself; the weight scales only the reversed gradient into the encoder.
+            logits = self.adversary(vq.quantized, self.config.train.code_adversary_weight)
+            losses["adversary/speaker"] = F.cross_entropy(logits, speaker)
+            metrics["adversary/accuracy"] = (logits.argmax(-1) == speaker).float().mean()  # the codes' leak; chance 1/n
+        return losses, metrics
         return losses, metrics
