@@ -1,8 +1,12 @@
 """Configs: YAML overlays and --set overrides become typed dataclasses, and bad values are refused by name."""
 
+from pathlib import Path
+
 import pytest
 
 from vqspeech.config import load_config
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_overrides_take_yaml_numbers_of_any_spelling():
@@ -20,3 +24,9 @@ def test_overrides_take_yaml_numbers_of_any_spelling():
 def test_bad_values_are_refused_by_name(overrides, message):
     with pytest.raises(ValueError, match=message):
         load_config(overrides=overrides)
+
+
+@pytest.mark.parametrize("path", sorted(str(p) for p in (REPO / "recipes").glob("*/conf/**/*.yaml")), ids=lambda p: Path(p).name)
+def test_every_recipe_config_loads(path):
+    """A misspelt key or a value of the wrong type in a recipe's config fails here, not hours into a run."""
+    load_config(path)
