@@ -25,8 +25,9 @@
 #   --prepared --run-dir   folders (default data/vcc2016/prepared, runs/vcc2016)
 #   --conf --overlay       training config and space-separated overlays
 #   --parallel-confs       the parallel decoder's chain of configs, space-separated (default
-#                          "conf/parallel.yaml conf/parallel-convert.yaml conf/parallel-joint.yaml": train on
-#                          the frozen codes, add the conversion loss, then train the codes too)
+#                          "conf/parallel.yaml conf/parallel-convert.yaml conf/parallel-joint.yaml
+#                          conf/parallel-adversary.yaml": train on the frozen codes, add the conversion loss,
+#                          train the codes too, then push the voice out of the codes with a speaker adversary)
 #   --eval-utts    held-out sentences per speaker to decode in stage 3 (default 2)
 #   --convert-utts held-out sentences per source speaker to convert in stage 4 (default 1: 25 files)
 #   --jobs         processes for prepare (default 1)
@@ -44,7 +45,7 @@ eval_utts=2
 convert_utts=1
 decoder=""
 conf_dir="$(dirname "$0")/conf"
-parallel_confs="$conf_dir/parallel.yaml $conf_dir/parallel-convert.yaml $conf_dir/parallel-joint.yaml"
+parallel_confs="$conf_dir/parallel.yaml $conf_dir/parallel-convert.yaml $conf_dir/parallel-joint.yaml $conf_dir/parallel-adversary.yaml"
 jobs=1
 python=python3
 source "$(dirname "$0")/../utils/common.sh"
