@@ -185,7 +185,10 @@ def main() -> None:
             f"{r['system']} {r['mcd_target']:.2f} dB id {r['identified']}" for r in rows[-len(systems):]), flush=True)
     ref_seconds = sum(len(w) for w in refs[args.targets[0]]) / SR
     voice_cost = {m: (float(np.mean(v)), ref_seconds) for m, v in voice_seconds.items()}
-    write_report(args, rows, systems, recovery, voice_cost, sentences, time.perf_counter() - t0)
+    # The judge's ceiling: how often it names each target from the target's own recordings of these sentences.
+    ceiling = {t: float(np.mean([speaker_id.nearest(speaker_encoder.embed(corpus.wav(t, u)), id_names, id_centroids) == t
+                                 for u in sentences])) for t in args.targets}
+    write_report(args, rows, systems, recovery, voice_cost, ceiling, sentences, time.perf_counter() - t0)
 
 
 def summarise(rows: list[dict], systems: list[str]) -> dict[str, dict]:
@@ -200,7 +203,23 @@ def summarise(rows: list[dict], systems: list[str]) -> dict[str, dict]:
     return out
 
 
-def write_report(args, rows, systems, recovery, voice_cost, sentences, wall) -> None:
+def per_target(rows: list[dict], targets: list[str], ceiling: dict[str, float]) -> list[str]:
+    """Markdown table: per target, the share of vqspeech conversions identified as it, who the rest were taken
+    for, and the judge's ceiling (the target's own recordings identified as the target)."""
+    lines = ["| target | vqspeech identified as target | taken instead for | the target's own recordings identified as it |",
+             "|---|---|---|---|"]
+    for t in targets:
+        r = [x for x in rows if x["system"] == "vqspeech" and x["target"] == t]
+        others = defaultdict(int)
+        for x in r:
+            if x["identified"] != t:
+                others[x["identified"]] += 1
+        instead = ", ".join(f"{k} {v}" for k, v in sorted(others.items(), key=lambda kv: -kv[1])) or "-"
+        lines.append(f"| {t} | {np.mean([x['id_target'] for x in r]):.0%} of {len(r)} | {instead} | {ceiling[t]:.0%} |")
+    return lines
+
+
+def write_report(args, rows, systems, recovery, voice_cost, ceiling, sentences, wall) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -236,6 +255,8 @@ def write_report(args, rows, systems, recovery, voice_cost, sentences, wall) -> 
         f"Targets: at least 90 % identified as the target: vqspeech {vq['id_target']:.0%} "
         f"({'met' if vq['id_target'] >= 0.9 else 'not met'}); mel-cepstral gain over the better peer: {gain:+.2f} dB "
         f"({'a gain' if gain > 0 else 'no gain'}).",
+        "",
+        *per_target(rows, args.targets, ceiling),
         "",
         "- *id*: nearest of the 10 speakers' resemblyzer centroids. The `vqspeech` system is conditioned on the learned "
         "table, independent of resemblyzer. **`ref-blend` and `ref-ridge` are conditioned through the same resemblyzer "
