@@ -86,7 +86,8 @@ class ParallelTrainer(Trainer):
     def restore_extra_state(self, ckpt: dict) -> None:
         if self.adversary is not None:
             if "code_adversary" not in ckpt:
-                raise checkpoint.CheckpointError("the run's checkpoint has no code adversary: resume it with the config it was started with")
+                raise checkpoint.CheckpointError(f"{self.run_dir}: its checkpoint at step {ckpt['step']} has no code adversary "
+                                                 "(train.code_adversary_weight): resume with the config the run started with")
             self.adversary.load_state_dict(ckpt["code_adversary"])
 
     def after_data(self) -> None:
@@ -141,5 +142,4 @@ class ParallelTrainer(Trainer):
             logits = self.adversary(vq.quantized, self.config.train.code_adversary_weight)
             losses["adversary/speaker"] = F.cross_entropy(logits, speaker)
             metrics["adversary/accuracy"] = (logits.argmax(-1) == speaker).float().mean()  # the codes' leak; chance 1/n
-        return losses, metrics
         return losses, metrics
