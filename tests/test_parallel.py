@@ -186,3 +186,10 @@ def test_code_adversary_pushes_the_encoder_against_its_classifier_and_resumes(ma
     again = ParallelTrainer(config, resume=True)
     for k, v in trained.items():
         torch.testing.assert_close(again.adversary.state_dict()[k], v)
+    # A run started without one cannot be resumed with one (its optimizer state would not line up).
+    plain = _config(manifest, tmp_path / "plain", 2, base_path)
+    plain.train.joint = True
+    ParallelTrainer(plain).fit()
+    plain.train.code_adversary_weight, plain.train.steps = 0.5, 3
+    with pytest.raises(checkpoint.CheckpointError, match="no code adversary"):
+        ParallelTrainer(plain, resume=True)
