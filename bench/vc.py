@@ -29,7 +29,7 @@ import csv
 import math
 import sys
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -139,7 +139,10 @@ def main() -> None:
     # The voice bank for the blend/ridge methods is built from the same centroids: same embedding model.
     enrol = {s: [corpus.wav(s, u) for u in corpus.train[s][: args.enrol]] for s in speakers}
     bank = speaker_encoder.VoiceBank.build(model.speaker_names, enrol)
-    id_names, id_centroids = bank.names, bank.centroids
+
+    def identify(wav: np.ndarray) -> str:
+        return speaker_id.nearest(speaker_encoder.embed(wav), bank.names, bank.centroids)
+
     # Unseen-voice references: the last --ref-utts training recordings (never among the enrolment ones).
     refs = {s: [corpus.wav(s, u) for u in corpus.train[s][-args.ref_utts :]] for s in speakers}
     recovery = vector_recovery(model, corpus, refs, bank, methods)
@@ -173,7 +176,7 @@ def main() -> None:
             seconds = time.perf_counter() - start
             cep = mcd.mel_cepstrum(y)
             by_mcd = {r: mcd.mcd(cep, corpus.cep(r, u)) for r in speakers}
-            ident = speaker_id.nearest(speaker_encoder.embed(y), id_names, id_centroids)
+            ident = identify(y)
             rows.append({
                 "source": s, "target": t, "sentence": u, "system": system,
                 "id_target": ident == t, "id_source": ident == s, "identified": ident,
@@ -186,8 +189,7 @@ def main() -> None:
     ref_seconds = sum(len(w) for w in refs[args.targets[0]]) / SR
     voice_cost = {m: (float(np.mean(v)), ref_seconds) for m, v in voice_seconds.items()}
     # The judge's ceiling: how often it names each target from the target's own recordings of these sentences.
-    ceiling = {t: float(np.mean([speaker_id.nearest(speaker_encoder.embed(corpus.wav(t, u)), id_names, id_centroids) == t
-                                 for u in sentences])) for t in args.targets}
+    ceiling = {t: float(np.mean([identify(corpus.wav(t, u)) == t for u in sentences])) for t in args.targets}
     write_report(args, rows, systems, recovery, voice_cost, ceiling, sentences, time.perf_counter() - t0)
 
 
@@ -210,11 +212,8 @@ def per_target(rows: list[dict], targets: list[str], ceiling: dict[str, float]) 
              "|---|---|---|---|"]
     for t in targets:
         r = [x for x in rows if x["system"] == "vqspeech" and x["target"] == t]
-        others = defaultdict(int)
-        for x in r:
-            if x["identified"] != t:
-                others[x["identified"]] += 1
-        instead = ", ".join(f"{k} {v}" for k, v in sorted(others.items(), key=lambda kv: -kv[1])) or "-"
+        others = Counter(x["identified"] for x in r if x["identified"] != t)
+        instead = ", ".join(f"{k} {v}" for k, v in others.most_common()) or "-"
         lines.append(f"| {t} | {np.mean([x['id_target'] for x in r]):.0%} of {len(r)} | {instead} | {ceiling[t]:.0%} |")
     return lines
 

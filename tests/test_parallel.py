@@ -186,6 +186,9 @@ def test_code_adversary_pushes_the_encoder_against_its_classifier_and_resumes(ma
     again = ParallelTrainer(config, resume=True)
     for k, v in trained.items():
         torch.testing.assert_close(again.adversary.state_dict()[k], v)
+    config.train.code_adversary_weight = 0.0  # nor the other way round
+    with pytest.raises(checkpoint.CheckpointError, match="has a code adversary"):
+        ParallelTrainer(config, resume=True)
     # A run started without one cannot be resumed with one (its optimizer state would not line up).
     plain = _config(manifest, tmp_path / "plain", 2, base_path)
     plain.train.joint = True

@@ -11,7 +11,8 @@ codebook's own EMA update is untouched.
 from __future__ import annotations
 
 import torch
-from torch import nn
+
+from vqspeech.models.speaker_classifier import PooledConvClassifier
 
 
 class _ReverseGradient(torch.autograd.Function):
@@ -30,15 +31,11 @@ def reverse_gradient(x: torch.Tensor, scale: float) -> torch.Tensor:
     return _ReverseGradient.apply(x, scale)
 
 
-class CodeSpeakerAdversary(nn.Module):
+class CodeSpeakerAdversary(PooledConvClassifier):
     def __init__(self, code_dim: int, n_speakers: int, channels: int = 128):
-        super().__init__()
-        self.convs = nn.Sequential(
-            nn.Conv1d(code_dim, channels, 5, padding=2), nn.ReLU(),
-            nn.Conv1d(channels, channels, 5, padding=2), nn.ReLU())
-        self.out = nn.Linear(channels, n_speakers)
+        super().__init__(code_dim, n_speakers, channels, layers=2)
 
     def forward(self, quantized: torch.Tensor, reversal: float) -> torch.Tensor:
         """quantized [B, D, F] (the straight-through code vectors) -> speaker logits [B, n_speakers], pooled over
         time. The encoder behind `quantized` receives -reversal times this classifier's gradient."""
-        return self.out(self.convs(reverse_gradient(quantized.float(), reversal)).mean(-1))
+        return super().forward(reverse_gradient(quantized.float(), reversal))

@@ -22,21 +22,32 @@ log = logging.getLogger(__name__)
 MEL_HOP = 256  # 16 ms frames: the voice lives in the envelope, not in fine timing
 
 
-class SpeakerClassifier(nn.Module):
-    def __init__(self, n_speakers: int, n_mels: int = 80, channels: int = 128):
+class PooledConvClassifier(nn.Module):
+    """Frame features [B, C, F] -> class logits [B, n_classes]: 5-wide convs with ReLU, a mean over time, a linear
+    layer. The body of both speaker classifiers: this judge on log-mel, and the code adversary on code vectors."""
+
+    def __init__(self, in_channels: int, n_classes: int, channels: int = 128, layers: int = 3):
         super().__init__()
+        convs = []
+        for i in range(layers):
+            convs += [nn.Conv1d(in_channels if i == 0 else channels, channels, 5, padding=2), nn.ReLU()]
+        self.convs = nn.Sequential(*convs)
+        self.out = nn.Linear(channels, n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.convs(x).mean(-1))
+
+
+class SpeakerClassifier(PooledConvClassifier):
+    def __init__(self, n_speakers: int, n_mels: int = 80, channels: int = 128):
+        super().__init__(n_mels, n_speakers, channels, layers=3)
         self.n_mels = n_mels
-        self.convs = nn.Sequential(
-            nn.Conv1d(n_mels, channels, 5, padding=2), nn.ReLU(),
-            nn.Conv1d(channels, channels, 5, padding=2), nn.ReLU(),
-            nn.Conv1d(channels, channels, 5, padding=2), nn.ReLU())
-        self.out = nn.Linear(channels, n_speakers)
 
     def forward(self, wav: torch.Tensor) -> torch.Tensor:
         """wav [B, T] (T a multiple of MEL_HOP) -> logits [B, n_speakers]; the features are mean-pooled over time."""
         mel = features.log_mel(wav.float(), MEL_HOP, n_mels=self.n_mels)
         mel = mel - mel.mean(-1, keepdim=True).mean(1, keepdim=True)  # blind to overall level, not to the envelope
-        return self.out(self.convs(mel).mean(-1))
+        return super().forward(mel)
 
 
 def train_speaker_classifier(train_set, valid_set, n_speakers: int, steps: int, batch_size: int = 16,

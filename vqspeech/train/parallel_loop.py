@@ -84,10 +84,12 @@ class ParallelTrainer(Trainer):
         return state
 
     def restore_extra_state(self, ckpt: dict) -> None:
+        # With or without an adversary, a run resumes as it started: the optimizer's state must line up.
+        if (self.adversary is not None) != ("code_adversary" in ckpt):
+            has = "has a" if "code_adversary" in ckpt else "has no"
+            raise checkpoint.CheckpointError(f"{self.run_dir}: its checkpoint at step {ckpt['step']} {has} code adversary "
+                                             "(train.code_adversary_weight): resume with the config the run started with")
         if self.adversary is not None:
-            if "code_adversary" not in ckpt:
-                raise checkpoint.CheckpointError(f"{self.run_dir}: its checkpoint at step {ckpt['step']} has no code adversary "
-                                                 "(train.code_adversary_weight): resume with the config the run started with")
             self.adversary.load_state_dict(ckpt["code_adversary"])
 
     def after_data(self) -> None:
