@@ -31,9 +31,17 @@ def cmd_prepare(args) -> int:
 
     unseen = tuple(s for s in args.unseen.split(",") if s) if args.unseen is not None else None
     items, speakers = corpora.read_corpus(args.corpus, args.data, valid=args.valid, unseen=unseen, mic=args.mic)
-    manifest, problems = prepare(items, args.out, top_db=args.top_db, speakers=speakers, jobs=args.jobs)
+    manifest, problems = prepare(items, args.out, top_db=args.top_db, speakers=speakers, jobs=args.jobs, corpus=args.corpus)
     print(f"wrote {manifest} ({len(items) - len(problems)} utterances, {len(problems)} skipped)")
     return 1 if problems and args.strict else 0
+
+
+def cmd_combine(args) -> int:
+    from vqspeech.data.manifest import combine_manifests
+
+    out, counts = combine_manifests(args.manifests, args.out)
+    print(f"wrote {out} ({', '.join(f'{c}: {n} utterances' for c, n in counts.items())})")
+    return 0
 
 
 def cmd_synth_corpus(args) -> int:
@@ -287,19 +295,25 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("prepare", help="resample, trim and normalise a corpus, and write its manifest")
-    p.add_argument("corpus", choices=["vctk", "vcc2016", "folder"],
-                   help="layout: vctk (0.92 or 0.80), vcc2016 (<spk>/1000NN.*), folder (ROOT/<speaker>/*.wav|flac)")
+    p.add_argument("corpus", choices=["vctk", "vcc2016", "speechocean762", "folder"],
+                   help="layout: vctk (0.92 or 0.80), vcc2016 (<spk>/1000NN.*), speechocean762 (audio/<spk>/*.flac + "
+                        "speakers.tsv), folder (ROOT/<speaker>/*.wav|flac)")
     p.add_argument("--data", required=True, help="corpus root")
     p.add_argument("--out", required=True, help="output folder for prepared audio and manifest.csv")
     p.add_argument("--valid", type=int, default=None,
                    help="held-out utterances per training speaker (vcc2016: sentence ids; defaults: vctk 10, vcc2016 12, folder 10)")
     p.add_argument("--unseen", default=None, metavar="SPK,SPK",
-                   help="speakers held out whole (vctk default: a fixed list of 8, see corpora.VCTK_UNSEEN; '' for none)")
+                   help="speakers held out whole (defaults: fixed lists, corpora.VCTK_UNSEEN (8) and SPEECHOCEAN_UNSEEN (20); '' for none)")
     p.add_argument("--mic", default="mic1", choices=["mic1", "mic2"], help="VCTK 0.92 microphone")
     p.add_argument("--top-db", type=float, default=40.0, help="silence threshold for trimming, dB below the peak")
     p.add_argument("--jobs", type=int, default=1, help="parallel processes")
     p.add_argument("--strict", action="store_true", help="exit non-zero if any file was skipped")
     p.set_defaults(func=cmd_prepare)
+
+    p = sub.add_parser("combine", help="one training manifest from the manifests of several prepared corpora")
+    p.add_argument("manifests", nargs="+", help="manifest.csv files of `vqspeech prepare`")
+    p.add_argument("--out", required=True, help="folder for the combined manifest.csv and speakers.csv")
+    p.set_defaults(func=cmd_combine)
 
     p = sub.add_parser("synth-corpus", help="synthesize a small multi-speaker corpus with flite, in the VCTK layout")
     p.add_argument("--out", required=True, help="corpus folder to write (read it with `prepare vctk`)")

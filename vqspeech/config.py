@@ -71,6 +71,10 @@ class ModelConfig:
     latent_dim: int = 64
     speaker_dim: int = 64
     n_speakers: int = 1
+    # Where the decoder's voice comes from: "table" (a learned row per training speaker: it can only render the
+    # voices it was trained on) or "vector" (the utterance's own speaker-verification d-vector through a learned
+    # linear map; the codec carries the mapped vector in the file, so an unseen speaker keeps their voice).
+    voice: str = "table"
     # Pitch side information: speaker-normalised log-F0 quantised to `pitch_levels` values (0 = unvoiced),
     # one value per `pitch_frames` code frames; its bits count in the bitrate. The decoder also gets a
     # sinusoidal excitation built from it, so voicing does not have to be learnt from the codes alone.
@@ -119,6 +123,12 @@ class DataConfig:
     crop_samples: int = 8192  # must be a multiple of the model's pitch hop
     batch_size: int = 8
     num_workers: int = 0
+    # {corpus: weight} of a combined manifest (vqspeech combine): each crop's corpus is drawn with these weights
+    # (unnamed corpora weigh 1), then an utterance of it uniformly. Empty: every corpus weighs 1.
+    corpus_weights: dict = field(default_factory=dict)
+    # voice="vector" models: probability that a crop is conditioned on another utterance's d-vector of the same
+    # speaker rather than its own (see SpeechDataset).
+    voice_swap: float = 0.0
 
 
 @dataclass

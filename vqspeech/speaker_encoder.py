@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 SAMPLE_RATE = 16000  # resemblyzer's rate; the model's too (checked by callers that resample)
+EMBEDDING_DIM = 256
 INSTALL_HINT = "pip install webrtcvad-wheels 'resemblyzer==0.1.4' --no-deps (see the vc extra in pyproject.toml)"
 
 

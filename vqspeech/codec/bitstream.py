@@ -1,6 +1,12 @@
 """The .vqs file format: one encoded utterance, self-describing, checksummed.
 
-Version 2 layout (written; integers big-endian, "varint" = unsigned LEB128, 7 bits a byte, least
+Version 3 (written) is version 2 with the speaker's voice vector after the name (models whose decoder reads
+the voice from a vector, config voice="vector"; a file of a table-voice model has D = 0):
+
+               uint8 D (0: no voice vector), and if D > 0: float16 scale s, then D int8 values q
+               (the vector is q * s, s = max |v| / 127): D + 3 bytes once per file, 67 for D = 64
+
+Version 2 layout (read; integers big-endian, "varint" = unsigned LEB128, 7 bits a byte, least
 significant group first, shortest form only):
 
     offset 0   b"VQS"                       magic
@@ -38,9 +44,12 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 MAGIC = b"VQS"
-VERSION = 2  # the version we write; we read 1 and 2
+VERSION = 3  # the version we write; we read 1, 2 and 3
 FINGERPRINT_BYTES = 8  # of the model fingerprint kept in a file (v1 files may hold more; compared on these)
 MAX_SPEAKER_BYTES = 255  # a name's UTF-8 length fits the uint8 before it
+MAX_VOICE_DIM = 255  # the voice vector's length fits a uint8
+MAX_VOICE_SCALE = 1.0  # a mapped d-vector's entries are O(0.1-1): an int8 step above 1 (|v| > 127) is corrupt
+_VOICE_SCALE = struct.Struct(">e")
 _V1_PREFIX = struct.Struct(">3sBI")  # magic, version, JSON header length
 _V2_FIXED = struct.Struct(">3sB8sff")  # magic, version, fingerprint, lf0_mean, lf0_std
 _CRC = struct.Struct(">I")
@@ -93,6 +102,30 @@ def _f32(x: float) -> float:
     return float(np.float32(x))
 
 
+def _voice_scale(v: np.ndarray) -> float:
+    return float(np.float16(np.abs(v).max() / 127)) if v.size else 0.0
+
+
+def voice_to_int8(voice) -> tuple[float, np.ndarray]:
+    """A voice vector [D] -> (float16 scale, int8 [D]) with voice ~= q * scale; the file's representation."""
+    v = np.asarray(voice, np.float64).reshape(-1)
+    if not np.isfinite(v).all():
+        raise BitstreamError("voice vector holds non-finite values")
+    scale = _voice_scale(v)
+    q = np.zeros(v.shape, np.int8) if scale == 0 else np.clip(np.round(v / scale), -127, 127).astype(np.int8)
+    return scale, q
+
+
+def quantise_voice(voice):
+    """The voice vector as a file carries it (int8 times a float16 scale), as the input's type: encode applies this
+    before decoding, so a file decodes exactly as the in-memory result it was written from. Idempotent."""
+    import torch
+
+    scale, q = voice_to_int8(voice.detach().cpu().numpy() if isinstance(voice, torch.Tensor) else voice)
+    out = q.astype(np.float32) * np.float32(scale)
+    return torch.from_numpy(out) if isinstance(voice, torch.Tensor) else out
+
+
 @dataclass
 class Header:
     """Everything a decoder needs besides the model; `model` names the model whose codebook made the codes.
@@ -111,10 +144,18 @@ class Header:
     speaker: str | None = None  # the recorded speaker's name, if known (non-empty, at most 255 bytes of UTF-8)
     lf0_mean: float = 0.0  # utterance log-F0 statistics (float32 precision)
     lf0_std: float = 0.0
+    voice: tuple[float, ...] | None = None  # the speaker's voice vector as the file holds it (see quantise_voice)
     version: int = field(default=VERSION, compare=False)  # the file's format version; pack always writes VERSION
 
     def __post_init__(self):
         self.lf0_mean, self.lf0_std = _f32(self.lf0_mean), _f32(self.lf0_std)
+        if self.voice is not None:
+            self.voice = tuple(float(v) for v in np.asarray(self.voice, np.float64).reshape(-1))
+
+    @property
+    def voice_bytes(self) -> int:
+        """What the voice vector costs in the file (the length byte included)."""
+        return 1 + (_VOICE_SCALE.size + len(self.voice) if self.voice else 0)
 
     @property
     def code_bits(self) -> int:
@@ -206,7 +247,14 @@ def _check_header(h: dict, version: int = VERSION) -> Header:
     if values["n_samples"] > values["n_frames"] * values["hop"]:
         raise BitstreamError(f"header says {values['n_samples']} samples but {values['n_frames']} codes cover only "
                              f"{values['n_frames'] * values['hop']}")
-    return Header(model=short_fingerprint(model), speaker=speaker, **values, **stats, version=version)
+    voice = h.get("voice")
+    if voice is not None:
+        v = np.asarray(voice, np.float64).reshape(-1)
+        if not 1 <= v.size <= MAX_VOICE_DIM:
+            raise BitstreamError(f"header field 'voice' has {v.size} values (1 to {MAX_VOICE_DIM})")
+        if not np.isfinite(v).all() or np.abs(v).max() > 127 * MAX_VOICE_SCALE:
+            raise BitstreamError(f"header field 'voice' holds values beyond +-{127 * MAX_VOICE_SCALE:g}")
+    return Header(model=short_fingerprint(model), speaker=speaker, **values, **stats, voice=voice, version=version)
 
 
 # --- version 2: fixed fields, varints, length-prefixed name ---------------------------------------------
@@ -245,16 +293,36 @@ class _Fields:
         raise BitstreamError(f"header field {what!r} is a varint longer than {_MAX_VARINT} bytes")
 
 
-def _write_v2(h: Header) -> bytes:
+def _write_v3(h: Header) -> bytes:
     if len(h.model) != 2 * FINGERPRINT_BYTES:
         raise BitstreamError(f"model fingerprint {h.model!r} is shorter than the {FINGERPRINT_BYTES} bytes a file keeps")
     speaker = h.speaker.encode("utf-8") if h.speaker is not None else b""
     ints = (h.sample_rate, h.hop, h.codebook_size, h.pitch_levels, h.pitch_frames, h.n_frames, h.n_frames * h.hop - h.n_samples)
-    return (_V2_FIXED.pack(MAGIC, 2, bytes.fromhex(h.model), h.lf0_mean, h.lf0_std)
-            + b"".join(map(_varint, ints)) + bytes([len(speaker)]) + speaker)
+    voice = b"\x00"
+    if h.voice:
+        scale, q = voice_to_int8(h.voice)
+        voice = bytes([len(q)]) + _VOICE_SCALE.pack(scale) + q.tobytes()
+    return (_V2_FIXED.pack(MAGIC, 3, bytes.fromhex(h.model), h.lf0_mean, h.lf0_std)
+            + b"".join(map(_varint, ints)) + bytes([len(speaker)]) + speaker + voice)
 
 
-def _read_v2(body: bytes) -> tuple[Header, int]:
+def _read_voice(f: "_Fields") -> tuple[float, ...] | None:
+    n = f.take(1, "voice vector length")[0]
+    if not n:
+        return None
+    (scale,) = _VOICE_SCALE.unpack(f.take(_VOICE_SCALE.size, "voice scale"))
+    if not 0 <= scale <= MAX_VOICE_SCALE:  # NaN fails too
+        raise BitstreamError(f"header field 'voice' scale {scale} out of range [0, {MAX_VOICE_SCALE:g}]")
+    q = np.frombuffer(f.take(n, "voice vector"), np.int8)
+    return tuple((q.astype(np.float32) * np.float32(scale)).tolist())
+
+
+def _read_v3(body: bytes) -> tuple[Header, int]:
+    """body (the file less its CRC) -> (header, offset of the payload): v2's fields, then the voice."""
+    return _read_v2(body, version=3)
+
+
+def _read_v2(body: bytes, version: int = 2) -> tuple[Header, int]:
     """body (the file less its CRC, at least _V2_FIXED.size bytes) -> (header, offset of the payload)."""
     _, _, model, lf0_mean, lf0_std = _V2_FIXED.unpack_from(body)
     f = _Fields(body, _V2_FIXED.size)
@@ -268,8 +336,10 @@ def _read_v2(body: bytes) -> tuple[Header, int]:
         speaker = f.take(n, "speaker name").decode("utf-8") if n else None
     except UnicodeDecodeError:
         raise BitstreamError("header field 'speaker' is not valid UTF-8") from None
-    fields = dict(values, n_samples=covered - padding, model=model.hex(), speaker=speaker, lf0_mean=lf0_mean, lf0_std=lf0_std)
-    return _check_header(fields, version=2), f.pos
+    voice = _read_voice(f) if version >= 3 else None
+    fields = dict(values, n_samples=covered - padding, model=model.hex(), speaker=speaker, lf0_mean=lf0_mean, lf0_std=lf0_std,
+                  voice=voice)
+    return _check_header(fields, version=version), f.pos
 
 
 # --- version 1: JSON (read only) ------------------------------------------------------------------------
@@ -286,13 +356,13 @@ def _read_v1(body: bytes) -> tuple[Header, int]:
     return _check_header(meta, version=1), _V1_PREFIX.size + meta_len
 
 
-_READERS = {1: (_V1_PREFIX.size, _read_v1), 2: (_V2_FIXED.size, _read_v2)}  # version -> (smallest header, reader)
+_READERS = {1: (_V1_PREFIX.size, _read_v1), 2: (_V2_FIXED.size, _read_v2), 3: (_V2_FIXED.size, _read_v3)}  # version -> (smallest header, reader)
 
 
 # --- files ------------------------------------------------------------------------------------------------
 
 def pack(header: Header, codes: np.ndarray, pitch: np.ndarray | None = None) -> bytes:
-    """Header + codes [n_frames] (+ pitch [n_frames // pitch_frames]) -> the bytes of a version 2 .vqs file."""
+    """Header + codes [n_frames] (+ pitch [n_frames // pitch_frames]) -> the bytes of a version 3 .vqs file."""
     codes = np.asarray(codes)
     h = _check_header(asdict(header))  # the writer obeys the same rules as the reader
     if codes.shape != (h.n_frames,):
@@ -307,14 +377,14 @@ def pack(header: Header, codes: np.ndarray, pitch: np.ndarray | None = None) -> 
             raise BitstreamError(f"pitch symbol {pitch.max()} out of range for {h.pitch_levels} levels")
     elif pitch is not None:
         raise BitstreamError("pitch symbols given but the header says pitch_levels = 0")
-    body = _write_v2(h) + pack_bits(codes, h.code_bits)
+    body = _write_v3(h) + pack_bits(codes, h.code_bits)
     if h.pitch_levels:
         body += pack_bits(pitch, h.pitch_bits)
     return body + _CRC.pack(zlib.crc32(body))
 
 
 def unpack(data: bytes) -> tuple[Header, np.ndarray, np.ndarray | None]:
-    """The bytes of a .vqs file (version 1 or 2) -> (header, codes int64 [n_frames], pitch int64 [n_pitch] or None).
+    """The bytes of a .vqs file (version 1, 2 or 3) -> (header, codes int64 [n_frames], pitch int64 [n_pitch] or None).
 
     Raises BitstreamError (and nothing else) for anything that is not a well-formed file."""
     data = bytes(data)

@@ -7,6 +7,7 @@ Layouts:
              0.80: ROOT/wav48/<spk>/<spk>_<nnn>.wav
              both: ROOT/txt/<spk>/<spk>_<nnn>.txt and ROOT/speaker-info.txt where present
     vcc2016  ROOT/<spk>/1000NN.{wav,flac}: 162 parallel sentences per speaker
+    speechocean762  ROOT/audio/<spk>/<utt>.flac with speakers.tsv (age, gender) and transcripts.tsv
 Splits: "valid" holds out utterances of training speakers, "unseen" holds out whole speakers.
 """
 
@@ -173,9 +174,55 @@ def vcc2016_speakers() -> dict[str, Speaker]:
     return {spk: Speaker(spk, spk[1], "American") for spk in VCC2016_SOURCES + VCC2016_TARGETS}
 
 
+# --- speechocean762 ---------------------------------------------------------------------------------
+
+# Held out whole from every training run: the project's own unseen real speakers. Five of each group
+# (adult female, adult male, child female, child male; children are under 18), evenly spaced through each
+# group's sorted ids, so benchmarks stay comparable between runs.
+SPEECHOCEAN_UNSEEN = ("0094", "0104", "0575", "1027", "1156", "1203", "1408", "2007", "2112", "2438", "2917", "3021",
+                      "3088", "5195", "6121", "6504", "9070", "9608", "9626", "9633")
+SPEECHOCEAN_PREFIX = "so"  # speaker ids are bare numbers: prefixed, they cannot collide with another corpus's
+ADULT_AGE = 18
+
+
+def _read_tsv(path: Path) -> list[dict[str, str]]:
+    import csv
+
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: missing (a speechocean762 folder has speakers.tsv and transcripts.tsv)")
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f, delimiter="\t"))
+
+
+def speechocean762(root: str | Path, valid_per_speaker: int = 1,
+                   unseen_speakers: tuple[str, ...] = SPEECHOCEAN_UNSEEN) -> list[RawUtterance]:
+    """speechocean762 (Zhang et al., Interspeech 2021; CC BY 4.0): ROOT/audio/<spk>/<utt>.flac, read English
+    by Mandarin-L1 adults and children, with transcripts. Speakers are named so<id>; `unseen_speakers` (bare ids)
+    are held out whole, and the last `valid_per_speaker` utterances of every other speaker are validation."""
+    root = Path(root)
+    if not (root / "audio").is_dir():
+        raise FileNotFoundError(f"{root}: not a speechocean762 folder (expected audio/<speaker>/ in it)")
+    texts = {r["utterance"]: " ".join(r["text"].split()) for r in _read_tsv(root / "transcripts.tsv")}
+    items = [RawUtterance(f, SPEECHOCEAN_PREFIX + d.name, f.stem, text=texts.get(f.stem, ""))
+             for d in _speaker_dirs(root / "audio") for f in _audio_files(d)]
+    if not items:
+        raise ValueError(f"{root / 'audio'}: no audio files found")
+    return assign_splits(items, valid_per_speaker, tuple(SPEECHOCEAN_PREFIX + s for s in unseen_speakers))
+
+
+def speechocean762_speakers(root: str | Path) -> dict[str, Speaker]:
+    """Gender (F/M) and age from speakers.tsv; the region field says whether the speaker is an adult or a child."""
+    out = {}
+    for r in _read_tsv(Path(root) / "speakers.tsv"):
+        name = SPEECHOCEAN_PREFIX + r["speaker"]
+        group = "adult" if int(r["age"]) >= ADULT_AGE else "child"
+        out[name] = Speaker(name, r["gender"].upper(), "Mandarin L1", group, r["age"])
+    return out
+
+
 # --- one entry point for the CLI --------------------------------------------------------------------
 
-CORPORA = ("vctk", "vcc2016", "folder")
+CORPORA = ("vctk", "vcc2016", "speechocean762", "folder")
 
 
 def read_corpus(kind: str, root: str | Path, valid: int | None = None, unseen: tuple[str, ...] | None = None,
@@ -190,6 +237,9 @@ def read_corpus(kind: str, root: str | Path, valid: int | None = None, unseen: t
         if unseen:
             raise ValueError("vcc2016 has no unseen-speaker split: all ten speakers are needed for its 25 pairs")
         return vcc2016(root, **({} if valid is None else {"valid_sentences": valid})), vcc2016_speakers()
+    if kind == "speechocean762":
+        kw = {k: v for k, v in (("valid_per_speaker", valid), ("unseen_speakers", unseen)) if v is not None}
+        return speechocean762(root, **kw), speechocean762_speakers(root)
     if kind == "folder":
         return folder_per_speaker(root, 10 if valid is None else valid, unseen or ()), {}
     raise ValueError(f"unknown corpus {kind!r}: one of {', '.join(CORPORA)}")

@@ -25,6 +25,7 @@ class Utterance:
     duration: float
     split: str = "train"
     text: str = ""
+    corpus: str = ""  # which corpus the row came from, in a combined manifest (data.corpus_weights samples by it)
 
 
 @dataclass
@@ -33,6 +34,7 @@ class Speaker:
     gender: str = ""  # "F" / "M" as the corpus gives it; empty when unknown
     accent: str = ""
     region: str = ""
+    age: str = ""  # years, where the corpus gives it
 
 
 def _write_rows(path: str | Path, cls: type, rows: list) -> None:
@@ -84,3 +86,28 @@ def read_speakers(path: str | Path) -> dict[str, Speaker]:
     if not path.exists():
         return {}
     return {row["speaker"]: Speaker(**row) for row in _read_rows(path, Speaker)}
+
+
+def combine_manifests(paths: list[str | Path], out_dir: str | Path) -> tuple[Path, dict[str, int]]:
+    """Several prepared corpora -> out_dir/manifest.csv (paths made relative to out_dir) and speakers.csv.
+
+    Every row keeps its corpus (a manifest written before rows named it takes its folder's name), which
+    `data.corpus_weights` samples by. Speaker names must not repeat across corpora. Returns (manifest path,
+    {corpus: utterances})."""
+    out_dir = Path(out_dir)
+    rows, speakers, owner, counts = [], {}, {}, {}
+    for path in map(Path, paths):
+        corpus_rows = read_manifest(path)
+        for r in corpus_rows:
+            r.corpus = r.corpus or path.parent.name
+            if owner.setdefault(r.speaker, r.corpus) != r.corpus:
+                raise ValueError(f"{path}: speaker {r.speaker} is also in corpus {owner[r.speaker]}")
+            counts[r.corpus] = counts.get(r.corpus, 0) + 1
+        rows += corpus_rows
+        speakers.update(read_speakers(path.parent / "speakers.csv"))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for r in rows:
+        r.path = os.path.relpath(r.path, out_dir)
+    write_manifest(out_dir / "manifest.csv", rows)
+    write_speakers(out_dir / "speakers.csv", [speakers.get(s, Speaker(s)) for s in sorted(owner)])
+    return out_dir / "manifest.csv", counts

@@ -62,8 +62,8 @@ def _star(args):
 
 
 def prepare(items: list[RawUtterance], out_dir: str | Path, top_db: float = 40.0,
-            speakers: dict[str, Speaker] | None = None, jobs: int = 1) -> tuple[Path, list[str]]:
-    """Prepare `items` into out_dir (layout above), with `jobs` processes.
+            speakers: dict[str, Speaker] | None = None, jobs: int = 1, corpus: str = "") -> tuple[Path, list[str]]:
+    """Prepare `items` into out_dir (layout above), with `jobs` processes; every row names `corpus`.
 
     Returns (manifest path, list of one-line problems with skipped files)."""
     out_dir = Path(out_dir)
@@ -89,7 +89,7 @@ def prepare(items: list[RawUtterance], out_dir: str | Path, top_db: float = 40.0
             problems.append(problem)
             continue
         made += new
-        rows.append(Utterance(str(rel), it.speaker, it.utterance, round(n / audio.SAMPLE_RATE, 3), it.split, it.text))
+        rows.append(Utterance(str(rel), it.speaker, it.utterance, round(n / audio.SAMPLE_RATE, 3), it.split, it.text, corpus))
     manifest = out_dir / "manifest.csv"
     write_manifest(manifest, rows)
     known = speakers or {}

@@ -1,8 +1,12 @@
-"""VQSpeech: encoder -> vector quantizer -> conditioning network -> WaveNet, with a speaker table.
+"""VQSpeech: encoder -> vector quantizer -> conditioning network -> decoders, conditioned on a voice.
+
+The voice (config.voice) is either a row of a learned table, one per training speaker ("table", models up to
+v3), or a speaker vector computed from the utterance itself ("vector": a speaker-verification d-vector through
+a learned linear map), which the codec carries in the file so that a voice the model never heard stays itself.
 
 Public face:
-    model.encode(wav) -> Encoded           (codes, pitch symbols, log-F0 statistics)
-    model.decode(encoded, speaker) -> wav  (autoregressive, cached)
+    model.encode(wav) -> Encoded           (codes, pitch symbols, log-F0 statistics, the voice vector)
+    model.decode(encoded, speaker) -> wav  (parallel or autoregressive)
     model(batch) -> losses, metrics        (training)
 """
 
@@ -32,6 +36,7 @@ class Encoded:
     lf0_mean: float  # log-F0 statistics of the utterance: the speaker-normalised pitch is undone with them
     lf0_std: float
     n_samples: int  # original length in samples
+    voice: torch.Tensor | None = None  # [speaker_dim] the speaker's voice vector (voice="vector" models), as quantised
 
 
 class VQSpeech(nn.Module):
@@ -45,7 +50,17 @@ class VQSpeech(nn.Module):
         c = config
         self.encoder = Encoder(c.encoder, c.latent_dim)
         self.quantizer = VectorQuantizer(c.quantizer, c.latent_dim)
-        self.speaker_embedding = nn.Embedding(c.n_speakers, c.speaker_dim)
+        if c.voice == "table":
+            self.speaker_embedding = nn.Embedding(c.n_speakers, c.speaker_dim)
+        elif c.voice == "vector":
+            from vqspeech import speaker_encoder
+
+            # The training speakers' mean d-vectors (unit rows), measured on the training data: converting to a
+            # training speaker maps its row through the same layer as an unseen voice's d-vector.
+            self.voice_projection = nn.Linear(speaker_encoder.EMBEDDING_DIM, c.speaker_dim)
+            self.register_buffer("speaker_dvectors", torch.zeros(c.n_speakers, speaker_encoder.EMBEDDING_DIM))
+        else:
+            raise ValueError(f"model.voice {c.voice!r}: choose table or vector")
         # Per-speaker log-F0 mean and std, filled from the training data: conversion renders the
         # normalised pitch in the target's range with them.
         self.register_buffer("speaker_lf0", torch.tensor([[float(np.log(150.0)), 0.2]] * c.n_speakers))
@@ -79,15 +94,23 @@ class VQSpeech(nn.Module):
             raise ValueError(f"unknown speaker {speaker!r}; this model has: {', '.join(self.speaker_names)}")
         return self.speaker_names.index(speaker)
 
-    def condition(self, quantized: torch.Tensor, speaker: torch.Tensor | None, pitch: torch.Tensor | None,
-                  speaker_vector: torch.Tensor | None = None) -> torch.Tensor:
-        """quantized [B, D, F], speaker [B] long, pitch [B, F // pitch_frames] long -> cond [B, C, F].
+    def speaker_voice(self, speaker: torch.Tensor) -> torch.Tensor:
+        """Training speakers' voices: speaker [B] long -> [B, speaker_dim] (their table rows, or their mean
+        d-vectors through the voice projection)."""
+        if self.config.voice == "table":
+            return self.speaker_embedding(speaker)
+        return self.voice_projection(self.speaker_dvectors[speaker])
 
-        speaker_vector [B, speaker_dim]: a voice that is not a row of the table (an unseen speaker's, see
-        vqspeech.convert); it replaces the table lookup, and `speaker` is then ignored."""
+    def dvector_voice(self, dvector: torch.Tensor) -> torch.Tensor:
+        """d-vectors [B, 256] (speaker_encoder.embed) -> voices [B, speaker_dim]; voice="vector" models only."""
+        if self.config.voice != "vector":
+            raise ValueError("this model reads its voices from a table of its training speakers, not from a speaker vector")
+        return self.voice_projection(dvector.to(self.voice_projection.weight.dtype))
+
+    def condition(self, quantized: torch.Tensor, voice: torch.Tensor, pitch: torch.Tensor | None) -> torch.Tensor:
+        """quantized [B, D, F], voice [B, speaker_dim], pitch [B, F // pitch_frames] long -> cond [B, C, F]."""
         B, _, n = quantized.shape
-        voice = self.speaker_embedding(speaker) if speaker_vector is None else speaker_vector.to(quantized.dtype)
-        parts = [quantized, voice[:, :, None].expand(B, -1, n)]
+        parts = [quantized, voice.to(quantized.dtype)[:, :, None].expand(B, -1, n)]
         if self.config.pitch:
             z, voiced = features.dequantise_pitch(pitch, self.config.pitch_levels, self.config.pitch_z_range)
             parts.append(torch.stack([z, voiced], 1).repeat_interleave(self.config.pitch_frames, dim=-1))
@@ -116,24 +139,34 @@ class VQSpeech(nn.Module):
 
     # --- training -------------------------------------------------------------------------------
 
-    def forward(self, wav: torch.Tensor, speaker: torch.Tensor, pitch: torch.Tensor | None, lf0: torch.Tensor):
-        """wav [B, T] float (T a multiple of pitch_hop), speaker [B], pitch [B, T // pitch_hop], lf0 [B, 2]
-        -> (losses: dict of weighted scalar terms, metrics: dict of scalars)."""
+    def forward(self, wav: torch.Tensor, speaker: torch.Tensor, pitch: torch.Tensor | None, lf0: torch.Tensor,
+                dvector: torch.Tensor | None = None):
+        """wav [B, T] float (T a multiple of pitch_hop), speaker [B], pitch [B, T // pitch_hop], lf0 [B, 2],
+        dvector [B, 256] (voice="vector") -> (losses: dict of weighted scalar terms, metrics: dict of scalars)."""
         c = self.config
-        vq, cond, code_losses, metrics = self.code_side(wav, speaker, pitch)
+        vq, cond, code_losses, metrics = self.code_side(wav, speaker, pitch, dvector)
         target = audio.mu_law_encode(audio.preemphasis(wav, c.preemphasis), c.mu_law_bits)
         prev = F.pad(target[:, :-1], (1, 0), value=2 ** (c.mu_law_bits - 1))
         logits = self.decoder(prev, cond, self.excitation(pitch, lf0))
         return {"recon/ce": F.cross_entropy(logits.float(), target), **code_losses}, metrics
 
-    def code_side(self, wav: torch.Tensor, speaker: torch.Tensor, pitch: torch.Tensor | None):
+    def training_voice(self, speaker: torch.Tensor, dvector: torch.Tensor | None) -> torch.Tensor:
+        """The voice a training crop is decoded in: its speaker's table row, or its utterance's d-vector mapped."""
+        if self.config.voice == "table":
+            return self.speaker_embedding(speaker)
+        if dvector is None:
+            raise ValueError("a voice=vector model trains on batches with d-vectors")
+        return self.dvector_voice(dvector)
+
+    def code_side(self, wav: torch.Tensor, speaker: torch.Tensor, pitch: torch.Tensor | None,
+                  dvector: torch.Tensor | None = None):
         """The training pass up to the decoders' conditioning, shared by the WaveNet's objective (forward) and
-        the parallel decoder's joint training: wav [B, T], speaker [B], pitch [B, T // pitch_hop] ->
-        (QuantizerOutput, cond [B, C, F], losses (VQ terms, auxiliary mel), metrics)."""
+        the parallel decoder's joint training: wav [B, T], speaker [B], pitch [B, T // pitch_hop], dvector
+        [B, 256] or None -> (QuantizerOutput, cond [B, C, F], losses (VQ terms, auxiliary mel), metrics)."""
         c = self.config
         vq = self.quantizer(self.encoder(wav[:, None]))
         quantized = self.jitter(vq.quantized) if self.training and c.jitter > 0 else vq.quantized
-        cond = self.condition(quantized, speaker, pitch)
+        cond = self.condition(quantized, self.training_voice(speaker, dvector), pitch)
         losses = dict(vq.losses)
         if self.mel_head is not None:
             mel = features.log_mel(wav, c.hop, c.sample_rate, c.n_mels)
@@ -155,7 +188,13 @@ class VQSpeech(nn.Module):
             track = features.extract_pitch(padded.numpy(), self.config.pitch_hop, self.config.sample_rate)
             mean, std = track.log_stats()
             pitch = torch.from_numpy(features.quantise_pitch(track, mean, std, self.config.pitch_levels, self.config.pitch_z_range))
-        return Encoded(codes=codes, pitch=pitch, lf0_mean=mean, lf0_std=std, n_samples=n)
+        voice = None
+        if self.config.voice == "vector":
+            from vqspeech import speaker_encoder
+            from vqspeech.codec.bitstream import quantise_voice
+
+            voice = quantise_voice(self.dvector_voice(torch.from_numpy(speaker_encoder.embed(wav.numpy()))[None])[0])
+        return Encoded(codes=codes, pitch=pitch, lf0_mean=mean, lf0_std=std, n_samples=n, voice=voice)
 
     def speaker_pitch(self, speaker: str | int) -> tuple[float, float]:
         mean, std = self.speaker_lf0[self.speaker_index(speaker)].tolist()
@@ -167,18 +206,25 @@ class VQSpeech(nn.Module):
                speaker_vector: torch.Tensor | None = None) -> np.ndarray:
         """Encoded + speaker (name or index) -> waveform float32 [n_samples].
 
+        The voice, first that applies: `speaker_vector` [speaker_dim] (a voice from elsewhere, e.g. references of
+        an unseen speaker), the training speaker `speaker`, the voice vector the file carries (encoded.voice).
         lf0: the (mean, std) of log-F0 to render the pitch in; the utterance's own by default. For voice
         conversion pass the target speaker's (``speaker_pitch``). decoder: "autoregressive" (the WaveNet,
-        sample by sample) or "parallel" (the fast decoder, if the model has one); None: `default_decoder`. speaker_vector
-        [speaker_dim]: render in a voice that is not in the table (then `speaker` may be None)."""
+        sample by sample) or "parallel" (the fast decoder, if the model has one); None: `default_decoder`."""
         decoder = decoder or self.default_decoder
         lf0 = lf0 or (encoded.lf0_mean, encoded.lf0_std)
-        spk = torch.tensor([self.speaker_index(speaker)]) if speaker_vector is None else None
-        vector = None if speaker_vector is None else torch.as_tensor(speaker_vector, dtype=torch.float32).reshape(1, -1)
-        if vector is not None and vector.shape[1] != self.config.speaker_dim:
-            raise ValueError(f"speaker vector of size {vector.shape[1]}; this model's speakers have {self.config.speaker_dim}")
+        if speaker_vector is not None:
+            vector = torch.as_tensor(speaker_vector, dtype=torch.float32).reshape(1, -1)
+        elif speaker is not None:
+            vector = self.speaker_voice(torch.tensor([self.speaker_index(speaker)]))
+        elif encoded.voice is not None:
+            vector = encoded.voice.float().reshape(1, -1)
+        else:
+            raise ValueError("no voice to decode in: name a training speaker (this file carries no voice vector)")
+        if vector.shape[1] != self.config.speaker_dim:
+            raise ValueError(f"speaker vector of size {vector.shape[1]}; this model's voices have {self.config.speaker_dim}")
         pitch = None if encoded.pitch is None else encoded.pitch[None]
-        cond = self.condition(self.quantizer.lookup(encoded.codes[None]), spk, pitch, vector)
+        cond = self.condition(self.quantizer.lookup(encoded.codes[None]), vector, pitch)
         lf0_t = torch.tensor([lf0], dtype=torch.float32)
         if decoder == "parallel":
             if self.parallel is None:

@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from vqspeech import audio
 from vqspeech.config import Config, ModelConfig, from_dict, to_dict
-from vqspeech.data.dataset import SpeechDataset, speaker_pitch_stats
+from vqspeech.data.dataset import SpeechDataset, speaker_dvectors, speaker_pitch_stats
 from vqspeech.data.manifest import read_manifest, read_speakers
 from vqspeech.models.vqvae import VQSpeech
 from vqspeech.train import checkpoint, distributed
@@ -38,6 +38,14 @@ def lr_lambda(config: Config):
     return f
 
 
+def measure_speakers(model: VQSpeech, train_set: SpeechDataset) -> None:
+    """Fill the model's per-speaker pitch ranges (and, for voice="vector", mean d-vectors) from the training data."""
+    n = model.config.n_speakers
+    model.speaker_lf0.copy_(speaker_pitch_stats(train_set, n))
+    if model.config.voice == "vector":
+        model.speaker_dvectors.copy_(speaker_dvectors(train_set, n))
+
+
 class Trainer:
     def __init__(self, config: Config, resume: bool = False):
         self.config = config
@@ -57,11 +65,12 @@ class Trainer:
         train_rows = [r for r in rows if r.split == "train"]
         speakers = sorted({r.speaker for r in train_rows})
         self.model = self.build_model(speakers)  # may replace config.model (a frozen base model's)
-        self.model.speaker_info = {s: {"gender": known[s].gender, "accent": known[s].accent, "region": known[s].region}
+        self.model.speaker_info = {s: {"gender": known[s].gender, "accent": known[s].accent, "region": known[s].region, "age": known[s].age}
                                    for s in speakers if s in known}
         self.model.to(self.device)
         valid_rows = [r for r in rows if r.split == "valid" and r.speaker in speakers]
-        self.train_set = SpeechDataset(train_rows, config.model, speakers, config.data.crop_samples)
+        self.train_set = SpeechDataset(train_rows, config.model, speakers, config.data.crop_samples,
+                                       config.data.corpus_weights, config.data.voice_swap)
         self.valid_set = SpeechDataset(valid_rows, config.model, speakers, config.data.crop_samples) if valid_rows else None
         self.valid_rows = valid_rows
         self.after_data()
@@ -90,8 +99,9 @@ class Trainer:
         return VQSpeech(self.config.model, speakers)
 
     def after_data(self) -> None:
-        """Measure each training speaker's pitch range on the training data: conversion renders in it."""
-        self.model.speaker_lf0.copy_(speaker_pitch_stats(self.train_set, self.config.model.n_speakers))
+        """Measure each training speaker's pitch range (and mean d-vector) on the training data: conversion to
+        a training speaker renders in them."""
+        measure_speakers(self.model, self.train_set)
 
     def trained_module(self) -> torch.nn.Module:
         """The module whose parameters this objective trains (the one DDP wraps)."""
@@ -203,7 +213,9 @@ class Trainer:
         for row in self.valid_rows[:: max(1, len(self.valid_rows) // self.config.train.eval_utterances)][: self.config.train.eval_utterances]:
             wav = audio.load(row.path, normalise_level=False)[:n]
             encoded = self.model.encode(wav)
-            decoded = self.model.decode(encoded, row.speaker, generator=gen, decoder=self.eval_decoder)
+            # A table model renders its own speaker's row; a vector model the voice the encoding carries.
+            speaker = row.speaker if self.model.config.voice == "table" else None
+            decoded = self.model.decode(encoded, speaker, generator=gen, decoder=self.eval_decoder)
             scores.append(M.speech_quality(wav, decoded))
             if self.writer and len(scores) == 1:
                 self.writer.add_audio("eval/decoded", torch.from_numpy(decoded)[None], self.step, self.config.model.sample_rate)

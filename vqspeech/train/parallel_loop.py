@@ -15,7 +15,7 @@ from vqspeech.models.speaker_adversary import CodeSpeakerAdversary
 from vqspeech.models.speaker_classifier import train_speaker_classifier
 from vqspeech.models.vqvae import VQSpeech
 from vqspeech.train import checkpoint
-from vqspeech.train.loop import Trainer
+from vqspeech.train.loop import Trainer, measure_speakers
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +31,25 @@ def _trains(name: str, joint: bool, ema_codebook: bool) -> bool:
     return True  # joint: the codes' side (encoder, conditioning network, mel head, speaker table)
 
 
+def init_voice_projection(model: VQSpeech, base_speakers: list[str], rows: torch.Tensor, ridge: float = 0.1) -> None:
+    """Start a transplanted voice projection where the base's table was: the linear map (ridge regression, in its
+    dual form since speakers are few) from the base speakers' mean d-vectors to their table rows [S, D]. Speakers
+    of the base absent from this run are skipped; with fewer than two left, the projection keeps its init."""
+    names = model.speaker_names
+    keep = [i for i, n in enumerate(base_speakers) if n in names]
+    if len(keep) < 2:
+        log.warning("voice projection: %d of the base's speakers in this manifest; not initialised from its table", len(keep))
+        return
+    x = model.speaker_dvectors[[names.index(base_speakers[i]) for i in keep]]
+    y = rows[keep].to(x.dtype)
+    cm, rm = x.mean(0), y.mean(0)
+    xc, yc = x - cm, y - rm
+    weight = xc.T @ torch.linalg.solve(xc @ xc.T + ridge * torch.eye(len(xc)), yc)  # [256, D]
+    with torch.no_grad():
+        model.voice_projection.weight.copy_(weight.T)
+        model.voice_projection.bias.copy_(rm - cm @ weight)
+
+
 class ParallelTrainer(Trainer):
     eval_decoder = "parallel"
 
@@ -39,7 +58,13 @@ class ParallelTrainer(Trainer):
         if not path:
             raise ValueError("train.base_model: give the trained VQ-VAE checkpoint the parallel decoder learns on")
         base = checkpoint.load_checkpoint(path)
-        if base["speakers"] != speakers:
+        model_config = from_dict(ModelConfig, base["config"]["model"])
+        # A table-voice base given to a vector-voice run: its voice table is replaced by a projection of the
+        # utterances' d-vectors, over the (new) speakers of this manifest; everything else carries over.
+        self.transplant = model_config.voice == "table" and self.config.model.voice == "vector"
+        if self.transplant and not self.config.train.joint:
+            raise ValueError("model.voice=vector on a table-voice base trains the codes' side anew: it needs train.joint")
+        if not self.transplant and base["speakers"] != speakers:
             raise ValueError(f"{path}: its speakers {base['speakers']} are not this manifest's training speakers {speakers}")
         # The VQ-VAE's training cost, carried into every checkpoint (and shipped model) of this run. A base that
         # already has a parallel decoder starts this one from it (fine-tuning, e.g. with a new loss or joint):
@@ -52,15 +77,21 @@ class ParallelTrainer(Trainer):
         else:
             self.base_training = {"steps": base["step"], "cpu_seconds": base["cpu_seconds"]}
             self.init_training = None
-        model_config = from_dict(ModelConfig, base["config"]["model"])
         model_config.parallel_decoder = True
         model_config.parallel = self.config.model.parallel  # the one part of the model this run decides
+        state = {k: v.float() for k, v in base["model"].items()}  # a float16 export is a base too
+        new_parts = ("parallel.",)
+        if self.transplant:
+            model_config.voice, model_config.n_speakers = "vector", len(speakers)
+            self.base_rows = (base["speakers"], state.pop("speaker_embedding.weight"))
+            state.pop("speaker_lf0")  # measured anew on this manifest's speakers (after_data)
+            new_parts += ("voice_projection.", "speaker_dvectors", "speaker_lf0")
         self.config.model = model_config
         model = VQSpeech(model_config, speakers)
-        missing, unexpected = model.load_state_dict(base["model"], strict=False)
-        # Explicit check instead of silent strict=False: only the new decoder may be missing (none of it when
-        # the base has one of the same shape; a different shape fails in load_state_dict).
-        if unexpected or any(not k.startswith("parallel.") for k in missing):
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        # Explicit check instead of silent strict=False: only the new parts may be missing (none of the decoder
+        # when the base has one of the same shape; a different shape fails in load_state_dict).
+        if unexpected or any(not k.startswith(new_parts) for k in missing):
             raise checkpoint.CheckpointError(f"{path}: does not fit this model (missing {missing[:3]}, unexpected {unexpected[:3]})")
         joint = self.config.train.joint
         if joint and self.world > 1:
@@ -93,8 +124,11 @@ class ParallelTrainer(Trainer):
             self.adversary.load_state_dict(ckpt["code_adversary"])
 
     def after_data(self) -> None:
-        # The speakers' pitch ranges come with the frozen model. The conversion loss's judge is trained here,
-        # deterministically, so a resumed run rebuilds the same one instead of storing it.
+        # The speakers' pitch ranges come with the frozen model, unless its voices were transplanted. The
+        # conversion loss's judge is trained here, deterministically, so a resumed run rebuilds the same one.
+        if self.transplant:
+            measure_speakers(self.model, self.train_set)
+            init_voice_projection(self.model, *self.base_rows)
         self.speaker_classifier = None
         t = self.config.train
         if t.speaker_loss_weight > 0:
@@ -118,13 +152,14 @@ class ParallelTrainer(Trainer):
         wav, speaker, pitch = batch["wav"], batch["speaker"], batch["pitch"]
         with torch.no_grad():
             f0 = model.f0(pitch, batch["lf0"])
+        dvector = batch.get("dvector")
         if joint:  # codes trained through this loss too (plus their own VQ and mel terms)
-            vq, cond, losses, metrics = model.code_side(wav, speaker, pitch)
+            vq, cond, losses, metrics = model.code_side(wav, speaker, pitch, dvector)
             decoder = model.parallel
         else:
             with torch.no_grad():  # the frozen VQ-VAE (in eval mode: see Trainer.train_step)
                 vq = model.quantizer(model.encoder(wav[:, None]))
-                cond = model.condition(vq.quantized, speaker, pitch)
+                cond = model.condition(vq.quantized, model.training_voice(speaker, dvector), pitch)
             losses, metrics, decoder = {}, {}, net
         out = decoder(cond.float(), f0)
         losses = {"recon/mrstft": self.stft_loss(out[:, None].float(), wav[:, None]), **losses}
@@ -134,7 +169,7 @@ class ParallelTrainer(Trainer):
             n = model.config.n_speakers
             target = (speaker + torch.randint(1, n, speaker.shape)) % n
             with torch.set_grad_enabled(joint and torch.is_grad_enabled()):
-                cond_t = model.condition(vq.quantized, target, pitch)
+                cond_t = model.condition(vq.quantized, model.speaker_voice(target), pitch)
             f0_t = model.f0(pitch, model.speaker_lf0[target])
             logits = self.speaker_classifier(decoder(cond_t.float(), f0_t).float())
             losses["convert/speaker"] = self.config.train.speaker_loss_weight * F.cross_entropy(logits, target)
