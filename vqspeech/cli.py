@@ -147,10 +147,20 @@ def cmd_info(args) -> int:
               f"  audio      {seconds:.3f} s, {h.n_samples} samples at {h.sample_rate} Hz\n"
               f"  codes      {h.n_frames} x {h.code_bits} bits (codebook {h.codebook_size}, hop {h.hop}: {h.sample_rate / h.hop:g} codes/s)\n"
               f"  pitch      {pitch}\n"
-              f"  speaker    {h.speaker if h.speaker is not None else '(not recorded)'}\n"
+              f"  speaker    {h.speaker if h.speaker is not None else '(not recorded)'}"
+              f"{' (nearest training voice)' if h.voice and h.speaker else ''}\n"
+              f"  voice      {_voice_line(h)}\n"
               f"  bitrate    {h.bitrate:.1f} bit/s of codes and pitch (nominal)\n"
               f"  real       {rates}")
     return _finish(len(args.files), failures)
+
+
+def _voice_line(h) -> str:
+    if not h.voice:
+        return "none (a table-voice model's file: it decodes in the recorded speaker's voice)"
+    v = h.voice
+    return (f"vector of {len(v)} values, {h.voice_bytes} bytes (int8 with a float16 scale), "
+            f"norm {sum(x * x for x in v) ** 0.5:.3f}, first {', '.join(f'{x:+.3f}' for x in v[:3])}, ...")
 
 
 def cmd_train_parallel(args) -> int:
@@ -365,7 +375,9 @@ def build_parser() -> argparse.ArgumentParser:
     voice.add_argument("--to-reference", nargs="+", metavar="REF", help="a few seconds of an unseen voice (one or more audio files)")
     p.add_argument("-o", "--output", help="output file (.wav/.flac/.ogg; one input) or folder (default: NAME.SPEAKER.wav or NAME.converted.wav beside each input)")
     p.add_argument("--model", help="model file (default: the model shipped with vqspeech)")
-    p.add_argument("--method", choices=["fit", "blend", "ridge"], default="fit", help="how --to-reference finds the voice (see vqspeech/convert.py)")
+    p.add_argument("--method", choices=["embed", "fit", "blend", "ridge"], default=None,
+                   help="how --to-reference finds the voice (default: embed for a vector-voice model such as the shipped "
+                        "one, fit for a table-voice one; see vqspeech/convert.py)")
     p.add_argument("--voices", help="voice bank for --method blend/ridge (default: MODEL.voices.npz)")
     p.add_argument("--decoder", choices=["autoregressive", "parallel"], default=None,
                    help="the WaveNet sample by sample, or the fast parallel decoder "

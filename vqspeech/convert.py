@@ -6,8 +6,12 @@
     reference_voice(model, references, method) -> Voice, the speaker vector and pitch range used above
     load(path) -> model, with the speaker info of its checkpoint and its voice bank (if one lies beside it)
 
-Unseen voices. The decoder reads the speaker through one table row per training speaker, so a new voice
-must become a vector it can read. Three ways, all measured on held-out speakers by bench/vc.py:
+Unseen voices, vector-voice models (config voice="vector", model v4 on): the decoder reads a voice as the
+speaker's d-vector through a learned map, so a new voice is simply the references' d-vector mapped
+(method "embed", the only one such a model needs).
+
+Unseen voices, table-voice models (v1-v3). The decoder reads the speaker through one table row per training
+speaker, so a new voice must become a vector it can read. Three ways, all measured by bench/vc.py:
   "fit"    (the default) the convex blend of table rows whose conditioning best explains the references'
            log-mel spectra through the model's own auxiliary mel head (the references' codes and pitch in;
            a few dozen Adam steps on the blend's softmax weights). Needs nothing but the model, and no
@@ -34,8 +38,10 @@ from torch.nn import functional as F
 from vqspeech import features
 from vqspeech.models.vqvae import VQSpeech
 
-METHODS = ("fit", "blend", "ridge")
-DEFAULT_METHOD = "fit"
+METHODS = ("embed", "fit", "blend", "ridge")
+TABLE_METHODS = ("fit", "blend", "ridge")  # what a table-voice model can do; "embed" is a vector-voice model's
+MIN_REFERENCE_SECONDS = 1.0  # of audio in all: less does not place a voice
+SILENCE_RMS = 1e-3  # about -60 dBFS: a reference quieter than this over its whole length is silence
 FIT_STEPS = 60
 FIT_LR = 0.1
 FIT_MAX_SECONDS = 20.0  # references beyond this are not used by the fit (its cost grows with their length)
@@ -66,6 +72,12 @@ def convert(model: VQSpeech, wav: np.ndarray, target: str | None = None, referen
         return model.decode(encoded, target, lf0=model.speaker_pitch(target), decoder=decoder, generator=generator)
     voice = reference_voice(model, references, bank=getattr(model, "voice_bank", None))
     return render(model, encoded, voice, decoder=decoder, generator=generator)
+
+
+def default_method(model: VQSpeech) -> str:
+    """How --to-reference finds a voice by default: a vector-voice model maps the references' d-vector ("embed");
+    a table-voice model fits a blend of its rows ("fit")."""
+    return "embed" if model.config.voice == "vector" else "fit"
 
 
 def render(model: VQSpeech, encoded, voice: Voice, decoder: str | None = None,
@@ -133,27 +145,54 @@ def load(path: str | Path | None = None) -> VQSpeech:
 
 # --- unseen voices ---------------------------------------------------------------------------------------
 
+def check_references(model: VQSpeech, references: list[np.ndarray]) -> None:
+    """A one-line ValueError for references that cannot place a voice: too short, silent."""
+    sr = model.config.sample_rate
+    seconds = sum(r.size for r in references) / sr
+    if seconds < MIN_REFERENCE_SECONDS:
+        raise ValueError(f"the reference audio is too short ({seconds:.2f} s); give at least {MIN_REFERENCE_SECONDS:g} s of speech")
+    rms = float(np.sqrt(np.mean(np.concatenate(references).astype(np.float64) ** 2)))
+    if rms < SILENCE_RMS:
+        raise ValueError(f"the reference audio is silent (RMS {20 * np.log10(max(rms, 1e-12)):.0f} dBFS); give a recording of speech")
+
+
 def reference_pitch(model: VQSpeech, references: list[np.ndarray]) -> tuple[float, float]:
-    """Log-F0 mean and std over the voiced frames of all references; an error if there are almost none."""
+    """Log-F0 mean and std over the voiced frames of all references; an error if there are almost none (noise,
+    music, whispering: nothing a voice can be heard in)."""
     c = model.config
     f0 = np.concatenate([features.extract_pitch(r, c.pitch_hop, c.sample_rate).f0 for r in references])
     voiced_seconds = (f0 > 0).sum() * c.pitch_hop / c.sample_rate
     if voiced_seconds < MIN_VOICED_SECONDS:
-        raise ValueError(f"the reference audio has {voiced_seconds:.2f} s of voiced speech; give a few seconds of speech")
+        raise ValueError(f"the reference audio has {voiced_seconds:.2f} s of voiced speech (is it speech?); "
+                         "give a few seconds of speech")
     return features.Pitch(f0, c.pitch_hop).log_stats()
 
 
-def reference_voice(model: VQSpeech, references: list[np.ndarray], method: str = DEFAULT_METHOD, bank=None,
+def reference_voice(model: VQSpeech, references: list[np.ndarray], method: str | None = None, bank=None,
                     exclude: tuple[str, ...] = ()) -> Voice:
     """references: float32 waveforms [T_i] of one voice at the model's rate -> Voice.
 
-    bank: a speaker_encoder.VoiceBank (methods "blend" and "ridge"). exclude: training speakers whose rows
-    may not be used (the benchmark leaves the target out, so a training speaker stands for an unseen one)."""
+    method: None for the model's default (default_method). bank: a speaker_encoder.VoiceBank (methods "blend"
+    and "ridge"). exclude: training speakers whose rows may not be used (the benchmark leaves the target out,
+    so a training speaker stands for an unseen one; "embed" uses no rows)."""
+    method = method or default_method(model)
     if method not in METHODS:
         raise ValueError(f"unknown reference method {method!r}: choose {', '.join(METHODS)}")
     references = [np.asarray(r, np.float32).reshape(-1) for r in references or []]
     if not references or any(r.size == 0 for r in references):
         raise ValueError("no reference audio (or an empty one)")
+    check_references(model, references)
+    if (method == "embed") != (model.config.voice == "vector"):
+        raise ValueError(f"method {method!r} is for {'table' if method != 'embed' else 'vector'}-voice models; this model "
+                         f"has voice={model.config.voice} (use {default_method(model)!r})")
+    if method == "embed":
+        from vqspeech import speaker_encoder
+
+        lf0 = reference_pitch(model, references)
+        d = torch.from_numpy(speaker_encoder.embed_speaker([r[: int(FIT_MAX_SECONDS * model.config.sample_rate)] for r in references]))
+        from vqspeech.codec.bitstream import quantise_voice
+
+        return Voice(quantise_voice(model.dvector_voice(d[None])[0]), lf0, None)
     allowed = [i for i, n in enumerate(model.speaker_names) if n not in exclude]
     if not allowed:
         raise ValueError("every training speaker is excluded")
@@ -184,6 +223,9 @@ def nearest_speaker(model: VQSpeech, wav: np.ndarray) -> str | None:
     from vqspeech import speaker_encoder
 
     head = wav[: int(FIT_MAX_SECONDS * model.config.sample_rate)]
+    if model.config.voice == "vector":
+        _, dvector = model.voice_of(head)
+        return model.nearest_voice(dvector)[0]
     bank = getattr(model, "voice_bank", None)
     if bank is not None and speaker_encoder.available():
         d = speaker_encoder.embed_speaker([head])

@@ -85,16 +85,21 @@ def _header(model: VQSpeech, enc: Encoded, speaker: str | int | None) -> Header:
         speaker = speaker_name(model, speaker)
     return Header(model=fingerprint(model), sample_rate=c.sample_rate, hop=c.hop, codebook_size=c.quantizer.codebook_size,
                   pitch_levels=c.pitch_levels if c.pitch else 0, pitch_frames=c.pitch_frames, n_frames=int(enc.codes.shape[0]),
-                  n_samples=enc.n_samples, speaker=speaker, lf0_mean=enc.lf0_mean, lf0_std=enc.lf0_std)
+                  n_samples=enc.n_samples, speaker=speaker, lf0_mean=enc.lf0_mean, lf0_std=enc.lf0_std,
+                  voice=None if enc.voice is None else tuple(enc.voice.tolist()))
 
 
 AUTO_SPEAKER = "auto"
+VOICE_OF_THE_FILE = "of the file"  # how decode_file names the voice when the file's own voice vector rendered it
 
 
-def _resolve_speaker(model: VQSpeech, speaker: str | None, head: np.ndarray) -> str | None:
-    """speaker "auto": the nearest training voice to `head` (the recording's first seconds, normalised)."""
+def _resolve_speaker(model: VQSpeech, speaker: str | None, head: np.ndarray, enc: Encoded) -> str | None:
+    """speaker "auto": the nearest training voice to `head` (the recording's first seconds, normalised); for a
+    vector-voice model, the nearest by the d-vector the encoding already has."""
     if speaker != AUTO_SPEAKER:
         return speaker
+    if enc.dvector is not None:
+        return model.nearest_voice(enc.dvector)[0]
     from vqspeech import convert
 
     return convert.nearest_speaker(model, head)
@@ -119,16 +124,19 @@ def encode_audio(model: VQSpeech, wav: np.ndarray, sample_rate: int | None = Non
     level = stream.measure_level([wav])
     wav = (wav * level.gain).astype(np.float32)
     enc = stream.encode_stream(model, [wav], level.n_samples, peak=level.peak, **chunking)
-    return _pack(model, enc, _resolve_speaker(model, speaker, wav))
+    return _pack(model, enc, _resolve_speaker(model, speaker, wav, enc))
 
 
-def _voice(model: VQSpeech, header: Header, speaker: str | int | None) -> tuple[str, tuple[float, float] | None]:
-    """Which speaker renders the codes, and in which pitch range.
+def _voice(model: VQSpeech, header: Header, speaker: str | int | None) -> tuple[str | None, tuple[float, float] | None]:
+    """Which training speaker renders the codes (None: the voice vector the file carries), and in which pitch range.
 
-    Default: the speaker recorded in the file if this model knows them, else the model's first. The
-    pitch keeps the recording's own range, unless `speaker` names someone other than the recorded
-    speaker: then it moves into the target's range (voice conversion)."""
+    Default: the file's voice vector if it has one and the model reads vectors; else the speaker recorded in
+    the file if this model knows them, else the model's first. The pitch keeps the recording's own range,
+    unless `speaker` names someone other than the recorded speaker: then it moves into the target's range
+    (voice conversion)."""
     if speaker is None:
+        if header.voice is not None and model.config.voice == "vector":
+            return None, None
         name = header.speaker if header.speaker in model.speaker_names else model.speaker_names[0]
         return name, None
     name = speaker_name(model, speaker)
@@ -137,8 +145,9 @@ def _voice(model: VQSpeech, header: Header, speaker: str | int | None) -> tuple[
 
 
 def _encoded(header: Header, codes: np.ndarray, pitch: np.ndarray | None) -> Encoded:
+    voice = None if header.voice is None else torch.tensor(header.voice, dtype=torch.float32)
     return Encoded(codes=torch.from_numpy(codes), pitch=None if pitch is None else torch.from_numpy(pitch),
-                   lf0_mean=header.lf0_mean, lf0_std=header.lf0_std, n_samples=header.n_samples)
+                   lf0_mean=header.lf0_mean, lf0_std=header.lf0_std, n_samples=header.n_samples, voice=voice)
 
 
 def decode_bytes(model: VQSpeech, data: bytes, speaker: str | int | None = None, force: bool = False, seed: int = 0,
@@ -186,7 +195,7 @@ def encode_file(model: VQSpeech, in_path: str | Path, out_path: str | Path, forc
     def blocks():
         from vqspeech.convert import FIT_MAX_SECONDS
 
-        wanted = int(FIT_MAX_SECONDS * rate) if speaker == AUTO_SPEAKER else 0
+        wanted = int(FIT_MAX_SECONDS * rate) if speaker == AUTO_SPEAKER and model.config.voice == "table" else 0
         for x in stream.read_blocks(src, rate):
             x = (x * level.gain).astype(np.float32)
             if wanted > 0:
@@ -198,7 +207,7 @@ def encode_file(model: VQSpeech, in_path: str | Path, out_path: str | Path, forc
         enc = stream.encode_stream(model, blocks(), level.n_samples, peak=level.peak, **chunking)
     except ValueError as e:
         raise AudioError(f"{src}: {e}") from None
-    speaker = _resolve_speaker(model, speaker, np.concatenate(head) if head else np.zeros(0, np.float32))
+    speaker = _resolve_speaker(model, speaker, np.concatenate(head) if head else np.zeros(0, np.float32), enc)
     data = _pack(model, enc, speaker)
     write_atomic(dst, data, force)
     return bitstream.unpack(data)[0]
@@ -226,7 +235,8 @@ def decode_file(model: VQSpeech, in_path: str | Path, out_path: str | Path, forc
                 seed: int = 0, chunk_seconds: float = 20.0, decoder: str | None = None) -> tuple[Header, str]:
     """.vqs file -> audio file (.wav, .flac or .ogg by its extension) at `sample_rate` (default the
     model's), written piece by piece and renamed into place at the end. `force`: overwrite out_path;
-    `force_model`: decode codes from another model. Returns (header, the speaker that rendered it)."""
+    `force_model`: decode codes from another model. Returns (header, the voice that rendered it: a training
+    speaker's name, or "of the file" for the voice vector it carries)."""
     src, dst = Path(in_path), Path(out_path)
     check_output(src, dst, force)
     header, codes, pitch, _ = read_vqs(src)
@@ -240,7 +250,7 @@ def decode_file(model: VQSpeech, in_path: str | Path, out_path: str | Path, forc
         for piece in stream.decode_stream(model, _encoded(header, codes, pitch), name, lf0, chunk_seconds,
                                           torch.Generator().manual_seed(seed), decoder):
             out.write(piece)
-    return header, name
+    return header, name or VOICE_OF_THE_FILE
 
 
 # --- many files ------------------------------------------------------------------------------------------

@@ -31,7 +31,7 @@ import torch
 from vqspeech import audio, features
 from vqspeech.audio import AudioError
 from vqspeech.fileio import atomic_path
-from vqspeech.models.vqvae import Encoded, VQSpeech
+from vqspeech.models.vqvae import VOICE_SECONDS, Encoded, VQSpeech
 
 # Praat's autocorrelation pitch needs 3 periods of the 60 Hz floor (features.extract_pitch) per window.
 _MIN_PITCH_SECONDS = 3 / 60.0
@@ -141,11 +141,15 @@ def encode_stream(model: VQSpeech, blocks: Iterable[np.ndarray], n_samples: int,
     enc_chunk = _seconds_to(encoder_seconds, P, sr)
     ctx = max(_seconds_to(pitch_context_seconds, P, sr), -(-enc_ctx // P) * P, _seconds_to(_MIN_PITCH_SECONDS, P, sr))
     window = _Window(blocks, n_samples, total)
-    codes, f0 = [], []
+    codes, f0, head = [], [], []
+    head_wanted = int(VOICE_SECONDS * sr) if c.voice == "vector" else 0
     for s in range(0, total, chunk):
         e = min(s + chunk, total)
         a, b = max(0, s - ctx), min(total, e + ctx)
         w = torch.from_numpy(window.get(a, b))
+        if head_wanted > 0:  # the voice is placed from the first seconds, as model.encode does
+            head.append(w[s - a : min(e, n_samples) - a].numpy()[:head_wanted].copy())
+            head_wanted -= head[-1].size
         for s2 in range(s, e, enc_chunk):
             e2 = min(s2 + enc_chunk, e)
             a2, b2 = max(a, s2 - enc_ctx), min(b, e2 + enc_ctx)
@@ -158,13 +162,15 @@ def encode_stream(model: VQSpeech, blocks: Iterable[np.ndarray], n_samples: int,
         track = features.Pitch(np.concatenate(f0), P)
         mean, std = track.log_stats()
         pitch = torch.from_numpy(features.quantise_pitch(track, mean, std, c.pitch_levels, c.pitch_z_range))
-    return Encoded(codes=torch.cat(codes), pitch=pitch, lf0_mean=mean, lf0_std=std, n_samples=n_samples)
+    voice, dvector = model.voice_of(np.concatenate(head)) if head else (None, None)
+    return Encoded(codes=torch.cat(codes), pitch=pitch, lf0_mean=mean, lf0_std=std, n_samples=n_samples, voice=voice,
+                   dvector=dvector)
 
 
 CROSSFADE_SECONDS = 0.256  # overlap of consecutive decoded chunks (a whole number of pitch frames at 16 kHz)
 
 
-def decode_chunk(model: VQSpeech, encoded: Encoded, speaker: str | int, lf0: tuple[float, float] | None,
+def decode_chunk(model: VQSpeech, encoded: Encoded, speaker: str | int | None, lf0: tuple[float, float] | None,
                  generator: torch.Generator | None, decoder: str | None = None) -> np.ndarray:
     """The one place the codec calls the decoder: swap this for a faster sampler.
 
@@ -173,10 +179,11 @@ def decode_chunk(model: VQSpeech, encoded: Encoded, speaker: str | int, lf0: tup
     return model.decode(encoded, speaker, lf0=lf0, generator=generator, decoder=decoder)
 
 
-def decode_stream(model: VQSpeech, encoded: Encoded, speaker: str | int, lf0: tuple[float, float] | None = None,
+def decode_stream(model: VQSpeech, encoded: Encoded, speaker: str | int | None, lf0: tuple[float, float] | None = None,
                   chunk_seconds: float = 20.0, generator: torch.Generator | None = None,
                   decoder: str | None = None, overlap_seconds: float = CROSSFADE_SECONDS) -> Iterator[np.ndarray]:
-    """Encoded (codes [F], pitch [F // pitch_frames]) -> waveform pieces, n_samples in all.
+    """Encoded (codes [F], pitch [F // pitch_frames]) -> waveform pieces, n_samples in all, in the voice of the
+    training speaker `speaker`, or with None the voice vector the encoding carries.
 
     Chunk k decodes its frames plus `overlap_seconds` of the next chunk's; that extra tail is crossfaded
     (raised cosine) into the start of chunk k + 1, where the fresh decoder is least settled. Memory stays
@@ -194,7 +201,8 @@ def decode_stream(model: VQSpeech, encoded: Encoded, speaker: str | int, lf0: tu
         if n <= 0:
             return
         pitch = None if encoded.pitch is None else encoded.pitch[a // unit : e // unit]
-        piece = Encoded(codes=encoded.codes[a:e], pitch=pitch, lf0_mean=encoded.lf0_mean, lf0_std=encoded.lf0_std, n_samples=n)
+        piece = Encoded(codes=encoded.codes[a:e], pitch=pitch, lf0_mean=encoded.lf0_mean, lf0_std=encoded.lf0_std, n_samples=n,
+                        voice=encoded.voice)
         wav = np.array(decode_chunk(model, piece, speaker, lf0, generator, decoder), dtype=np.float32)
         if tail is not None and tail.size:
             fade = (0.5 - 0.5 * np.cos(np.pi * (np.arange(tail.size) + 0.5) / tail.size)).astype(np.float32)

@@ -37,6 +37,10 @@ class Encoded:
     lf0_std: float
     n_samples: int  # original length in samples
     voice: torch.Tensor | None = None  # [speaker_dim] the speaker's voice vector (voice="vector" models), as quantised
+    dvector: np.ndarray | None = None  # [256] the d-vector it was mapped from (in memory only; no file carries it)
+
+
+VOICE_SECONDS = 20.0  # the voice vector is computed on a recording's first seconds: enough to place a voice
 
 
 class VQSpeech(nn.Module):
@@ -188,13 +192,26 @@ class VQSpeech(nn.Module):
             track = features.extract_pitch(padded.numpy(), self.config.pitch_hop, self.config.sample_rate)
             mean, std = track.log_stats()
             pitch = torch.from_numpy(features.quantise_pitch(track, mean, std, self.config.pitch_levels, self.config.pitch_z_range))
-        voice = None
-        if self.config.voice == "vector":
-            from vqspeech import speaker_encoder
-            from vqspeech.codec.bitstream import quantise_voice
+        voice, dvector = self.voice_of(wav.numpy())
+        return Encoded(codes=codes, pitch=pitch, lf0_mean=mean, lf0_std=std, n_samples=n, voice=voice, dvector=dvector)
 
-            voice = quantise_voice(self.dvector_voice(torch.from_numpy(speaker_encoder.embed(wav.numpy()))[None])[0])
-        return Encoded(codes=codes, pitch=pitch, lf0_mean=mean, lf0_std=std, n_samples=n, voice=voice)
+    @torch.no_grad()
+    def voice_of(self, wav: np.ndarray) -> tuple[torch.Tensor | None, np.ndarray | None]:
+        """A recording [T] -> (its voice vector [speaker_dim] quantised as a file carries it, its d-vector [256]);
+        (None, None) for a table-voice model, whose voices are its training speakers only."""
+        if self.config.voice != "vector":
+            return None, None
+        from vqspeech import speaker_encoder
+        from vqspeech.codec.bitstream import quantise_voice
+
+        d = speaker_encoder.embed(wav[: int(VOICE_SECONDS * self.config.sample_rate)])
+        return quantise_voice(self.dvector_voice(torch.from_numpy(d)[None])[0]), d
+
+    def nearest_voice(self, dvector: np.ndarray) -> tuple[str, float]:
+        """The training speaker whose mean d-vector is nearest (cosine) to `dvector` [256], and the cosine."""
+        sims = self.speaker_dvectors @ torch.as_tensor(dvector, dtype=self.speaker_dvectors.dtype)
+        i = int(sims.argmax())
+        return self.speaker_names[i], float(sims[i])
 
     def speaker_pitch(self, speaker: str | int) -> tuple[float, float]:
         mean, std = self.speaker_lf0[self.speaker_index(speaker)].tolist()
