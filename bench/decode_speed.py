@@ -47,7 +47,7 @@ def inputs(model: VQSpeech, batch: int, frames: int, seed: int) -> tuple[Tensor,
     codes = torch.randint(0, c.quantizer.codebook_size, (batch, frames), generator=g)
     pitch = torch.randint(0, c.pitch_levels, (batch, frames // c.pitch_frames), generator=g) if c.pitch else None
     with torch.no_grad():
-        cond = model.condition(model.quantizer.lookup(codes), torch.zeros(batch, dtype=torch.long), pitch)
+        cond = model.condition(model.quantizer.lookup(codes), model.speaker_voice(torch.zeros(batch, dtype=torch.long)), pitch)
         exc = model.excitation(pitch, torch.tensor([[math.log(150.0), 0.2]] * batch))
     return cond, exc
 

@@ -71,7 +71,7 @@ def decoder_only_loss(model: VQSpeech, data: dict) -> dict:
     if "cond" not in data:
         with torch.no_grad():
             vq = model.quantizer(model.encoder(data["wav"][:, None]))
-            data["cond"] = model.condition(vq.quantized, data["speaker"], data["pitch"])
+            data["cond"] = model.condition(vq.quantized, model.speaker_voice(data["speaker"]), data["pitch"])
             data["exc"] = model.excitation(data["pitch"], data["lf0"])
             data["target"] = audio.mu_law_encode(audio.preemphasis(data["wav"], c.preemphasis), c.mu_law_bits)
             data["prev"] = F.pad(data["target"][:, :-1], (1, 0), value=2 ** (c.mu_law_bits - 1))

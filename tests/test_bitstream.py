@@ -13,14 +13,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vqspeech.codec.bitstream import (FINGERPRINT_BYTES, MAGIC, VERSION, BitstreamError, Header, bits_for, pack, pack_bits,
-                                      short_fingerprint, unpack, unpack_bits)
+                                      quantise_voice, short_fingerprint, unpack, unpack_bits, voice_to_int8)
 
 # A few thousand examples in all, a few seconds; no example database written into the repository.
 FAST = dict(deadline=None, database=None)
 
 
-def example(K: int, n: int, levels: int, pitch_frames: int = 4, seed: int = 0, speaker: str | None = "alice"):
-    """A random but valid (header, codes, pitch); the largest symbols always occur when there is room."""
+def example(K: int, n: int, levels: int, pitch_frames: int = 4, seed: int = 0, speaker: str | None = "alice",
+            voice_dim: int = 0):
+    """A random but valid (header, codes, pitch); the largest symbols always occur when there is room. voice_dim > 0:
+    with a voice vector of that many values, as a file holds it."""
     rng = np.random.default_rng(seed)
     codes = rng.integers(0, K, n)
     if n:
@@ -33,7 +35,8 @@ def example(K: int, n: int, levels: int, pitch_frames: int = 4, seed: int = 0, s
     hop = 64
     header = Header(model="0123456789abcdef", sample_rate=16000, hop=hop, codebook_size=K, pitch_levels=levels,
                     pitch_frames=pitch_frames, n_frames=n, n_samples=max(0, n * hop - int(rng.integers(0, hop))),
-                    speaker=speaker, lf0_mean=float(rng.normal(5.0, 0.5)), lf0_std=float(rng.uniform(0.05, 0.5)))
+                    speaker=speaker, lf0_mean=float(rng.normal(5.0, 0.5)), lf0_std=float(rng.uniform(0.05, 0.5)),
+                    voice=tuple(quantise_voice(rng.normal(0, 0.3, voice_dim))) if voice_dim else None)
     return header, codes, pitch
 
 
@@ -58,6 +61,25 @@ def v2_head(header: Header | None = None, *, ints: tuple | None = None, speaker:
     return model + struct.pack(">ff", *lf0) + b"".join(map(leb128, ints)) + bytes([len(speaker)]) + speaker
 
 
+def voice_field(voice) -> bytes:
+    """The v3 voice field as the docstring spells it: length, float16 scale, int8 values (or one zero byte)."""
+    if not voice:
+        return b"\x00"
+    v = np.asarray(voice, np.float64)
+    scale = np.float16(np.abs(v).max() / 127)
+    return bytes([v.size]) + struct.pack(">e", scale) + np.round(v / float(scale)).astype(np.int8).tobytes()
+
+
+def v3_head(header: Header) -> bytes:
+    return v2_head(header) + voice_field(header.voice)
+
+
+def as_v2(header: Header, codes, pitch) -> bytes:
+    """A version 2 file (no voice field), as the session-2 writer laid it out."""
+    return forge(v2_head(header), pack_bits(codes, header.code_bits) + (pack_bits(pitch, header.pitch_bits) if pitch is not None else b""),
+                 version=2)
+
+
 def forge(head: bytes, payload: bytes = b"", version: int = VERSION) -> bytes:
     """A file with a valid checksum around an arbitrary header: reaches the checks behind the CRC."""
     body = MAGIC + bytes([version]) + head + payload
@@ -78,7 +100,10 @@ def as_v1(header: Header, codes, pitch) -> bytes:
 
 files = st.builds(example, K=st.integers(2, 4096), n=st.integers(0, 600), levels=st.sampled_from([0, 2, 3, 32, 256]),
                   pitch_frames=st.integers(1, 8), seed=st.integers(0, 2**32 - 1),
-                  speaker=st.sampled_from([None, "alice", "Zoë ☃"]))
+                  speaker=st.sampled_from([None, "alice", "Zoë ☃"]), voice_dim=st.sampled_from([0, 1, 64]))
+files_v2 = st.builds(example, K=st.integers(2, 4096), n=st.integers(0, 600), levels=st.sampled_from([0, 2, 3, 32, 256]),
+                     pitch_frames=st.integers(1, 8), seed=st.integers(0, 2**32 - 1),
+                     speaker=st.sampled_from([None, "alice", "Zoë ☃"]))
 
 
 # --- round trips -------------------------------------------------------------------------------------------
@@ -91,15 +116,40 @@ def test_pack_bits_known_layout():
     assert bits_for(2) == 1 and bits_for(512) == 9 and bits_for(513) == 10 and bits_for(4096) == 12
 
 
-def test_v2_known_layout():
+def test_v3_known_layout():
     header, codes, pitch = example(32, 20, 32, speaker="Zoë")
     data = pack(header, codes, pitch)
-    assert data[:4] == b"VQS\x02" and data[4:12] == bytes.fromhex("0123456789abcdef")
+    assert data[:4] == b"VQS\x03" and data[4:12] == bytes.fromhex("0123456789abcdef")
     assert data[12:20] == struct.pack(">ff", header.lf0_mean, header.lf0_std)
     pad = 20 * 64 - header.n_samples
     assert data[20:29] == b"\x80\x7d" + b"\x40" + b"\x20" + b"\x20" + b"\x04" + b"\x14" + bytes([pad]) + b"\x04"
     assert data[29:33] == "Zoë".encode() and leb128(16000) == b"\x80\x7d" and leb128(300) == b"\xac\x02"
-    assert data == forge(v2_head(header), pack_bits(codes, 5) + pack_bits(pitch, 5))
+    assert data[33:34] == b"\x00"  # no voice vector
+    assert data == forge(v3_head(header), pack_bits(codes, 5) + pack_bits(pitch, 5))
+    voiced, codes, pitch = example(32, 20, 32, speaker="Zoë", voice_dim=64)
+    data = pack(voiced, codes, pitch)
+    assert data[33] == 64 and len(data) == len(pack(header, codes, pitch)) + 2 + 64
+    assert data == forge(v3_head(voiced), pack_bits(codes, 5) + pack_bits(pitch, 5))
+
+
+def test_version_2_files_still_read():
+    header, codes, pitch = example(32, 20, 32, speaker="Zoë")
+    h, c, p = unpack(as_v2(header, codes, pitch))
+    assert h == header and h.version == 2 and h.voice is None
+    np.testing.assert_array_equal(c, codes)
+    np.testing.assert_array_equal(p, pitch)
+
+
+@settings(max_examples=300, **FAST)
+@given(values=st.lists(st.floats(-50, 50, allow_nan=False) | st.floats(-50, 50, allow_nan=False, width=32), min_size=1, max_size=255))
+def test_voice_travels_as_int8_and_quantising_is_idempotent(values):
+    once = quantise_voice(np.array(values))
+    np.testing.assert_array_equal(quantise_voice(once), once)  # what encode decodes from equals what the file holds
+    scale, q = voice_to_int8(values)
+    assert np.abs(once - np.asarray(values)).max() <= scale / 2 * 1.01 + 1e-12
+    header, codes, pitch = example(32, 8, 32)
+    h = unpack(pack(replace(header, voice=tuple(once)), codes, pitch))[0]
+    np.testing.assert_allclose(h.voice, once, rtol=0, atol=1e-6)
 
 
 @settings(max_examples=600, **FAST)
@@ -108,7 +158,7 @@ def test_round_trip(K, n, pitch, seed):
     header, codes, pitch_symbols = example(K, n, 32 if pitch else 0, seed=seed)
     data = pack(header, codes, pitch_symbols)
     h, c, p = unpack(data)
-    assert h == header and h.version == VERSION == 2
+    assert h == header and h.version == VERSION == 3
     np.testing.assert_array_equal(c, codes)
     if pitch:
         np.testing.assert_array_equal(p, pitch_symbols)
@@ -116,7 +166,7 @@ def test_round_trip(K, n, pitch, seed):
         assert p is None
     # Packed at exactly ceil(log2 K) bits per code: the file is header + ceil(n * bits / 8) + pitch + CRC.
     pitch_bytes = -(-(n // 4) * 5 // 8) if pitch else 0
-    assert len(data) == 4 + len(v2_head(header)) + -(-n * bits_for(K) // 8) + pitch_bytes + 4
+    assert len(data) == 4 + len(v3_head(header)) + -(-n * bits_for(K) // 8) + pitch_bytes + 4
 
 
 def typical(speaker: str | None, seconds: float = 2.5):
@@ -128,12 +178,14 @@ def typical(speaker: str | None, seconds: float = 2.5):
 
 
 def test_fixed_overhead_is_small():
-    """magic + version + header + CRC: 35 bytes for a typical 2.5 s file (it was ~213 as JSON, version 1);
-    a speaker's name adds its UTF-8 (its length byte is there already)."""
+    """magic + version + header + CRC: 36 bytes for a typical 2.5 s file (it was ~213 as JSON, version 1);
+    a speaker's name adds its UTF-8 (its length byte is there already), a 64-value voice vector 66 bytes."""
     header, codes, pitch = typical(None)
     data = pack(header, codes, pitch)
     overhead = len(data) - header.payload_bytes
-    assert overhead <= 35
+    assert overhead <= 36
+    voiced = replace(header, voice=tuple(np.linspace(-1, 1, 64)))
+    assert len(pack(voiced, codes, pitch)) - len(data) == 66 == voiced.voice_bytes - header.voice_bytes
     assert len(as_v1(header, codes, pitch)) - header.payload_bytes > 200  # what version 1 spent on the same
     for name in ("SF1", "p225", "Zoë ☃"):
         named = replace(header, speaker=name)
@@ -191,7 +243,7 @@ def test_version_1_files_still_read():
                        n_frames=8, n_samples=500, speaker="Zoë", lf0_mean=5.25, lf0_std=0.125)
     assert h.version == 1  # and the fingerprint cut as a v2 file cuts it, so both compare alike
     assert codes.tolist() == [0, 31, 5, 7, 9, 30, 1, 2] and pitch.tolist() == [3, 1]
-    assert unpack(pack(h, codes, pitch))[0] == h  # re-written as version 2, nothing lost
+    assert unpack(pack(h, codes, pitch))[0] == h  # re-written as version 3, nothing lost
     assert_refused(V1_FILE[:-1], "checksum")
 
 
@@ -259,12 +311,14 @@ def test_truncated_or_extended_files_are_refused(f, where, extra):
 
 @settings(max_examples=800, **FAST)
 @given(f=files, where=st.floats(0, 1, exclude_max=True), flip=st.integers(1, 255), cut=st.integers(0, 6),
-       version=st.sampled_from([1, 2]))
+       version=st.sampled_from([1, 2, 3]))
 def test_damage_behind_a_valid_checksum_never_escapes_as_another_error(f, where, flip, cut, version):
     """Damage the body and recompute the CRC (a buggy writer, or an attacker): the parser must still
     answer with a well-formed result or a BitstreamError, never an IndexError, KeyError, MemoryError..."""
-    body = bytearray((pack(*f) if version == 2 else as_v1(*f))[:-4])
-    start = 4 if version == 2 else 8  # past magic and version (and v1's length, whose damage another test covers)
+    if version < 3:
+        f = (replace(f[0], voice=None), *f[1:])
+    body = bytearray({1: as_v1, 2: as_v2, 3: pack}[version](*f)[:-4])
+    start = 4 if version > 1 else 8  # past magic and version (and v1's length, whose damage another test covers)
     body[start + int(where * (len(body) - start))] ^= flip
     body = bytes(body[: len(body) - cut])
     data = body + struct.pack(">I", zlib.crc32(body))
@@ -276,6 +330,7 @@ def test_damage_behind_a_valid_checksum_never_escapes_as_another_error(f, where,
     assert codes.shape == (h.n_frames,) and (codes.size == 0 or codes.max() < h.codebook_size)
     assert (pitch is None) == (h.pitch_levels == 0) and h.version == version
     assert h.speaker is None or (h.speaker and "\n" not in h.speaker)
+    assert h.voice is None or (0 < len(h.voice) <= 255 and np.isfinite(h.voice).all() and np.abs(h.voice).max() <= 127)
 
 
 def test_random_bytes_are_refused():
@@ -293,8 +348,8 @@ def test_named_problems():
     assert_refused(good[:23], "truncated")
     assert_refused(good[:-1], "checksum")
     newer = bytearray(good)
-    newer[3] = 3
-    assert_refused(bytes(newer), "version 3 is newer than this vqspeech understands")
+    newer[3] = 4
+    assert_refused(bytes(newer), "version 4 is newer than this vqspeech understands")
     assert_refused(forge(b"{}" + bytes(30), version=0), "unknown file format version 0")
 
 
@@ -304,9 +359,9 @@ def test_header_checks_behind_the_checksum():
     lf0 = (header.lf0_mean, header.lf0_std)
     payload = pack_bits(codes, 5) + pack_bits(pitch, 5)
 
-    def file(**changes):
+    def file(**changes):  # version 3: the v2 fields, then no voice
         spec = {"ints": ints, "speaker": b"alice", "lf0": lf0} | changes
-        return forge(v2_head(**spec), payload)
+        return forge(v2_head(**spec) + b"\x00", payload)
 
     def with_ints(**changes):
         names = ["sample_rate", "hop", "codebook_size", "pitch_levels", "pitch_frames", "n_frames", "padding"]
@@ -326,16 +381,21 @@ def test_header_checks_behind_the_checksum():
     assert_refused(file(lf0=(lf0[0], float("inf"))), "lf0_std")
     assert_refused(file(speaker=b"\xff\xfe"), "not valid UTF-8")
     assert_refused(file(speaker=b"a\nb"), "control characters")
-    head = v2_head(ints=ints, speaker=b"alice", lf0=lf0)
+    head = v2_head(ints=ints, speaker=b"alice", lf0=lf0) + b"\x00"
     assert head[16:19] == b"\x80\x7d\x40"  # sample_rate 16000, hop 64
     assert_refused(forge(head[:18] + b"\xc0\x00" + head[19:], payload), "'hop' is not a shortest varint")
     assert_refused(forge(head[:18] + b"\xff" * 8 + b"\x00" + head[19:], payload), "'hop' is a varint longer than 8 bytes")
-    assert_refused(forge(head[:-6] + b"\xff" + head[-5:], payload), "runs past the end of the file .reading speaker name")
-    assert_refused(forge(head[:-3]), "runs past the end")
+    assert_refused(forge(head[:-7] + b"\xff" + head[-6:], payload), "runs past the end of the file .reading speaker name")
+    assert_refused(forge(head[:-4]), "runs past the end")
+    # The voice vector: its length byte, scale and values are read as carefully as the rest.
+    assert_refused(forge(head[:-1] + b"\x40", payload), "runs past the end of the file .reading voice")
+    assert_refused(forge(head[:-1] + b"\x02" + struct.pack(">e", float("nan")) + b"\x01\x02", payload), "scale")
+    assert_refused(forge(head[:-1] + b"\x02" + struct.pack(">e", 3.0) + b"\x01\x02", payload), "scale")
+    assert unpack(forge(head[:-1] + b"\x02" + struct.pack(">e", 0.5) + b"\x01\xfe", payload))[0].voice == (0.5, -1.0)
     assert_refused(forge(head, payload[:-1]), "payload is")
     # A code >= K fits in ceil(log2 K) bits when K is not a power of two: refused, not passed on.
     big = pack_bits(np.full(20, 31), 5) + pack_bits(pitch, 5)
-    assert_refused(forge(v2_head(ints=(16000, 64, 20, *ints[3:]), speaker=b"", lf0=lf0), big), "out of range")
+    assert_refused(forge(v2_head(ints=(16000, 64, 20, *ints[3:]), speaker=b"", lf0=lf0) + b"\x00", big), "out of range")
     assert_refused(forge(head, payload[:-1] + bytes([payload[-1] | 1])), "padding")
 
 

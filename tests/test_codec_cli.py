@@ -196,8 +196,8 @@ def test_encode_info_decode(model_file, tmp_path, capsys, fake_decoder):
     data = (tmp_path / "a.vqs").read_bytes()
     header = bitstream.unpack(data)[0]
     overhead = len(data) - header.payload_bytes
-    assert overhead == 25 + 9 + len("alice")  # fixed fields, CRC, name length; 7 varints (16000 and 250 codes: 2 bytes each); name
-    assert "vqs version 2" in out and f"header and checksum {overhead} bytes" in out
+    assert overhead == 25 + 9 + len("alice") + 1  # fixed fields, CRC, name length; 7 varints (16000 and 250 codes: 2 bytes each); name; no voice vector (1 byte)
+    assert "vqs version 3" in out and f"header and checksum {overhead} bytes" in out
     assert f"payload {header.payload_bytes} bytes = {header.payload_bytes * 8 / header.duration:.1f} bit/s" in out
     assert run("decode", tmp_path / "a.vqs", "--model", model_file, "--sample-rate", 8000) == 0
     wav, rate = sf.read(tmp_path / "a.decoded.wav")

@@ -90,8 +90,8 @@ def test_convert_to_training_speaker_uses_its_row_and_pitch_range(model, recorde
         q = model.quantizer.lookup(own.codes[None])
         idx = NAMES.index(target)
         with torch.no_grad():
-            expect = model.condition(q, torch.tensor([idx]), own.pitch[None])
-            other = model.condition(q, torch.tensor([1 - idx]), own.pitch[None])
+            expect = model.condition(q, model.speaker_voice(torch.tensor([idx])), own.pitch[None])
+            other = model.condition(q, model.speaker_voice(torch.tensor([1 - idx])), own.pitch[None])
         torch.testing.assert_close(cond, expect)
         assert (cond - other).abs().max() > 1e-3
         # The pitch is rendered in the target's range: median F0 near the target's, far from the source's
@@ -152,7 +152,7 @@ def test_fit_finds_the_row_that_explains_the_reference(model, monkeypatch):
     ref = speech(1.0, f0=170.0, seed=7)
     enc = model.encode(ref)
     with torch.no_grad():
-        carol = model.mel_head(model.condition(model.quantizer.lookup(enc.codes[None]), torch.tensor([2]), enc.pitch[None]))
+        carol = model.mel_head(model.condition(model.quantizer.lookup(enc.codes[None]), model.speaker_voice(torch.tensor([2])), enc.pitch[None]))
     monkeypatch.setattr(convert.features, "log_mel", lambda *a, **k: carol)
     voice = convert.reference_voice(model, [ref])
     assert voice.weights["carol"] > 0.6, voice.weights

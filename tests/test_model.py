@@ -42,7 +42,7 @@ def test_cached_sampler_matches_parallel_forward(tiny_config):
     batch = tiny_batch(tiny_config)
     with torch.no_grad():
         vq = model.quantizer(model.encoder(batch["wav"][:, None]))
-        cond = model.condition(vq.quantized, batch["speaker"], batch["pitch"])
+        cond = model.condition(vq.quantized, model.speaker_voice(batch["speaker"]), batch["pitch"])
         exc = model.excitation(batch["pitch"], batch["lf0"])
         prev = torch.randint(0, 256, batch["wav"].shape)
         parallel = model.decoder(prev, cond, exc)

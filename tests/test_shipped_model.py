@@ -55,4 +55,4 @@ def test_quickstart_round_trips_and_converts_an_unseen_voice(tmp_path):
     # Converted to TM1 (male, ~122 Hz on his training data) from a female voice (~170 Hz).
     tm1 = float(np.exp(api.load().speaker_pitch("TM1")[0]))
     assert median_f0(source) > 150 and abs(median_f0(converted) / tm1 - 1) < 0.15
-    assert "voice TM1" in done.stdout and "vqs version 2" in done.stdout
+    assert "voice TM1" in done.stdout and "vqs version 3" in done.stdout

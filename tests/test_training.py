@@ -30,7 +30,7 @@ def test_checkpoint_rebuilds_model_from_file_alone(manifest, tmp_path):
     assert path.name == "checkpoint-3.pt"
     model = checkpoint.load_model(path)
     assert model.speaker_names == ["alice", "bob"]
-    assert model.speaker_info["bob"] == {"gender": "M", "accent": "Scottish", "region": ""}
+    assert model.speaker_info["bob"] == {"gender": "M", "accent": "Scottish", "region": "", "age": ""}
     for k, v in trainer.model.state_dict().items():
         torch.testing.assert_close(model.state_dict()[k], v, msg=k)
     assert not model.training

@@ -181,10 +181,12 @@ def reference_voice(model: VQSpeech, references: list[np.ndarray], method: str |
     references = [np.asarray(r, np.float32).reshape(-1) for r in references or []]
     if not references or any(r.size == 0 for r in references):
         raise ValueError("no reference audio (or an empty one)")
-    check_references(model, references)
     if (method == "embed") != (model.config.voice == "vector"):
         raise ValueError(f"method {method!r} is for {'table' if method != 'embed' else 'vector'}-voice models; this model "
                          f"has voice={model.config.voice} (use {default_method(model)!r})")
+    if method in ("blend", "ridge") and bank is None:
+        raise ValueError(f"method {method!r} needs the model's voice bank (build it: vqspeech speakers --enroll CORPUS)")
+    check_references(model, references)
     if method == "embed":
         from vqspeech import speaker_encoder
 
@@ -257,7 +259,7 @@ def _fit_weights(model: VQSpeech, references: list[np.ndarray], rows: torch.Tens
     with torch.enable_grad():
         for _ in range(FIT_STEPS):
             vector = (torch.softmax(logits, 0) @ rows)[None]
-            loss = sum(F.l1_loss(model.mel_head(model.condition(q, None, p, vector)), mel) for q, p, mel in batch) / len(batch)
+            loss = sum(F.l1_loss(model.mel_head(model.condition(q, vector, p)), mel) for q, p, mel in batch) / len(batch)
             (logits.grad,) = torch.autograd.grad(loss, [logits])  # the model's weights get no gradient
             opt.step()
     return torch.softmax(logits.detach(), 0)

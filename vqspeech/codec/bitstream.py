@@ -103,7 +103,15 @@ def _f32(x: float) -> float:
 
 
 def _voice_scale(v: np.ndarray) -> float:
-    return float(np.float16(np.abs(v).max() / 127)) if v.size else 0.0
+    """The float16 step for int8 values: the nearest to max |v| / 127, or the next one up where that would
+    need |q| > 127 (so clipping never adds error beyond half a step)."""
+    peak = float(np.abs(v).max()) if v.size else 0.0
+    scale = np.float16(peak / 127)
+    # Bump only where the largest value would round past 127.5 steps: a vector that was quantised already (whose
+    # peak is 127 steps up to float32 rounding) keeps its scale, which makes quantise_voice idempotent.
+    if peak > 0 and (scale == 0 or peak / float(scale) > 127.5):
+        scale = np.nextafter(scale, np.float16(np.inf))
+    return float(scale)
 
 
 def voice_to_int8(voice) -> tuple[float, np.ndarray]:
@@ -311,9 +319,9 @@ def _read_voice(f: "_Fields") -> tuple[float, ...] | None:
     if not n:
         return None
     (scale,) = _VOICE_SCALE.unpack(f.take(_VOICE_SCALE.size, "voice scale"))
+    q = np.frombuffer(f.take(n, "voice vector"), np.int8)
     if not 0 <= scale <= MAX_VOICE_SCALE:  # NaN fails too
         raise BitstreamError(f"header field 'voice' scale {scale} out of range [0, {MAX_VOICE_SCALE:g}]")
-    q = np.frombuffer(f.take(n, "voice vector"), np.int8)
     return tuple((q.astype(np.float32) * np.float32(scale)).tolist())
 
 
