@@ -97,6 +97,7 @@ def main() -> None:
     p.add_argument("--limit", type=int, default=20, help="utterances (spread over speakers)")
     p.add_argument("--decoders", default="autoregressive,parallel")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--peers", default=None, help="comma list of peer codecs to run (default: all; '' for none)")
     p.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     p.add_argument("--name", default="codec")
     args = p.parse_args()
@@ -128,7 +129,7 @@ def main() -> None:
                 "payload_bps": payload_bits / seconds, "encode_rtf": seconds / enc_time, "decode_rtf": seconds / dec_time,
                 **score(ref, dec, similarity, identify, row.speaker)})
         for peer in peers.default_peers():
-            if not peer.available():
+            if not peer.available() or (args.peers is not None and peer.name not in args.peers.split(",")):
                 continue
             t = time.perf_counter()
             dec, bits = peer.run(ref)

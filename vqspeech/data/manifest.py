@@ -96,6 +96,9 @@ def combine_manifests(paths: list[str | Path], out_dir: str | Path) -> tuple[Pat
     {corpus: utterances})."""
     out_dir = Path(out_dir)
     rows, speakers, owner, counts = [], {}, {}, {}
+    resolved = [Path(p).resolve() for p in paths]
+    for path in {p for p in resolved if resolved.count(p) > 1}:
+        raise ValueError(f"{path}: given twice")
     for path in map(Path, paths):
         corpus_rows = read_manifest(path)
         for r in corpus_rows:

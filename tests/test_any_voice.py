@@ -1,0 +1,244 @@
+"""Any voice: the speechocean762 reader, combined manifests, the vector-voice model (a d-vector through a learned
+map, carried in the .vqs), its transplant from a table-voice model, and references that cannot place a voice."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from tests.conftest import DEBUG_OVERLAY, synthetic_voice
+from vqspeech import audio, convert, speaker_encoder
+from vqspeech.codec import api, bitstream
+from vqspeech.config import load_config, to_dict
+from vqspeech.data import corpora, dataset
+from vqspeech.data.manifest import combine_manifests, read_manifest, read_speakers
+from vqspeech.data.prepare import prepare
+from vqspeech.models.vqvae import VQSpeech
+from vqspeech.train import checkpoint
+from vqspeech.train.loop import Trainer
+from vqspeech.train.parallel_loop import ParallelTrainer, init_voice_projection
+
+SR = 16000
+_PROJECTION = np.random.default_rng(7).standard_normal((129, speaker_encoder.EMBEDDING_DIM))
+
+
+def fake_embed(wav: np.ndarray) -> np.ndarray:
+    """A deterministic stand-in for resemblyzer: a unit vector from the recording's mean log spectrum, so voices
+    of different pitch get different vectors (the real model costs seconds to load, and is tested elsewhere)."""
+    wav = np.asarray(wav, np.float32)
+    frames = np.lib.stride_tricks.sliding_window_view(np.pad(wav, (0, max(0, 256 - wav.size))), 256)[::128]
+    log_spec = np.log(np.abs(np.fft.rfft(frames * np.hanning(256), axis=1)).mean(0) + 1e-4)
+    v = (log_spec - log_spec.mean()) @ _PROJECTION
+    return (v / np.linalg.norm(v)).astype(np.float32)
+
+
+@pytest.fixture
+def fake_resemblyzer(monkeypatch):
+    monkeypatch.setattr(speaker_encoder, "embed", fake_embed)
+
+
+# --- corpora -----------------------------------------------------------------------------------------------
+
+def write_speechocean(root, speakers: dict[str, tuple[int, str]], per_speaker: int = 3):
+    """A speechocean762-shaped folder: audio/<id>/<utt>.flac, speakers.tsv, transcripts.tsv."""
+    with open(root / "speakers.tsv", "w", newline="") as f:
+        w = csv.writer(f, delimiter="\t")
+        w.writerow(["speaker", "age", "gender"])
+        w.writerows([s, age, g] for s, (age, g) in speakers.items())
+    with open(root / "transcripts.tsv", "w", newline="") as f:
+        w = csv.writer(f, delimiter="\t")
+        w.writerow(["utterance", "speaker", "text"])
+        for k, s in enumerate(speakers):
+            (root / "audio" / s).mkdir(parents=True)
+            for i in range(per_speaker):
+                utt = f"{s}{i:04d}"
+                sf.write(root / "audio" / s / f"{utt}.flac", synthetic_voice(0.6, 120 + 60 * k, seed=10 * k + i), SR)
+                w.writerow([utt, s, f"WORD  NUMBER {i}"])
+
+
+def test_speechocean762_reader_holds_out_its_speakers_and_names_groups(tmp_path):
+    write_speechocean(tmp_path, {"0094": (6, "m"), "0001": (21, "f"), "0002": (9, "f")})
+    items = corpora.speechocean762(tmp_path)
+    by = {(it.speaker, it.utterance): it for it in items}
+    assert {it.speaker for it in items} == {"so0094", "so0001", "so0002"}
+    assert all(it.split == "unseen" for it in items if it.speaker == "so0094")  # in SPEECHOCEAN_UNSEEN
+    assert [by[("so0001", f"0001{i:04d}")].split for i in range(3)] == ["train", "train", "valid"]
+    assert by[("so0001", "00010000")].text == "WORD NUMBER 0"
+    info = corpora.speechocean762_speakers(tmp_path)
+    assert (info["so0001"].gender, info["so0001"].region, info["so0001"].age) == ("F", "adult", "21")
+    assert (info["so0094"].region, info["so0002"].region) == ("child", "child")
+    with pytest.raises(FileNotFoundError, match="not a speechocean762 folder"):
+        corpora.speechocean762(tmp_path / "audio")
+
+
+def test_the_shipped_unseen_set_is_twenty_speakers_of_four_groups():
+    assert len(set(corpora.SPEECHOCEAN_UNSEEN)) == 20
+
+
+def test_combined_manifest_keeps_corpora_and_speakers(tmp_path, corpus_dir):
+    a, _ = prepare(corpora.folder_per_speaker(corpus_dir, valid_per_speaker=1), tmp_path / "a", corpus="toy")
+    (tmp_path / "so").mkdir()
+    write_speechocean(tmp_path / "so", {"0001": (21, "f"), "0002": (30, "m")})
+    b, _ = prepare(corpora.speechocean762(tmp_path / "so"), tmp_path / "b", corpus="speechocean762",
+                   speakers=corpora.speechocean762_speakers(tmp_path / "so"))
+    out, counts = combine_manifests([a, b], tmp_path / "both")
+    rows = read_manifest(out)
+    assert counts == {"toy": 6, "speechocean762": 6} and len(rows) == 12
+    assert all(audio.load(r.path).size for r in rows)  # paths resolve from the new folder
+    assert read_speakers(out.parent / "speakers.csv")["so0002"].region == "adult"
+    c, _ = prepare(corpora.folder_per_speaker(corpus_dir), tmp_path / "c", corpus="other")
+    with pytest.raises(ValueError, match="speaker alice is also in corpus toy"):
+        combine_manifests([a, c], tmp_path / "again")
+    with pytest.raises(ValueError, match="given twice"):
+        combine_manifests([a, tmp_path / "a" / ".." / "a" / "manifest.csv"], tmp_path / "again")
+
+
+def test_corpus_weights_and_voice_swap(tmp_path, corpus_dir, fake_resemblyzer):
+    a, _ = prepare(corpora.folder_per_speaker(corpus_dir), tmp_path / "a", corpus="toy")
+    (tmp_path / "so").mkdir()
+    write_speechocean(tmp_path / "so", {"0001": (21, "f")})
+    b, _ = prepare(corpora.speechocean762(tmp_path / "so"), tmp_path / "b", corpus="so")
+    out, _ = combine_manifests([a, b], tmp_path / "both")
+    config = load_config(DEBUG_OVERLAY).model
+    config.voice = "vector"
+    rows = read_manifest(out)
+    speakers = sorted({r.speaker for r in rows})
+    ds = dataset.SpeechDataset(rows, config, speakers, 2048, corpus_weights={"so": 0.0})
+    g = torch.Generator().manual_seed(0)
+    drawn = torch.cat([ds.batch(8, g)["speaker"] for _ in range(10)])
+    assert set(drawn.tolist()) <= {speakers.index("alice"), speakers.index("bob")}  # weight 0: never drawn
+    swap = dataset.SpeechDataset(rows, config, speakers, 2048, voice_swap=1.0)
+    batch = swap.batch(64, g)
+    own = {tuple(v.tolist()) for v in swap.dvectors}
+    for spk, d in zip(batch["speaker"].tolist(), batch["dvector"]):
+        assert tuple(d.tolist()) in {tuple(swap.dvectors[i].tolist()) for i in swap.by_speaker[spk]} <= own
+    assert (tmp_path / "a" / "audio" / "alice" / "alice_000.flac.dvec.npy").exists()  # cached beside the file
+    with pytest.raises(ValueError, match="not corpora of this manifest"):
+        dataset.SpeechDataset(rows, config, speakers, 2048, corpus_weights={"vctk": 1.0})
+
+
+# --- the vector-voice model ----------------------------------------------------------------------------------
+
+def vector_model(seed: int = 0) -> VQSpeech:
+    config = load_config(DEBUG_OVERLAY).model
+    config.voice, config.n_speakers, config.parallel_decoder = "vector", 2, True
+    torch.manual_seed(seed)
+    model = VQSpeech(config, ["alice", "bob"]).eval()
+    with torch.no_grad():
+        z = model.encoder(torch.from_numpy(synthetic_voice(1.024, 140, seed))[None, None])[0].T
+        model.quantizer.codebook.copy_(z[torch.randperm(z.shape[0])[: config.quantizer.codebook_size]])
+        model.speaker_dvectors.copy_(torch.from_numpy(np.stack([fake_embed(synthetic_voice(1.0, f, 3)) for f in (210, 110)])))
+        model.speaker_lf0[1] = torch.tensor([np.log(110.0), 0.15])
+    return model
+
+
+def test_a_vector_voice_travels_in_the_file_and_decodes_as_in_memory(fake_resemblyzer, tmp_path):
+    model = vector_model()
+    wav = synthetic_voice(1.0, 160, seed=4)
+    data = api.encode_audio(model, wav, speaker=api.AUTO_SPEAKER)
+    header, _, _ = bitstream.unpack(data)
+    assert header.version == 3 and len(header.voice) == model.config.speaker_dim
+    assert header.speaker in ("alice", "bob")  # the nearest training voice, recorded for `info`
+    expect = bitstream.quantise_voice(model.dvector_voice(torch.from_numpy(fake_embed(audio.normalise(wav)))[None])[0])
+    np.testing.assert_allclose(header.voice, expect.numpy(), atol=1e-6)
+    own, _ = api.decode_bytes(model, data)
+    enc = model.encode(audio.normalise(wav))
+    np.testing.assert_allclose(own, model.decode(enc, None, generator=torch.Generator().manual_seed(0)), atol=1e-5)
+    as_bob, _ = api.decode_bytes(model, data, speaker="bob")  # a training voice: its mean d-vector, mapped
+    assert np.abs(as_bob - own).max() > 1e-3
+    vqs = tmp_path / "a.vqs"
+    vqs.write_bytes(data)
+    _, name = api.decode_file(model, vqs, tmp_path / "a.wav")
+    assert name == api.VOICE_OF_THE_FILE
+
+
+def test_a_file_without_a_voice_vector_decodes_in_the_recorded_voice(fake_resemblyzer):
+    model = vector_model()
+    enc = model.encode(synthetic_voice(0.5, 150, seed=1))
+    header = api._header(model, enc, "bob")
+    header.voice = None  # as a version 2 file, or a table-voice model's, would have it
+    data = bitstream.pack(header, enc.codes.numpy(), enc.pitch.numpy())
+    out, _ = api.decode_bytes(model, data)
+    expect = model.decode(enc, "bob", generator=torch.Generator().manual_seed(0))
+    np.testing.assert_allclose(out, expect, atol=1e-5)
+
+
+def test_conversion_to_references_maps_their_d_vector(fake_resemblyzer):
+    model = vector_model()
+    refs = [synthetic_voice(1.5, 260, seed=s) for s in (5, 6)]
+    voice = convert.reference_voice(model, refs)
+    assert voice.weights is None and abs(voice.lf0[0] - np.log(260)) < 0.15
+    d = torch.from_numpy(np.mean([fake_embed(r) for r in refs], 0))
+    expect = model.dvector_voice((d / d.norm())[None])[0]
+    torch.testing.assert_close(voice.vector, bitstream.quantise_voice(expect), atol=1e-6, rtol=0)
+    with pytest.raises(ValueError, match="for table-voice models"):
+        convert.reference_voice(model, refs, method="fit")
+
+
+def test_references_that_cannot_place_a_voice_are_refused(fake_resemblyzer):
+    model = vector_model()
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match="too short .0.40 s"):
+        convert.reference_voice(model, [synthetic_voice(0.4, 200, seed=1)])
+    with pytest.raises(ValueError, match="silent"):
+        convert.reference_voice(model, [np.zeros(2 * SR, np.float32)])
+    with pytest.raises(ValueError, match="is it speech"):
+        convert.reference_voice(model, [(0.3 * rng.standard_normal(2 * SR)).astype(np.float32)])
+
+
+def test_a_table_model_transplants_into_a_vector_voice_one(manifest, tmp_path, fake_resemblyzer):
+    def config(run, steps, base="", **model):
+        return load_config(DEBUG_OVERLAY, overrides={
+            "model": model, "data": {"manifest": str(manifest)},
+            "train": {"run_dir": str(run), "steps": steps, "checkpoint_every": steps, "val_every": steps, "eval_every": steps,
+                      "base_model": str(base), "joint": True, "code_adversary_weight": 0.1}})
+
+    base = Trainer(config(tmp_path / "base", 2))
+    base.fit()
+    base_path = checkpoint.latest_checkpoint(tmp_path / "base")
+    rows = base.model.speaker_embedding.weight.detach().clone()
+    trainer = ParallelTrainer(config(tmp_path / "v", 2, base_path, voice="vector"))
+    model = trainer.model
+    assert model.config.voice == "vector" and not hasattr(model, "speaker_embedding")
+    # The projection starts where the table was: the training speakers' mean d-vectors map near their rows.
+    mapped = model.speaker_voice(torch.arange(2)).detach()
+    assert (mapped - rows).norm() < 0.5 * (rows - rows.mean(0)).norm()
+    trainer.fit()
+    resumed = ParallelTrainer(config(tmp_path / "v", 2, base_path, voice="vector"), resume=True)
+    assert resumed.step == 2
+    loaded = checkpoint.load_model(checkpoint.latest_checkpoint(tmp_path / "v"))
+    assert loaded.config.voice == "vector" and torch.equal(loaded.speaker_dvectors, trainer.model.speaker_dvectors)
+    with pytest.raises(ValueError, match="needs train.joint"):
+        ParallelTrainer(load_config(DEBUG_OVERLAY, overrides={
+            "model": {"voice": "vector"}, "data": {"manifest": str(manifest)},
+            "train": {"run_dir": str(tmp_path / "w"), "base_model": str(base_path)}}))
+
+
+def test_init_voice_projection_solves_the_ridge_fit():
+    model = vector_model()
+    rows = torch.randn(2, model.config.speaker_dim)
+    init_voice_projection(model, ["bob", "alice", "carol"], torch.cat([rows.flip(0), torch.randn(1, rows.shape[1])]))
+    mapped = model.speaker_voice(torch.arange(2)).detach()
+    # Two points and a small ridge: the fit lands near them (shrunk toward their mean), in the right order.
+    assert (mapped - rows).norm() < 0.5 * (rows - rows.mean(0)).norm()
+    assert (mapped[0] - rows[0]).norm() < (mapped[0] - rows[1]).norm()
+
+
+def test_vqs_info_shows_the_voice(fake_resemblyzer, tmp_path, capsys):
+    from vqspeech.cli import main
+
+    model = vector_model()
+    path = tmp_path / "m.pt"
+    config = load_config(DEBUG_OVERLAY)
+    config.model = model.config
+    checkpoint.save_checkpoint(path, {"config": to_dict(config), "speakers": model.speaker_names, "step": 0,
+                                      "model": model.state_dict()})
+    sf.write(tmp_path / "a.wav", synthetic_voice(0.5, 150, seed=2), SR)
+    assert main(["encode", str(tmp_path / "a.wav"), "--model", str(path)]) == 0
+    assert main(["info", str(tmp_path / "a.vqs")]) == 0
+    out = capsys.readouterr().out
+    assert "vqs version 3" in out and f"vector of {model.config.speaker_dim} values" in out and "(nearest training voice)" in out
