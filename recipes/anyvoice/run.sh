@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# anyvoice: model v4, a voice that is a vector. VCC 2016 (10 US speakers) and speechocean762 (240 Mandarin-L1
+# speakers, adults and children; 20 of them held out of every run) combined, and a table-voice model (v3, from
+# recipes/vcc2016) retrained so that its decoder reads each utterance's resemblyzer d-vector through a learned map.
+#
+#   recipes/anyvoice/run.sh --base-model runs/vcc2016/.../checkpoint-N.pt
+#   recipes/anyvoice/run.sh --base-model v3.pt --stage 0 --stop-stage 1    prepare only
+#
+# Stages:
+#   0  prepare both corpora: 16 kHz, trimmed, level-normalised per file   -> $prepared/vcc2016, $prepared/speechocean762
+#   1  combine their manifests (data.corpus_weights samples the corpora 1:1)  -> $prepared/combined
+#   2  train-parallel from --base-model with $conf (model.voice: vector; joint, with the code adversary) -> $run_dir
+#   3  export the last checkpoint as a float16 model file                  -> $run_dir/model.pt
+# Every stage keeps what an earlier run made: run it again and it does only what is missing (stage 2 resumes).
+#
+# Options (--name value):
+#   --base-model   a table-voice model with a parallel decoder: the last checkpoint of recipes/vcc2016/run.sh
+#                  stage 2, or model v3 as shipped before v4 (`git show 826393e:vqspeech/pretrained/default.pt > v3.pt`)
+#   --vcc          VCC 2016 training set (default ../shared/data/vcc2016/train beside the repo)
+#   --speechocean  speechocean762 (default ../shared/data/speechocean762 beside the repo)
+#   --prepared --run-dir   folders (default data/anyvoice, runs/anyvoice)
+#   --conf --overlay       training config (default conf/voice-vector.yaml) and space-separated overlays
+#   --jobs         processes for prepare (default 1)
+#   --python --stage --stop-stage
+stage=0
+stop_stage=3
+base_model=""
+vcc=""
+speechocean=""
+prepared=""
+run_dir=""
+conf="$(dirname "$0")/conf/voice-vector.yaml"
+overlay=""
+jobs=1
+python=python3
+source "$(dirname "$0")/../utils/common.sh"
+
+: "${vcc:=$repo/../shared/data/vcc2016/train}" "${speechocean:=$repo/../shared/data/speechocean762}"
+: "${prepared:=$repo/data/anyvoice}" "${run_dir:=$repo/runs/anyvoice}"
+
+if stage_on 0 "prepare VCC 2016 and speechocean762"; then
+    [ -d "$vcc" ] || die "$vcc: no such folder; give --vcc the VCC 2016 training set (<spk>/1000NN.wav)"
+    [ -d "$speechocean" ] || die "$speechocean: no such folder; give --speechocean the speechocean762 folder (audio/<spk>/*.flac)"
+    vqspeech prepare vcc2016 --data "$vcc" --out "$prepared/vcc2016" --jobs "$jobs"
+    vqspeech prepare speechocean762 --data "$speechocean" --out "$prepared/speechocean762" --jobs "$jobs"
+fi
+
+if stage_on 1 "combine the manifests"; then
+    vqspeech combine "$prepared/vcc2016/manifest.csv" "$prepared/speechocean762/manifest.csv" --out "$prepared/combined"
+fi
+
+if stage_on 2 "train the vector voice from $base_model"; then
+    [ -n "$base_model" ] || die "--base-model: give the table-voice model to start from (see --help)"
+    [ -f "$base_model" ] || die "$base_model: no such model file"
+    opts=(--config "$conf")
+    for o in $overlay; do
+        [ -f "$o" ] || die "$o: no such overlay"
+        opts+=(--config "$o")
+    done
+    vqspeech train-parallel --base-model "$base_model" "${opts[@]}" --set "data.manifest=$prepared/combined/manifest.csv" \
+        --set "train.run_dir=$run_dir" --resume
+fi
+
+if stage_on 3 "export the model (float16, weights only) -> $run_dir/model.pt"; then
+    vqspeech export "$(latest_checkpoint "$run_dir")" -o "$run_dir/model.pt" --force
+fi
