@@ -36,6 +36,7 @@ from vqspeech.codec import api  # noqa: E402
 from vqspeech.models.vqvae import VQSpeech  # noqa: E402
 
 SPEAKER, REFERENCE = "A training speaker", "A reference clip"
+OWN_VOICE = "own"  # the codec tab's choice, for a vector-voice model: the voice the file carries
 # System fonts only: the default theme would fetch web fonts from a font CDN on every page load.
 THEME = gr.themes.Soft(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
 
@@ -169,20 +170,25 @@ def build(model: VQSpeech, workdir: Path, limits: Limits | None = None) -> gr.Bl
         image = spectrograms([("input", wav), (f"converted to {label}", out)], rate)
         return str(path), image, f"Converted {wav.size / rate:.2f} s to **{label}** ({decoder} decoder)."
 
+    codec_choices = list(choices)
+    if model.config.voice == "vector":
+        codec_choices.insert(0, ("The speaker's own voice (a vector carried in the file)", OWN_VOICE))
+
     def codec(source, voice, decoder, progress=gr.Progress(track_tqdm=True)):
         progress(0.05, desc="Reading the recording")
         wav = _read(source, "Input", workdir, limits)
-        if voice not in model.speaker_names:
+        own = voice == OWN_VOICE and model.config.voice == "vector"
+        if voice not in model.speaker_names and not own:
             raise _refuse("Pick a decoder voice.")
         if decoder not in [v for _, v in decoders]:
             raise _refuse(f"This model has no {decoder!r} decoder.")
         progress(0.15, desc="Encoding to .vqs")
         try:
-            data = api.encode_audio(model, wav, rate, speaker=voice)
+            data = api.encode_audio(model, wav, rate, speaker=api.AUTO_SPEAKER if own else voice)
             vqs = _out_path(workdir, source, api.VQS_EXTENSION)
             api.write_atomic(vqs, data)
             progress(0.3, desc=f"Decoding with the {decoder} decoder")
-            out, header = api.decode_bytes(model, data, decoder=decoder)
+            out, header = api.decode_bytes(model, data, speaker=None if own else voice, decoder=decoder)
         except ValueError as e:
             raise _refuse(_first_line(e)) from None
         progress(0.95, desc="Writing the result")
@@ -193,7 +199,9 @@ def build(model: VQSpeech, workdir: Path, limits: Limits | None = None) -> gr.Bl
                 f"{seconds:.2f} s), **{header.bitrate / 1000:.2f} kbit/s** of payload: {header.n_frames} codes x "
                 f"{header.code_bits} bits" + (f" + {header.n_pitch} pitch symbols x {header.pitch_bits} bits"
                                                if header.pitch_levels else "")
-                + f". Decoded in the voice of **{voice}**. (16-bit PCM at {rate} Hz: {16 * rate / 1000:g} kbit/s.)")
+                + (f" + a voice vector of {len(header.voice)} values ({header.voice_bytes} bytes)" if header.voice else "")
+                + f". Decoded in {'the speaker' + chr(39) + 's own voice' if own else 'the voice of **' + voice + '**'}. "
+                f"(16-bit PCM at {rate} Hz: {16 * rate / 1000:g} kbit/s.)")
         return info, str(vqs), str(path), spectrograms([("input", wav), ("decoded", out)], rate)
 
     with gr.Blocks(title="vqspeech demo", analytics_enabled=False, delete_cache=(600, 3600)) as demo:
@@ -225,7 +233,7 @@ def build(model: VQSpeech, workdir: Path, limits: Limits | None = None) -> gr.Bl
                 with gr.Column():
                     codec_in = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Your speech", buttons=[],
                                         elem_id="codec-input")
-                    voice = gr.Dropdown(choices, value=choices[0][1], label="Decoder voice (recorded in the file)",
+                    voice = gr.Dropdown(codec_choices, value=codec_choices[0][1], label="Decoder voice (recorded in the file)",
                                         elem_id="codec-voice")
                     codec_decoder = gr.Radio(decoders, value=decoders[0][1], label="Decoder", visible=len(decoders) > 1,
                                              elem_id="codec-decoder")

@@ -202,11 +202,14 @@ def test_a_table_model_transplants_into_a_vector_voice_one(manifest, tmp_path, f
     base_path = checkpoint.latest_checkpoint(tmp_path / "base")
     rows = base.model.speaker_embedding.weight.detach().clone()
     trainer = ParallelTrainer(config(tmp_path / "v", 2, base_path, voice="vector"))
+    trainer.config.train.voice_loss_weight = 0.5  # the conversion term too (a real resemblyzer network pass)
     model = trainer.model
     assert model.config.voice == "vector" and not hasattr(model, "speaker_embedding")
     # The projection starts where the table was: the training speakers' mean d-vectors map near their rows.
     mapped = model.speaker_voice(torch.arange(2)).detach()
     assert (mapped - rows).norm() < 0.5 * (rows - rows.mean(0)).norm()
+    losses, metrics = trainer.train_step(trainer.train_set.batch(2, torch.Generator().manual_seed(0)))
+    assert 0 < float(losses["convert/dvector"]) <= 1.0 and -1 <= float(metrics["convert/dvector_cos"]) <= 1
     trainer.fit()
     resumed = ParallelTrainer(config(tmp_path / "v", 2, base_path, voice="vector"), resume=True)
     assert resumed.step == 2
@@ -242,3 +245,17 @@ def test_vqs_info_shows_the_voice(fake_resemblyzer, tmp_path, capsys):
     assert main(["info", str(tmp_path / "a.vqs")]) == 0
     out = capsys.readouterr().out
     assert "vqs version 3" in out and f"vector of {model.config.speaker_dim} values" in out and "(nearest training voice)" in out
+
+
+def test_the_differentiable_embedding_is_resemblyzers_network_on_its_features():
+    from resemblyzer import audio as resemblyzer_audio
+
+    wav = synthetic_voice(1.0, 170, seed=3)
+    wav = (wav * 10 ** (-30 / 20) / np.sqrt(np.mean(wav**2))).astype(np.float32)
+    expect = speaker_encoder._encoder()(torch.from_numpy(resemblyzer_audio.wav_to_mel_spectrogram(wav))[None])
+    x = torch.from_numpy(wav)[None].requires_grad_(True)
+    got = speaker_encoder.embed_batch(x)
+    torch.testing.assert_close(got, expect, atol=1e-5, rtol=0)
+    (got * torch.randn(got.shape[1], generator=torch.Generator().manual_seed(0))).sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    assert not any(p.requires_grad for p in speaker_encoder._encoder().parameters())  # frozen: no weight trains

@@ -140,7 +140,7 @@ class TrainConfig:
     lr_min: float = 4e-5
     warmup_steps: int = 500
     grad_clip: float = 1.0
-    bf16: bool = True  # autocast to bfloat16 on the CPU
+    bf16: bool = True  # autocast to bfloat16 where the device has it natively (else float32: see distributed.native_bf16)
     seed: int = 0
     threads: int = 0  # torch threads; 0 leaves torch's default
     log_every: int = 25
@@ -164,6 +164,11 @@ class TrainConfig:
     # encoder gets its gradient reversed and scaled by this weight (vqspeech/models/speaker_adversary.py);
     # 0 = none.
     code_adversary_weight: float = 0.0
+    # train-parallel, voice="vector" models: each crop is also decoded in another crop's voice (its utterance's
+    # d-vector and pitch range), and resemblyzer's embedding of that decoding (speaker_encoder.embed_batch, frozen,
+    # differentiable) is pulled toward the d-vector it was given: 1 - cosine, times this weight; 0 = none. What
+    # converting to a voice the model never heard asks of the decoder.
+    voice_loss_weight: float = 0.0
 
 
 @dataclass

@@ -9,6 +9,8 @@ its weights ship inside its wheel, so nothing is downloaded at run time. Two use
 
     embed(wav) -> [256]           one utterance
     embed_speaker(wavs) -> [256]  several utterances of one voice (mean of unit vectors, renormalised)
+    embed_batch(wav) -> [B, 256]  crops as a tensor, differentiable (training's voice loss): one pass of the
+                                  network over each whole crop, no VAD, no partial windows
     VoiceBank.build / save / load centroids of a model's training speakers (they describe the speakers'
                                   recordings, not the model, so any model with the same speakers can use them)
 """
@@ -60,6 +62,35 @@ def embed(wav: np.ndarray) -> np.ndarray:
     if len(trimmed) < SAMPLE_RATE // 4:
         trimmed = wav
     return encoder.embed_utterance(trimmed.astype(np.float32)).astype(np.float32)
+
+
+_TARGET_RMS = 10 ** (-30 / 20)  # resemblyzer's volume normalisation (audio_norm_target_dBFS)
+
+
+@functools.lru_cache(maxsize=1)
+def _mel_filters():
+    import librosa
+    import torch
+
+    # resemblyzer's features: librosa's 40-band mel of the power spectrum, 25 ms Hann windows every 10 ms.
+    return torch.from_numpy(librosa.filters.mel(sr=SAMPLE_RATE, n_fft=400, n_mels=40)).float()
+
+
+def embed_batch(wav):
+    """wav [B, T] float tensor at 16 kHz -> unit d-vectors [B, 256], differentiable with respect to wav.
+
+    resemblyzer's network on resemblyzer's mel features of each whole crop, each crop first scaled to -30 dBFS RMS
+    as resemblyzer's preprocessing does (its VAD is left out: crops are short). The network's weights are frozen."""
+    import torch
+
+    encoder = _encoder()
+    encoder.requires_grad_(False).eval()
+    encoder.to(wav.device)
+    wav = wav * (_TARGET_RMS / wav.pow(2).mean(-1, keepdim=True).clamp_min(1e-10).sqrt())
+    window = torch.hann_window(400, device=wav.device)
+    spec = torch.stft(wav, 400, 160, 400, window, center=True, pad_mode="constant", return_complex=True).abs().pow(2)
+    mels = (_mel_filters().to(wav.device) @ spec).transpose(1, 2)  # [B, frames, 40]
+    return encoder(mels)
 
 
 def embed_speaker(wavs: list[np.ndarray]) -> np.ndarray:

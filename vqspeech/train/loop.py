@@ -52,6 +52,11 @@ class Trainer:
         self.rank, self.world = distributed.init()
         self.device = distributed.device(self.rank)
         t = config.train
+        # train.bf16 asks for bfloat16 autocast where the hardware has it; emulated, it is far slower than float32.
+        self.bf16 = t.bf16 and distributed.native_bf16(self.device)
+        if t.bf16 and not self.bf16:
+            log.warning("train.bf16: this %s has no native bfloat16; training in float32 (emulated bf16 is ~16x slower)",
+                        self.device.type.upper())
         if t.threads:
             torch.set_num_threads(t.threads)
         torch.manual_seed(t.seed)
@@ -178,7 +183,7 @@ class Trainer:
         self.model.eval()  # frozen parts (if any) stay in eval mode: no EMA codebook updates, no jitter
         self.trained_module().train()
         net = self.ddp or self.trained_module()
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.train.bf16):
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
             losses, metrics = self.compute(net, self._to_device(batch))
         loss = sum(losses.values())
         self.optimizer.zero_grad(set_to_none=True)
@@ -195,7 +200,7 @@ class Trainer:
         totals: dict[str, float] = {}
         batches = self.valid_set.fixed_batches(self.config.data.batch_size, self.config.train.val_batches)
         for batch in batches:
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.train.bf16):
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
                 losses, metrics = self.compute(self.trained_module(), self._to_device(batch))
             for k, v in {**losses, **metrics}.items():
                 totals[k] = totals.get(k, 0.0) + float(v) / len(batches)

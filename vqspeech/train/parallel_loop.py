@@ -98,6 +98,8 @@ class ParallelTrainer(Trainer):
             raise ValueError("train.joint runs in one process (its loss calls the model's parts directly, past DDP)")
         if self.config.train.code_adversary_weight > 0 and not joint:
             raise ValueError("train.code_adversary_weight pushes the encoder: it needs train.joint")
+        if self.config.train.voice_loss_weight > 0 and model_config.voice != "vector":
+            raise ValueError("train.voice_loss_weight converts to other crops' d-vectors: it needs model.voice=vector")
         ema_codebook = model_config.quantizer.ema
         for name, p in model.named_parameters():
             p.requires_grad = _trains(name, joint, ema_codebook)
@@ -140,6 +142,19 @@ class ParallelTrainer(Trainer):
             self.adversary = CodeSpeakerAdversary(self.config.model.latent_dim, self.config.model.n_speakers).to(self.device)
             self._joint_modules = torch.nn.ModuleDict({"model": self.model, "adversary": self.adversary})
 
+    def voice_loss(self, quantized: torch.Tensor, pitch: torch.Tensor, batch: dict, decoder) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each crop's codes decoded in the next crop's voice (d-vector and pitch range: mostly another speaker),
+        embedded by resemblyzer; -> (weight * mean (1 - cosine to the d-vector given), the mean cosine)."""
+        from vqspeech import speaker_encoder
+
+        model = self.model
+        other = torch.roll(torch.arange(quantized.shape[0], device=quantized.device), 1)
+        target = batch["dvector"][other]
+        cond = model.condition(quantized, model.dvector_voice(target), pitch)
+        out = decoder(cond.float(), model.f0(pitch, batch["lf0"][other]))
+        cos = (speaker_encoder.embed_batch(out.float()) * target).sum(-1)
+        return self.config.train.voice_loss_weight * (1 - cos).mean(), cos.detach().mean()
+
     def trained_module(self) -> torch.nn.Module:
         # Joint: the whole model (the frozen WaveNet's parameters get no gradient, so Adam leaves them be), and
         # the code adversary if there is one.
@@ -174,6 +189,8 @@ class ParallelTrainer(Trainer):
             logits = self.speaker_classifier(decoder(cond_t.float(), f0_t).float())
             losses["convert/speaker"] = self.config.train.speaker_loss_weight * F.cross_entropy(logits, target)
             metrics["convert/target_accuracy"] = (logits.argmax(-1) == target).float().mean()
+        if self.config.train.voice_loss_weight > 0:
+            losses["convert/dvector"], metrics["convert/dvector_cos"] = self.voice_loss(vq.quantized, pitch, batch, decoder)
         if self.adversary is not None:
             # Unweighted for the adversary itself; the weight scales only the reversed gradient into the encoder.
             logits = self.adversary(vq.quantized, self.config.train.code_adversary_weight)
