@@ -31,7 +31,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's vqspeech and bench
 
 from bench.common import held_out_rows  # noqa: E402
-from vqspeech import audio, convert  # noqa: E402
+from vqspeech import audio, checkpoint  # noqa: E402
 from vqspeech.codec import api, bitstream  # noqa: E402
 from vqspeech.data.manifest import read_manifest, read_speakers  # noqa: E402
 from vqspeech.eval import metrics, peers, speaker_id, speaker_judge  # noqa: E402
@@ -103,7 +103,7 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(args.threads)
 
-    model = convert.load(args.model)  # with its voice bank, as the CLI loads it
+    model = checkpoint.load(args.model)  # with its voice bank, as the CLI loads it
     decoders = [d for d in args.decoders.split(",") if d == "autoregressive" or model.parallel is not None]
     rows = held_out_rows(args.manifest, args.split, args.limit)
     similarity = speaker_similarity_fn()

@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's 
 
 from bench.codec import score, speaker_similarity_fn  # noqa: E402
 from bench.common import held_out_rows, machine_note, write_atomic  # noqa: E402
-from vqspeech import audio, features  # noqa: E402
+from vqspeech import audio, checkpoint, features  # noqa: E402
 from vqspeech.codec import api  # noqa: E402
 from vqspeech.config import load_config  # noqa: E402
 from vqspeech.data.dataset import SpeechDataset  # noqa: E402
@@ -98,7 +98,7 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    model = api.load(args.model)
+    model = checkpoint.load(args.model)
     if model.parallel is None:
         raise SystemExit(f"{args.model}: has no parallel decoder to compare the oracle with")
     decoder = train_oracle(model, args.manifest, args.steps)

@@ -22,8 +22,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's vqspeech and bench
 
 from bench.common import held_out_rows, machine_note, write_atomic  # noqa: E402
-from vqspeech import audio  # noqa: E402
-from vqspeech.codec import api, stream  # noqa: E402
+from vqspeech import audio, checkpoint  # noqa: E402
+from vqspeech.codec import stream  # noqa: E402
 
 WINDOW = 128  # samples: 8 ms at 16 kHz
 
@@ -57,7 +57,7 @@ def main() -> None:
     p.add_argument("--name", default="seams")
     args = p.parse_args()
     torch.set_num_threads(1)
-    model = api.load(args.model)
+    model = checkpoint.load(args.model)
     decoder = args.decoder or model.default_decoder
     pieces, total = [], 0
     for row in held_out_rows(args.manifest, "valid", 200):

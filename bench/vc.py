@@ -38,7 +38,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from vqspeech import audio, convert, speaker_encoder  # noqa: E402
+from vqspeech import audio, checkpoint, convert, speaker_encoder  # noqa: E402
 from vqspeech.data import corpora  # noqa: E402
 from vqspeech.eval import mcd, speaker_id, words  # noqa: E402
 
@@ -116,7 +116,7 @@ def main() -> None:
         if m not in convert.METHODS:
             raise SystemExit(f"--methods: unknown method {m!r} (choose from {', '.join(convert.METHODS)})")
 
-    model = convert.load(args.model)
+    model = checkpoint.load(args.model)
     args.decoder = args.decoder or model.default_decoder
     corpus = Corpus(args.data)
     speakers = list(corpora.VCC2016_SOURCES + corpora.VCC2016_TARGETS)

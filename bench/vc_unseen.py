@@ -34,7 +34,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from vqspeech import audio, convert, speaker_encoder  # noqa: E402
+from vqspeech import audio, checkpoint, convert, speaker_encoder  # noqa: E402
 from vqspeech.data import corpora  # noqa: E402
 from vqspeech.eval import speaker_id, speaker_judge, words  # noqa: E402
 
@@ -68,7 +68,7 @@ def main() -> None:
     t0 = time.perf_counter()
     import librosa
 
-    model = convert.load(args.model)
+    model = checkpoint.load(args.model)
     targets, groups = unseen_speakers(args.targets_data)
     names = sorted(targets)
     refs = {t: targets[t][:N_REFERENCES] for t in names}

@@ -18,7 +18,7 @@ from vqspeech.data import corpora, dataset
 from vqspeech.data.manifest import combine_manifests, read_manifest, read_speakers
 from vqspeech.data.prepare import prepare
 from vqspeech.models.vqvae import VQSpeech
-from vqspeech.train import checkpoint
+from vqspeech import checkpoint
 from vqspeech.train.loop import Trainer
 from vqspeech.train.parallel_loop import ParallelTrainer, init_voice_projection
 

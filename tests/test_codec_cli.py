@@ -19,11 +19,11 @@ import soundfile as sf
 import torch
 
 from tests.conftest import DEBUG_OVERLAY, REPO, synthetic_voice
-from vqspeech import audio, cli
+from vqspeech import audio, checkpoint, cli
 from vqspeech.codec import api, bitstream, stream
 from vqspeech.config import load_config, to_dict
 from vqspeech.models.vqvae import VQSpeech, model_fingerprint
-from vqspeech.train.checkpoint import load_model, save_checkpoint
+from vqspeech.checkpoint import load_model, save_checkpoint
 
 SR = 16000
 
@@ -276,7 +276,7 @@ def test_usage_errors_exit_2(model_file, tmp_path, capsys, monkeypatch):
     assert "need an output folder" in capsys.readouterr().err
     assert run("encode", tmp_path / "a.wav", "--model", model_file, "--speaker", "carol") == 2
     assert "unknown speaker 'carol'" in capsys.readouterr().err
-    monkeypatch.setattr(api, "default_model_path", lambda: tmp_path / "nowhere" / "default.pt")
+    monkeypatch.setattr(checkpoint, "default_model_path", lambda: tmp_path / "nowhere" / "default.pt")
     assert run("encode", tmp_path / "a.wav") == 2
     assert "no default model is installed yet" in capsys.readouterr().err
     assert not (tmp_path / "a.vqs").exists()

@@ -18,7 +18,7 @@ from vqspeech import audio, cli, convert, features, speaker_encoder
 from vqspeech.config import load_config, to_dict
 from vqspeech.eval import mcd, speaker_id, words
 from vqspeech.models.vqvae import VQSpeech
-from vqspeech.train.checkpoint import save_checkpoint
+from vqspeech.checkpoint import save_checkpoint
 
 SR = 16000
 NAMES = ["alice", "bob", "carol"]

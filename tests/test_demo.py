@@ -27,11 +27,11 @@ import soundfile as sf
 import torch
 
 from tests.conftest import DEBUG_OVERLAY, REPO, synthetic_voice
-from vqspeech import audio, cli
+from vqspeech import audio, checkpoint, cli
 from vqspeech.codec import api, bitstream
 from vqspeech.config import load_config, to_dict
 from vqspeech.models.vqvae import VQSpeech
-from vqspeech.train.checkpoint import save_checkpoint
+from vqspeech.checkpoint import save_checkpoint
 
 from gradio_client import Client, handle_file
 
@@ -103,7 +103,7 @@ def server(tmp_path_factory):
     model, config = tiny_model()
     path = tmp_path_factory.mktemp("model") / "tiny.pt"
     save_checkpoint(path, {"config": to_dict(config), "speakers": model.speaker_names, "step": 0, "model": model.state_dict()})
-    model = api.load(path)
+    model = checkpoint.load(path)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("GRADIO_TEMP_DIR", os.environ.get("GRADIO_TEMP_DIR", ""))  # serve() sets it; undone after
         if importlib.util.find_spec("vqspeech.convert") is None:
@@ -228,7 +228,7 @@ def test_decoder_choice_only_when_the_model_has_both(tmp_path):
 
 
 def test_without_a_model_it_says_so(monkeypatch, capsys, tmp_path):
-    monkeypatch.setattr(api, "default_model_path", lambda: tmp_path / "none.pt")
+    monkeypatch.setattr(checkpoint, "default_model_path", lambda: tmp_path / "none.pt")
     assert cli.main(["demo"]) == 2
     assert "no default model" in capsys.readouterr().err
     r = subprocess.run([sys.executable, "-m", "app", "--model", str(tmp_path / "missing.pt")], cwd=REPO,

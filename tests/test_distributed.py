@@ -70,7 +70,7 @@ def test_torchrun_trains_with_two_gloo_processes(manifest, tmp_path):
     import sys
 
     from tests.conftest import DEBUG_OVERLAY, REPO
-    from vqspeech.train import checkpoint
+    from vqspeech import checkpoint
 
     run = tmp_path / "run"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "-m", "vqspeech.cli", "train",

@@ -11,7 +11,7 @@ from vqspeech import audio
 from vqspeech.codec import api
 from vqspeech.data import manifest
 from vqspeech.fileio import atomic_open, atomic_path, temp_path
-from vqspeech.train import checkpoint
+from vqspeech import checkpoint
 
 
 def mode(path) -> int:

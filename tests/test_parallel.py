@@ -6,7 +6,7 @@ import torch
 
 from vqspeech.config import load_config
 from vqspeech.models.parallel import ParallelDecoder, minimum_phase, pulse_train
-from vqspeech.train import checkpoint
+from vqspeech import checkpoint
 from vqspeech.train.loop import Trainer
 from vqspeech.train.parallel_loop import ParallelTrainer
 from tests.conftest import DEBUG_OVERLAY, synthetic_voice

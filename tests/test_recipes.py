@@ -191,7 +191,7 @@ def test_anyvoice_recipe_prepares_combines_trains_and_exports(tmp_path):
     from test_any_voice import write_speechocean
 
     from vqspeech.config import load_config
-    from vqspeech.train import checkpoint
+    from vqspeech import checkpoint
     from vqspeech.train.loop import Trainer
 
     vcc = tmp_path / "vcc"

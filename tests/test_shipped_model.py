@@ -13,19 +13,18 @@ import pytest
 
 from conftest import REPO
 from vqspeech import audio, features
-from vqspeech.codec import api
 from vqspeech.data import corpora
 from vqspeech.eval import metrics
-from vqspeech.train import checkpoint
+from vqspeech import checkpoint
 
-MODEL = api.default_model_path()
+MODEL = checkpoint.default_model_path()
 VOICES = MODEL.with_suffix(".voices.npz")
 
 
 def test_default_model_ships_small_and_complete():
     assert MODEL.exists() and VOICES.exists()
     assert MODEL.stat().st_size + VOICES.stat().st_size <= 25e6  # the package's budget for shipped weights
-    model = api.load()  # no path: the shipped one
+    model = checkpoint.load()  # no path: the shipped one
     assert model.speaker_names == sorted(corpora.VCC2016_SOURCES + corpora.VCC2016_TARGETS)
     assert {model.speaker_info[s]["gender"] for s in model.speaker_names} == {"F", "M"}
     assert model.parallel is not None and model.default_decoder == "parallel"
@@ -53,6 +52,6 @@ def test_quickstart_round_trips_and_converts_an_unseen_voice(tmp_path):
         return float(np.median(f0[f0 > 0]))
 
     # Converted to TM1 (male, ~122 Hz on his training data) from a female voice (~170 Hz).
-    tm1 = float(np.exp(api.load().speaker_pitch("TM1")[0]))
+    tm1 = float(np.exp(checkpoint.load().speaker_pitch("TM1")[0]))
     assert median_f0(source) > 150 and abs(median_f0(converted) / tm1 - 1) < 0.15
     assert "voice TM1" in done.stdout and "vqs version 3" in done.stdout

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from vqspeech.config import load_config
-from vqspeech.train import checkpoint
+from vqspeech import checkpoint
 from vqspeech.train.loop import Trainer
 from tests.conftest import DEBUG_OVERLAY, REPO
 

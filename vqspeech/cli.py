@@ -63,10 +63,10 @@ def cmd_train(args) -> int:
 
 
 def _codec_model(args):
-    from vqspeech import convert
+    from vqspeech import checkpoint
     from vqspeech.codec import api
 
-    model = convert.load(args.model)  # with its voice bank, if any: encode's nearest-voice choice uses it
+    model = checkpoint.load(args.model)  # with its voice bank, if any: encode's nearest-voice choice uses it
     if args.speaker not in (None, api.AUTO_SPEAKER, "none"):  # a wrong name is a usage error, not one failure per file
         api.speaker_name(model, args.speaker)
     return model
@@ -165,7 +165,7 @@ def _voice_line(h) -> str:
 
 def cmd_train_parallel(args) -> int:
     from vqspeech.config import load_config
-    from vqspeech.train.loop import train_parallel
+    from vqspeech.train.parallel_loop import train_parallel
 
     overrides = _parse_overrides(args.set)
     overrides.setdefault("train", {})["base_model"] = args.base_model
@@ -176,7 +176,7 @@ def cmd_train_parallel(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from vqspeech.train import checkpoint
+    from vqspeech import checkpoint
 
     out = Path(args.output)
     if out.exists() and not args.force:
@@ -191,11 +191,11 @@ def cmd_demo(args) -> int:
     from pathlib import Path
 
     import vqspeech
-    from vqspeech.codec import api
+    from vqspeech import checkpoint
 
     if args.max_seconds <= 0 or args.max_file_mb <= 0:
         raise SystemExit("vqspeech demo: --max-seconds and --max-file-mb must be positive")
-    model = api.load(args.model)  # before gradio's slow import: a missing model is said at once
+    model = checkpoint.load(args.model)  # before gradio's slow import: a missing model is said at once
     root = Path(vqspeech.__file__).resolve().parents[1]  # the demo lives in the source checkout's app/
     if not (root / "app" / "ui.py").exists():
         raise SystemExit(f"vqspeech demo: the demo is not installed ({root / 'app'} is missing): run it from a source checkout")
@@ -217,9 +217,9 @@ def _training_options(p: argparse.ArgumentParser) -> None:
 
 def _vc_model(args, read_voices: bool = True):
     """The model with its speaker info and voice bank (--voices overrides the one beside the model)."""
-    from vqspeech import convert, speaker_encoder
+    from vqspeech import checkpoint, speaker_encoder
 
-    model = convert.load(args.model)
+    model = checkpoint.load(args.model)
     if read_voices and getattr(args, "voices", None):
         model.voice_bank = speaker_encoder.VoiceBank.load(args.voices, model)
     return model
@@ -251,7 +251,7 @@ def cmd_convert(args) -> int:
                   f" of the training voices; median F0 {math.exp(voice.lf0[0]):.0f} Hz", file=sys.stderr)
 
     def work(src, dst):
-        seconds, rtf = convert.convert_file(model, src, dst, target=args.to, voice=voice, force=args.force,
+        seconds, rtf = api.convert_file(model, src, dst, target=args.to, voice=voice, force=args.force,
                                             decoder=args.decoder, seed=args.seed)
         return f"{src} -> {dst}: {seconds:.2f} s, voice {args.to or 'of the references'}, {rtf:.2f} s per second of audio"
 
@@ -281,10 +281,9 @@ def cmd_speakers(args) -> int:
 
 def _enroll(args, model) -> int:
     """Build the voice bank from CORPUS/<speaker>/ audio of the model's speakers, and write it."""
-    from vqspeech import audio, speaker_encoder
-    from vqspeech.codec import api
+    from vqspeech import audio, checkpoint, speaker_encoder
 
-    out = Path(args.voices) if args.voices else speaker_encoder.bank_path(args.model or api.default_model_path())
+    out = Path(args.voices) if args.voices else speaker_encoder.bank_path(args.model or checkpoint.default_model_path())
     if out.exists() and not args.force:
         raise ValueError(f"{out}: exists (use --force to overwrite)")
     utterances = {}

@@ -1,10 +1,9 @@
 """Voice conversion: one person's codes rendered in another voice.
 
-    convert(model, wav, target="TF1")          to a training speaker: its table row and its pitch range
+    convert(model, wav, target="TF1")          to a training speaker: its voice and its pitch range
     convert(model, wav, references=[w1, w2])   to an unseen voice heard in a few seconds of audio
     speakers(model) -> [{name, gender, accent, f0_hz}]
     reference_voice(model, references, method) -> Voice, the speaker vector and pitch range used above
-    load(path) -> model, with the speaker info of its checkpoint and its voice bank (if one lies beside it)
 
 Unseen voices, vector-voice models (config voice="vector", model v4 on): the decoder reads a voice as the
 speaker's d-vector through a learned map, so a new voice is simply the references' d-vector mapped
@@ -29,7 +28,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -86,38 +84,6 @@ def render(model: VQSpeech, encoded, voice: Voice, decoder: str | None = None,
     return model.decode(encoded, None, lf0=voice.lf0, decoder=decoder, generator=generator, speaker_vector=voice.vector)
 
 
-def convert_file(model: VQSpeech, in_path: str | Path, out_path: str | Path, target: str | None = None,
-                 voice: Voice | None = None, force: bool = False, decoder: str | None = None,
-                 seed: int = 0) -> tuple[float, float]:
-    """Audio file -> converted audio file (.wav, .flac or .ogg by its extension), to `target` (a training
-    speaker) or `voice` (from reference_voice, computed once for many files). Written to a temporary
-    file and renamed; an existing output is refused unless `force`, before any work is done.
-    Returns (seconds of audio, seconds of conversion per second of audio)."""
-    import time
-
-    from vqspeech import audio
-    from vqspeech.codec import api, stream
-
-    src, dst = Path(in_path), Path(out_path)
-    if (target is None) == (voice is None):
-        raise ValueError("give exactly one of a target speaker or a voice")
-    rate = model.config.sample_rate
-    writer = stream.AudioWriter(dst, rate, rate, overwrite=force)  # refuses an unknown format now, not after the work
-    api.check_output(src, dst, force)
-    wav = audio.load(src, rate)
-    start = time.perf_counter()
-    generator = torch.Generator().manual_seed(seed)
-    if voice is None:
-        out = convert(model, wav, target=target, decoder=decoder, generator=generator)
-    else:
-        out = render(model, model.encode(wav), voice, decoder=decoder, generator=generator)
-    seconds = len(wav) / model.config.sample_rate
-    rtf = (time.perf_counter() - start) / seconds
-    with writer as f:
-        f.write(out)
-    return seconds, rtf
-
-
 def speakers(model: VQSpeech) -> list[dict]:
     """The model's training speakers: name, gender and accent (where the checkpoint's `speaker_info`
     says; else None) and median F0 in Hz (exp of the log-F0 mean measured on the training data)."""
@@ -128,19 +94,6 @@ def speakers(model: VQSpeech) -> list[dict]:
         meta = info.get(name) or {}
         out.append({"name": name, "gender": meta.get("gender"), "accent": meta.get("accent"), "f0_hz": math.exp(mean)})
     return out
-
-
-def load(path: str | Path | None = None) -> VQSpeech:
-    """codec.api.load (which also gives model.speaker_info), plus the voice bank beside the weights
-    (MODEL.voices.npz) as model.voice_bank."""
-    from vqspeech import speaker_encoder
-    from vqspeech.codec import api
-
-    model = api.load(path)  # the clear errors (no model, unreadable file) live there
-    path = Path(path) if path is not None else api.default_model_path()
-    bank = speaker_encoder.bank_path(path)
-    model.voice_bank = speaker_encoder.VoiceBank.load(bank, model) if bank.exists() else None
-    return model
 
 
 # --- unseen voices ---------------------------------------------------------------------------------------

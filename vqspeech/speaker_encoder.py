@@ -118,12 +118,10 @@ class VoiceBank:
 
     def save(self, path: str | Path) -> None:
         """Write as .npz (plain arrays, no pickles) atomically."""
-        from vqspeech.codec.api import write_atomic
-        import io
+        from vqspeech.fileio import atomic_path
 
-        buf = io.BytesIO()
-        np.savez(buf, names=np.array(self.names), centroids=self.centroids.astype(np.float32))
-        write_atomic(Path(path), buf.getvalue(), overwrite=True)
+        with atomic_path(Path(path), overwrite=True) as tmp, open(tmp, "wb") as f:  # a file object: savez adds no suffix
+            np.savez(f, names=np.array(self.names), centroids=self.centroids.astype(np.float32))
 
     @classmethod
     def load(cls, path: str | Path, model=None) -> "VoiceBank":

@@ -10,7 +10,9 @@
 #   0  prepare both corpora: 16 kHz, trimmed, level-normalised per file   -> $prepared/vcc2016, $prepared/speechocean762
 #   1  combine their manifests (data.corpus_weights samples the corpora 1:1)  -> $prepared/combined
 #   2  train-parallel from --base-model with $conf (model.voice: vector; joint, with the code adversary) -> $run_dir
-#   3  export the last checkpoint as a float16 model file                  -> $run_dir/model.pt
+#   3  continue it with $conf + conf/voice-loss.yaml (decodings in other voices pulled toward their d-vectors)
+#                                                                          -> $run_dir/voice-loss
+#   4  export the last checkpoint of stage 3 as a float16 model file       -> $run_dir/model.pt
 # Every stage keeps what an earlier run made: run it again and it does only what is missing (stage 2 resumes).
 #
 # Options (--name value):
@@ -19,17 +21,19 @@
 #   --vcc          VCC 2016 training set (default ../shared/data/vcc2016/train beside the repo)
 #   --speechocean  speechocean762 (default ../shared/data/speechocean762 beside the repo)
 #   --prepared --run-dir   folders (default data/anyvoice, runs/anyvoice)
-#   --conf --overlay       training config (default conf/voice-vector.yaml) and space-separated overlays
+#   --conf --overlay       training config (default conf/voice-vector.yaml) and space-separated overlays (both runs)
+#   --voice-loss           stage 3's overlay (default conf/voice-loss.yaml)
 #   --jobs         processes for prepare (default 1)
 #   --python --stage --stop-stage
 stage=0
-stop_stage=3
+stop_stage=4
 base_model=""
 vcc=""
 speechocean=""
 prepared=""
 run_dir=""
 conf="$(dirname "$0")/conf/voice-vector.yaml"
+voice_loss="$(dirname "$0")/conf/voice-loss.yaml"
 overlay=""
 jobs=1
 python=python3
@@ -49,18 +53,28 @@ if stage_on 1 "combine the manifests"; then
     vqspeech combine "$prepared/vcc2016/manifest.csv" "$prepared/speechocean762/manifest.csv" --out "$prepared/combined"
 fi
 
+# train-parallel from model $1 into run folder $2 with $conf, then each further config given, then $overlay.
+train_from() {
+    local base=$1 dir=$2 opts=(--config "$conf") o
+    shift 2
+    for o in "$@" $overlay; do
+        [ -f "$o" ] || die "$o: no such config"
+        opts+=(--config "$o")
+    done
+    vqspeech train-parallel --base-model "$base" "${opts[@]}" --set "data.manifest=$prepared/combined/manifest.csv" \
+        --set "train.run_dir=$dir" --resume
+}
+
 if stage_on 2 "train the vector voice from $base_model"; then
     [ -n "$base_model" ] || die "--base-model: give the table-voice model to start from (see --help)"
     [ -f "$base_model" ] || die "$base_model: no such model file"
-    opts=(--config "$conf")
-    for o in $overlay; do
-        [ -f "$o" ] || die "$o: no such overlay"
-        opts+=(--config "$o")
-    done
-    vqspeech train-parallel --base-model "$base_model" "${opts[@]}" --set "data.manifest=$prepared/combined/manifest.csv" \
-        --set "train.run_dir=$run_dir" --resume
+    train_from "$base_model" "$run_dir"
 fi
 
-if stage_on 3 "export the model (float16, weights only) -> $run_dir/model.pt"; then
-    vqspeech export "$(latest_checkpoint "$run_dir")" -o "$run_dir/model.pt" --force
+if stage_on 3 "train conversion to other voices (the voice loss)"; then
+    train_from "$(latest_checkpoint "$run_dir")" "$run_dir/voice-loss" "$voice_loss"
+fi
+
+if stage_on 4 "export the model (float16, weights only) -> $run_dir/model.pt"; then
+    vqspeech export "$(latest_checkpoint "$run_dir/voice-loss")" -o "$run_dir/model.pt" --force
 fi

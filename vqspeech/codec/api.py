@@ -3,6 +3,7 @@
     encode_audio(model, wav) -> bytes                    a waveform in memory -> a .vqs file's bytes
     decode_bytes(model, data) -> (wav, header)           and back
     encode_file(model, src, dst) / decode_file(...)      the same on files, streamed in bounded memory
+    convert_file(model, src, dst, target=...)            an audio file in another voice (vqspeech.convert)
     expand_inputs / plan_outputs / run_batch             files, folders and globs, with per-file errors
 
 Every expected problem (bad audio, bad .vqs, output exists) is a ValueError or OSError whose message
@@ -29,23 +30,6 @@ VQS_EXTENSION = ".vqs"
 
 
 # --- models ------------------------------------------------------------------------------------------
-
-def default_model_path() -> Path:
-    """Where the shipped model lives (inside the package); the one place to change it."""
-    return Path(__file__).resolve().parents[1] / "pretrained" / "default.pt"
-
-
-def load(path: str | Path | None = None) -> VQSpeech:
-    """The model at `path`, or the shipped default; a clear error if there is neither."""
-    from vqspeech.train.checkpoint import load_model
-
-    if path is None:
-        path = default_model_path()
-        if not path.exists():
-            raise ValueError(f"no model given, and no default model is installed yet ({path}): "
-                             "pass --model PATH (a checkpoint written by `vqspeech train`)")
-    return load_model(path)
-
 
 def fingerprint(model: VQSpeech) -> str:
     """The model's fingerprint as hex (a few milliseconds; not cached, so it can never go stale)."""
@@ -251,6 +235,37 @@ def decode_file(model: VQSpeech, in_path: str | Path, out_path: str | Path, forc
                                           torch.Generator().manual_seed(seed), decoder):
             out.write(piece)
     return header, name or VOICE_OF_THE_FILE
+
+
+def convert_file(model: VQSpeech, in_path: str | Path, out_path: str | Path, target: str | None = None,
+                 voice=None, force: bool = False, decoder: str | None = None,
+                 seed: int = 0) -> tuple[float, float]:
+    """Audio file -> converted audio file (.wav, .flac or .ogg by its extension), to `target` (a training
+    speaker) or `voice` (a convert.Voice from reference_voice, computed once for many files). Written to a temporary
+    file and renamed; an existing output is refused unless `force`, before any work is done.
+    Returns (seconds of audio, seconds of conversion per second of audio)."""
+    import time
+
+    from vqspeech import audio, convert
+
+    src, dst = Path(in_path), Path(out_path)
+    if (target is None) == (voice is None):
+        raise ValueError("give exactly one of a target speaker or a voice")
+    rate = model.config.sample_rate
+    writer = stream.AudioWriter(dst, rate, rate, overwrite=force)  # refuses an unknown format now, not after the work
+    check_output(src, dst, force)
+    wav = audio.load(src, rate)
+    start = time.perf_counter()
+    generator = torch.Generator().manual_seed(seed)
+    if voice is None:
+        out = convert.convert(model, wav, target=target, decoder=decoder, generator=generator)
+    else:
+        out = convert.render(model, model.encode(wav), voice, decoder=decoder, generator=generator)
+    seconds = len(wav) / model.config.sample_rate
+    rtf = (time.perf_counter() - start) / seconds
+    with writer as f:
+        f.write(out)
+    return seconds, rtf
 
 
 # --- many files ------------------------------------------------------------------------------------------

@@ -19,7 +19,8 @@ from vqspeech.config import Config, ModelConfig, from_dict, to_dict
 from vqspeech.data.dataset import SpeechDataset, speaker_dvectors, speaker_pitch_stats
 from vqspeech.data.manifest import read_manifest, read_speakers
 from vqspeech.models.vqvae import VQSpeech
-from vqspeech.train import checkpoint, distributed
+from vqspeech import checkpoint
+from vqspeech.train import distributed
 
 log = logging.getLogger(__name__)
 
@@ -281,13 +282,5 @@ class Trainer:
 
 def train(config: Config, resume: bool = False) -> Path:
     trainer = Trainer(config, resume)
-    trainer.fit()
-    return trainer.run_dir
-
-
-def train_parallel(config: Config, resume: bool = False) -> Path:
-    from vqspeech.train.parallel_loop import ParallelTrainer
-
-    trainer = ParallelTrainer(config, resume)
     trainer.fit()
     return trainer.run_dir

@@ -14,7 +14,7 @@ from vqspeech.config import from_dict, ModelConfig
 from vqspeech.models.speaker_adversary import CodeSpeakerAdversary
 from vqspeech.models.speaker_classifier import train_speaker_classifier
 from vqspeech.models.vqvae import VQSpeech
-from vqspeech.train import checkpoint
+from vqspeech import checkpoint
 from vqspeech.train.loop import Trainer, measure_speakers
 
 log = logging.getLogger(__name__)
@@ -197,3 +197,10 @@ class ParallelTrainer(Trainer):
             losses["adversary/speaker"] = F.cross_entropy(logits, speaker)
             metrics["adversary/accuracy"] = (logits.argmax(-1) == speaker).float().mean()  # the codes' leak; chance 1/n
         return losses, metrics
+
+
+def train_parallel(config, resume: bool = False):
+    """Train (or fine-tune) the parallel decoder as `config` says; -> the run folder."""
+    trainer = ParallelTrainer(config, resume)
+    trainer.fit()
+    return trainer.run_dir

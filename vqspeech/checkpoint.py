@@ -1,4 +1,7 @@
-"""Checkpoints: everything needed to rebuild the model from the file alone, written atomically.
+"""Model files and checkpoints: everything needed to rebuild the model from the file alone, written atomically;
+and `load`, the one way every command, the demo and library code get a model.
+
+    load(path=None) -> VQSpeech        the shipped model by default, with its voice bank where one lies beside it
 
 A checkpoint is a plain dict of tensors and primitives, so it loads with ``weights_only=True``:
     format, version, config (the whole Config as a dict), speakers, speaker_info, step, cpu_seconds,
@@ -56,6 +59,28 @@ def load_model(path: str | Path) -> VQSpeech:
     """Rebuild a VQSpeech from a checkpoint or a shipped model file, in eval mode."""
     model = model_from_checkpoint(load_checkpoint(path))
     model.eval()
+    return model
+
+
+def default_model_path() -> Path:
+    """Where the shipped model lives (inside the package); the one place to change it."""
+    return Path(__file__).resolve().parent / "pretrained" / "default.pt"
+
+
+def load(path: str | Path | None = None) -> VQSpeech:
+    """The model at `path` (a checkpoint of `vqspeech train` / `train-parallel`, or an exported model file), or the
+    shipped default, in eval mode; with `speaker_info` from the file and `voice_bank` (speaker_encoder.VoiceBank,
+    or None) from MODEL.voices.npz beside it. A clear one-line error if there is no model."""
+    from vqspeech import speaker_encoder
+
+    if path is None:
+        path = default_model_path()
+        if not path.exists():
+            raise CheckpointError(f"no model given, and no default model is installed yet ({path}): "
+                                  "pass --model PATH (a checkpoint written by `vqspeech train`)")
+    model = load_model(path)
+    bank = speaker_encoder.bank_path(path)
+    model.voice_bank = speaker_encoder.VoiceBank.load(bank, model) if bank.exists() else None
     return model
 
 
