@@ -259,3 +259,25 @@ def test_the_differentiable_embedding_is_resemblyzers_network_on_its_features():
     (got * torch.randn(got.shape[1], generator=torch.Generator().manual_seed(0))).sum().backward()
     assert x.grad is not None and x.grad.abs().sum() > 0
     assert not any(p.requires_grad for p in speaker_encoder._encoder().parameters())  # frozen: no weight trains
+
+
+def test_convert_names_the_references_that_cannot_place_a_voice(fake_resemblyzer, tmp_path, capsys):
+    from vqspeech.cli import main
+
+    model = vector_model()
+    path = tmp_path / "m.pt"
+    config = load_config(DEBUG_OVERLAY)
+    config.model = model.config
+    checkpoint.save_checkpoint(path, {"config": to_dict(config), "speakers": model.speaker_names, "step": 0,
+                                      "model": model.state_dict()})
+    sf.write(tmp_path / "a.wav", synthetic_voice(0.5, 150, seed=2), SR)
+    sf.write(tmp_path / "short.wav", synthetic_voice(0.3, 150, seed=3), SR)
+    sf.write(tmp_path / "hiss.wav", (0.2 * np.random.default_rng(0).standard_normal(2 * SR)).astype(np.float32), SR)
+    for ref, problem in (("short.wav", "too short"), ("hiss.wav", "is it speech")):
+        assert main(["convert", str(tmp_path / "a.wav"), "--to-reference", str(tmp_path / ref), "--model", str(path)]) == 2
+        err = capsys.readouterr().err
+        assert ref in err and problem in err and len(err.strip().splitlines()) == 1
+        assert not (tmp_path / "a.converted.wav").exists()
+    sf.write(tmp_path / "ref.wav", synthetic_voice(1.5, 240, seed=4), SR)
+    assert main(["convert", str(tmp_path / "a.wav"), "--to-reference", str(tmp_path / "ref.wav"), "--model", str(path), "-q"]) == 0
+    assert sf.info(tmp_path / "a.converted.wav").frames == SR // 2

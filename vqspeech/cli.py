@@ -244,7 +244,10 @@ def cmd_convert(args) -> int:
         args.to = api.speaker_name(model, args.to)  # a wrong name is a usage error, not one failure per file
     elif jobs:  # one voice for every input: the references are read and analysed once
         refs = [audio.load(r, model.config.sample_rate) for r in args.to_reference]
-        voice = convert.reference_voice(model, refs, method=args.method, bank=model.voice_bank)
+        try:
+            voice = convert.reference_voice(model, refs, method=args.method, bank=model.voice_bank)
+        except ValueError as e:  # the references as a whole cannot place a voice: say which files they were
+            raise ValueError(f"--to-reference {' '.join(map(str, args.to_reference))}: {e}") from None
         if voice.weights:
             top = sorted(voice.weights.items(), key=lambda kv: -kv[1])[:3]
             print("reference voice: " + ", ".join(f"{n} {w:.0%}" for n, w in top) +
