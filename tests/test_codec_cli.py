@@ -320,3 +320,24 @@ def test_failed_decode_leaves_nothing_half_written(model, tmp_path, monkeypatch)
 def test_python_dash_m_runs_the_cli():
     result = subprocess.run([sys.executable, "-m", "vqspeech", "--help"], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and all(cmd in result.stdout for cmd in ("encode", "decode", "info"))
+
+
+def test_version_sample_rate_range_and_a_closed_pipe(model_file, tmp_path, capsys):
+    import subprocess
+    import sys
+
+    with pytest.raises(SystemExit) as done:
+        run("--version")
+    assert done.value.code == 0 and capsys.readouterr().out.strip().startswith("vqspeech ")
+    for rate, problem in (("0", "0 Hz is outside"), ("-5", "-5 Hz is outside"), ("1000000000", "outside 8000..192000"),
+                          ("8k", "not a whole number")):
+        with pytest.raises(SystemExit) as done:
+            run("decode", tmp_path / "x.vqs", "--sample-rate", rate)
+        assert done.value.code == 2 and "--sample-rate" in (err := capsys.readouterr().err) and problem in err
+    write(tmp_path / "a.wav")
+    assert run("encode", tmp_path / "a.wav", "--model", model_file, "--speaker", "alice") == 0
+    # `vqspeech info a.vqs | head -1`: the reader leaves early; no traceback.
+    many = " ".join([str(tmp_path / "a.vqs")] * 1000)  # ~700 kB of output: more than a pipe holds, so writing fails
+    cmd = f"{sys.executable} -m vqspeech.cli info {many} | head -1"
+    piped = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True)
+    assert piped.stdout.startswith(str(tmp_path / "a.vqs")) and "Traceback" not in piped.stderr and "Broken" not in piped.stderr

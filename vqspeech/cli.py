@@ -4,10 +4,27 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
 import yaml
+
+import vqspeech
+
+
+MIN_RATE, MAX_RATE = 8000, 192000  # output rates soxr and soundfile handle sensibly; beyond them a typo, not a wish
+
+
+def _sample_rate(text: str) -> int:
+    """argparse type of --sample-rate: an integer in [MIN_RATE, MAX_RATE], else a usage error naming the option."""
+    try:
+        rate = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of Hz") from None
+    if not MIN_RATE <= rate <= MAX_RATE:
+        raise argparse.ArgumentTypeError(f"{rate} Hz is outside {MIN_RATE}..{MAX_RATE}")
+    return rate
 
 
 def _parse_overrides(pairs: list[str]) -> dict:
@@ -303,7 +320,8 @@ def _enroll(args, model) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vqspeech", description="Speech codec and voice conversion on VQ-VAE codes.")
-    parser.add_argument("-v", "--verbose", action="store_true")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages too")
+    parser.add_argument("--version", action="version", version=f"vqspeech {vqspeech.__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("prepare", help="resample, trim and normalise a corpus, and write its manifest")
@@ -339,8 +357,10 @@ def build_parser() -> argparse.ArgumentParser:
     _training_options(p)
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("train-parallel", help="train the fast parallel decoder on a trained VQ-VAE (kept frozen)")
-    p.add_argument("--base-model", required=True, help="the trained VQ-VAE checkpoint")
+    p = sub.add_parser("train-parallel", help="train the fast parallel decoder on a trained model: on its frozen codes, or "
+                                             "with them (train.joint), or with a vector voice (model.voice=vector)")
+    p.add_argument("--base-model", required=True, help="the model to start from: a VQ-VAE checkpoint, or a model with a "
+                                                       "parallel decoder already (fine-tuning)")
     _training_options(p)
     p.set_defaults(func=cmd_train_parallel)
 
@@ -360,7 +380,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", help="output file (.wav/.flac/.ogg; one input) or folder (default: NAME.decoded.wav beside each input)")
     p.add_argument("--model", help="model file (default: the model shipped with vqspeech)")
     p.add_argument("--speaker", help="speaker to render (name or index; default: the one recorded in the file)")
-    p.add_argument("--sample-rate", type=int, default=None, help="output sample rate (default: the model's, 16000)")
+    p.add_argument("--sample-rate", type=_sample_rate, default=None,
+                   help=f"output sample rate, {MIN_RATE} to {MAX_RATE} Hz (default: the model's, 16000)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed: the same seed gives the same audio")
     p.add_argument("--decoder", choices=["autoregressive", "parallel"], default=None,
                    help="the WaveNet sample by sample, or the fast parallel decoder "
@@ -412,7 +433,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="the browser demo: voice conversion and the codec (Gradio)")
     p.add_argument("--model", help="model file (default: the model shipped with vqspeech)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this computer only)")
-    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--port", type=int, default=7860, help="port to serve on (default 7860)")
     p.add_argument("--max-seconds", type=float, default=20.0, help="longest recording accepted (default 20)")
     p.add_argument("--max-file-mb", type=float, default=10.0, help="largest upload accepted, in MB (default 10)")
     p.set_defaults(func=cmd_demo)
@@ -427,6 +448,9 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as e:  # our errors carry the file and the problem
         print(f"vqspeech: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `vqspeech info x.vqs | head -3`: the reader left, which is not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit's flush of stdout is quiet too
+        return 0
 
 
 if __name__ == "__main__":
