@@ -138,7 +138,7 @@ def main() -> None:
     # Resemblyzer centroids for identification, from the first --enrol training recordings of each speaker.
     # The voice bank for the blend/ridge methods is built from the same centroids: same embedding model.
     enrol = {s: [corpus.wav(s, u) for u in corpus.train[s][: args.enrol]] for s in speakers}
-    bank = speaker_encoder.VoiceBank.build(model.speaker_names, enrol)
+    bank = speaker_encoder.VoiceBank.build(speakers, enrol)  # the 10 VCC voices the judge chooses among
 
     def identify(wav: np.ndarray) -> str:
         return speaker_id.nearest(speaker_encoder.embed(wav), bank.names, bank.centroids)
@@ -190,7 +190,7 @@ def main() -> None:
     voice_cost = {m: (float(np.mean(v)), ref_seconds) for m, v in voice_seconds.items()}
     # The judge's ceiling: how often it names each target from the target's own recordings of these sentences.
     ceiling = {t: float(np.mean([identify(corpus.wav(t, u)) == t for u in sentences])) for t in args.targets}
-    write_report(args, rows, systems, recovery, voice_cost, ceiling, sentences, time.perf_counter() - t0)
+    write_report(args, rows, systems, recovery, voice_cost, ceiling, sentences, time.perf_counter() - t0, model.config.voice)
 
 
 def summarise(rows: list[dict], systems: list[str]) -> dict[str, dict]:
@@ -218,7 +218,7 @@ def per_target(rows: list[dict], targets: list[str], ceiling: dict[str, float]) 
     return lines
 
 
-def write_report(args, rows, systems, recovery, voice_cost, ceiling, sentences, wall) -> None:
+def write_report(args, rows, systems, recovery, voice_cost, ceiling, sentences, wall, model_voice: str = "table") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -257,8 +257,12 @@ def write_report(args, rows, systems, recovery, voice_cost, ceiling, sentences, 
         "",
         *per_target(rows, args.targets, ceiling),
         "",
-        "- *id*: nearest of the 10 speakers' resemblyzer centroids. The `vqspeech` system is conditioned on the learned "
-        "table, independent of resemblyzer. **`ref-blend` and `ref-ridge` are conditioned through the same resemblyzer "
+        ("- *id*: nearest of the 10 speakers' resemblyzer centroids. The `vqspeech` system is conditioned on the learned "
+         "table, independent of resemblyzer. " if model_voice == "table" else
+         "- *id*: nearest of the 10 speakers' resemblyzer centroids. **This model (voice=vector) is conditioned on "
+         "resemblyzer d-vectors** (the target's is its training recordings' mean), so the id columns grade it with its "
+         "own teacher: read the MCD-id columns beside them. ") +
+        "**`ref-blend` and `ref-ridge` are conditioned through the same resemblyzer "
         "model and centroids that identify them**, so their id columns flatter them; the MCD columns do not depend on it. "
         "`ref-fit` uses no speaker-embedding model.",
         "- *MCD-id*: the speaker whose real recording of the same sentence is nearest in mel-cepstral distance (no embedding model).",
