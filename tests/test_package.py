@@ -78,3 +78,12 @@ def test_import_vqspeech_is_light_and_offers_the_public_face():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["vqspeech.checkpoint", "decode_bytes"]
+
+
+def test_a_shipped_model_is_named_by_its_stem():
+    from vqspeech import checkpoint
+
+    assert checkpoint.resolve(None) == checkpoint.default_model_path()
+    assert "default" in checkpoint.shipped_models() and checkpoint.resolve("default") == checkpoint.default_model_path()
+    assert checkpoint.resolve("no-such-model") == checkpoint.Path("no-such-model")  # a path, refused later by name
+    assert checkpoint.resolve("default.pt") == checkpoint.Path("default.pt")  # a file name is a path, not a name

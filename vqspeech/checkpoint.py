@@ -62,22 +62,39 @@ def load_model(path: str | Path) -> VQSpeech:
     return model
 
 
+PRETRAINED = Path(__file__).resolve().parent / "pretrained"
+
+
 def default_model_path() -> Path:
-    """Where the shipped model lives (inside the package); the one place to change it."""
-    return Path(__file__).resolve().parent / "pretrained" / "default.pt"
+    """Where the shipped default model lives (inside the package); the one place to change it."""
+    return PRETRAINED / "default.pt"
+
+
+def shipped_models() -> list[str]:
+    """Names of the model files that ship inside the package (`--model NAME` loads one)."""
+    return sorted(p.stem for p in PRETRAINED.glob("*.pt"))
+
+
+def resolve(path: str | Path | None) -> Path:
+    """A model argument -> its file: None is the shipped default, a bare name of a shipped model (`anyvoice`) is
+    that file, anything else a path."""
+    if path is None:
+        return default_model_path()
+    if isinstance(path, str) and "/" not in path and not path.endswith(".pt") and (PRETRAINED / f"{path}.pt").exists():
+        return PRETRAINED / f"{path}.pt"
+    return Path(path)
 
 
 def load(path: str | Path | None = None) -> VQSpeech:
-    """The model at `path` (a checkpoint of `vqspeech train` / `train-parallel`, or an exported model file), or the
-    shipped default, in eval mode; with `speaker_info` from the file and `voice_bank` (speaker_encoder.VoiceBank,
+    """The model at `path` (a checkpoint of `vqspeech train` / `train-parallel`, an exported model file, or the name of
+    a model that ships in the package), or the shipped default, in eval mode; with `speaker_info` from the file and `voice_bank` (speaker_encoder.VoiceBank,
     or None) from MODEL.voices.npz beside it. A clear one-line error if there is no model."""
     from vqspeech import speaker_encoder
 
-    if path is None:
-        path = default_model_path()
-        if not path.exists():
-            raise CheckpointError(f"no model given, and no default model is installed yet ({path}): "
-                                  "pass --model PATH (a checkpoint written by `vqspeech train`)")
+    if path is None and not default_model_path().exists():
+        raise CheckpointError(f"no model given, and no default model is installed yet ({default_model_path()}): "
+                              "pass --model PATH (a checkpoint written by `vqspeech train`)")
+    path = resolve(path)
     model = load_model(path)
     bank = speaker_encoder.bank_path(path)
     model.voice_bank = speaker_encoder.VoiceBank.load(bank, model) if bank.exists() else None

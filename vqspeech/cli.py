@@ -13,6 +13,7 @@ import yaml
 import vqspeech
 
 
+MODEL_HELP = "model file, or the name of one that ships in the package (default: the default model)"
 MIN_RATE, MAX_RATE = 8000, 192000  # output rates soxr and soundfile handle sensibly; beyond them a typo, not a wish
 
 
@@ -282,7 +283,7 @@ def cmd_convert(args) -> int:
 def cmd_speakers(args) -> int:
     import json
 
-    from vqspeech import convert
+    from vqspeech import checkpoint, convert
 
     model = _vc_model(args, read_voices=not args.enroll)
     if args.enroll:
@@ -294,8 +295,13 @@ def cmd_speakers(args) -> int:
     print(f"{'speaker':<12} {'gender':<8} {'accent':<16} {'median F0':>9}")
     for r in rows:
         print(f"{r['name']:<12} {r['gender'] or '-':<8} {r['accent'] or '-':<16} {r['f0_hz']:>6.0f} Hz")
-    bank = "yes" if model.voice_bank is not None else "no (vqspeech speakers --enroll CORPUS builds one)"
-    print(f"{len(rows)} speakers; voice bank for --to-reference methods blend/ridge: {bank}")
+    if model.config.voice == "vector":
+        print(f"{len(rows)} speakers; voices are vectors: a file carries its speaker's, and --to-reference maps the "
+              "references' own")
+    else:
+        bank = "yes" if model.voice_bank is not None else "no (vqspeech speakers --enroll CORPUS builds one)"
+        print(f"{len(rows)} speakers; voice bank for --to-reference methods blend/ridge: {bank}")
+    print(f"models in the package (--model NAME): {', '.join(checkpoint.shipped_models())}")
     return 0
 
 
@@ -303,7 +309,7 @@ def _enroll(args, model) -> int:
     """Build the voice bank from CORPUS/<speaker>/ audio of the model's speakers, and write it."""
     from vqspeech import audio, checkpoint, speaker_encoder
 
-    out = Path(args.voices) if args.voices else speaker_encoder.bank_path(args.model or checkpoint.default_model_path())
+    out = Path(args.voices) if args.voices else speaker_encoder.bank_path(checkpoint.resolve(args.model))
     if out.exists() and not args.force:
         raise ValueError(f"{out}: exists (use --force to overwrite)")
     utterances = {}
@@ -367,7 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("encode", help="compress audio files to .vqs")
     p.add_argument("inputs", nargs="+", metavar="IN", help="audio files (any common format and rate), folders or glob patterns")
     p.add_argument("-o", "--output", help="output file (one input) or folder (default: beside each input, as NAME.vqs)")
-    p.add_argument("--model", help="model file (default: the model shipped with vqspeech)")
+    p.add_argument("--model", help=MODEL_HELP)
     p.add_argument("--speaker", default="auto",
                    help="the speaker to record in the files (decoding renders this voice): one of the model's, "
                         "'auto' (default: the nearest training voice, found from the recording) or 'none'")
@@ -378,7 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("decode", help="turn .vqs files back into speech")
     p.add_argument("inputs", nargs="+", metavar="IN", help=".vqs files, folders or glob patterns")
     p.add_argument("-o", "--output", help="output file (.wav/.flac/.ogg; one input) or folder (default: NAME.decoded.wav beside each input)")
-    p.add_argument("--model", help="model file (default: the model shipped with vqspeech)")
+    p.add_argument("--model", help=MODEL_HELP)
     p.add_argument("--speaker", help="speaker to render (name or index; default: the one recorded in the file)")
     p.add_argument("--sample-rate", type=_sample_rate, default=None,
                    help=f"output sample rate, {MIN_RATE} to {MAX_RATE} Hz (default: the model's, 16000)")
@@ -397,7 +403,7 @@ def build_parser() -> argparse.ArgumentParser:
     voice.add_argument("--to", metavar="SPEAKER", help="one of the model's speakers (see `vqspeech speakers`)")
     voice.add_argument("--to-reference", nargs="+", metavar="REF", help="a few seconds of an unseen voice (one or more audio files)")
     p.add_argument("-o", "--output", help="output file (.wav/.flac/.ogg; one input) or folder (default: NAME.SPEAKER.wav or NAME.converted.wav beside each input)")
-    p.add_argument("--model", help="model file (default: the model shipped with vqspeech)")
+    p.add_argument("--model", help=MODEL_HELP)
     p.add_argument("--method", choices=["embed", "fit", "blend", "ridge"], default=None,
                    help="how --to-reference finds the voice (default: embed for a vector-voice model such as the shipped "
                         "one, fit for a table-voice one; see vqspeech/convert.py)")
@@ -411,7 +417,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_convert)
 
     p = sub.add_parser("speakers", help="list the model's speakers, or build its voice bank (--enroll)")
-    p.add_argument("--model", help="model file (default: the model shipped with vqspeech)")
+    p.add_argument("--model", help=MODEL_HELP)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--enroll", metavar="CORPUS", help="build the voice bank from CORPUS/<speaker>/ audio of the model's speakers")
     p.add_argument("--per-speaker", type=int, default=20, help="utterances per speaker for --enroll")
@@ -431,7 +437,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("demo", help="the browser demo: voice conversion and the codec (Gradio)")
-    p.add_argument("--model", help="model file (default: the model shipped with vqspeech)")
+    p.add_argument("--model", help=MODEL_HELP)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this computer only)")
     p.add_argument("--port", type=int, default=7860, help="port to serve on (default 7860)")
     p.add_argument("--max-seconds", type=float, default=20.0, help="longest recording accepted (default 20)")
