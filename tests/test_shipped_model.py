@@ -55,3 +55,19 @@ def test_quickstart_round_trips_and_converts_an_unseen_voice(tmp_path):
     tm1 = float(np.exp(checkpoint.load().speaker_pitch("TM1")[0]))
     assert median_f0(source) > 150 and abs(median_f0(converted) / tm1 - 1) < 0.15
     assert "voice TM1" in done.stdout and "vqs version 3" in done.stdout
+
+
+def test_the_readme_python_example_runs(tmp_path):
+    """README's Python block, as a library user would paste it, beside a talk.wav."""
+    import re
+
+    import soundfile as sf
+    from conftest import synthetic_voice
+
+    (block,) = re.findall(r"```python\n(.*?)```", (REPO / "README.md").read_text(), re.S)
+    sf.write(tmp_path / "talk.wav", synthetic_voice(1.0, 150, seed=0), 22050)
+    done = subprocess.run([sys.executable, "-c", block], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert done.returncode == 0, done.stderr[-2000:]
+    seconds, speaker, bps, unit = done.stdout.split()
+    assert abs(float(seconds) - 1.0) < 0.01 and speaker and 2000 < float(bps) < 4000 and unit == "bit/s"
