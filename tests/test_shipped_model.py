@@ -65,7 +65,7 @@ def test_the_readme_python_example_runs(tmp_path):
     from conftest import synthetic_voice
 
     (block,) = re.findall(r"```python\n(.*?)```", (REPO / "README.md").read_text(), re.S)
-    sf.write(tmp_path / "talk.wav", synthetic_voice(1.0, 150, seed=0), 22050)
+    sf.write(tmp_path / "talk.wav", synthetic_voice(1.0, 150, seed=0, sample_rate=22050), 22050)
     done = subprocess.run([sys.executable, "-c", block], cwd=tmp_path, capture_output=True, text=True, timeout=300,
                           env={**os.environ, "PYTHONPATH": str(REPO)})
     assert done.returncode == 0, done.stderr[-2000:]
