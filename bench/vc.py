@@ -81,6 +81,8 @@ class Corpus:
 def vector_recovery(model, corpus: Corpus, refs: dict[str, list[np.ndarray]], bank, methods: list[str]) -> list[dict]:
     """Leave one speaker out: each method's vector for a speaker (its row excluded) against that row.
     Reports cosine similarity and the L2 distance relative to that of the mean of the other rows."""
+    if not methods:  # and a vector-voice model has no table to recover
+        return []
     table = model.speaker_embedding.weight.detach()
     out = []
     for method in methods:

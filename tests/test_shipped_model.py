@@ -23,13 +23,35 @@ VOICES = MODEL.with_suffix(".voices.npz")
 
 def test_default_model_ships_small_and_complete():
     assert MODEL.exists() and VOICES.exists()
-    assert MODEL.stat().st_size + VOICES.stat().st_size <= 25e6  # the package's budget for shipped weights
+    shipped = sum(f.stat().st_size for f in MODEL.parent.iterdir() if f.is_file())
+    assert shipped <= 25e6  # the package's budget for shipped weights, every model in it
     model = checkpoint.load()  # no path: the shipped one
     assert model.speaker_names == sorted(corpora.VCC2016_SOURCES + corpora.VCC2016_TARGETS)
     assert {model.speaker_info[s]["gender"] for s in model.speaker_names} == {"F", "M"}
     assert model.parallel is not None and model.default_decoder == "parallel"
     cost = checkpoint.load_checkpoint(MODEL)["training_cost"]
     assert cost["vqvae"]["steps"] > 0 and cost["parallel"]["steps"] > 0
+
+
+ANYVOICE = MODEL.with_name("anyvoice.pt")
+
+
+@pytest.mark.skipif(not ANYVOICE.exists(), reason="no anyvoice model in the package")
+def test_anyvoice_model_never_heard_the_held_out_speakers_and_carries_a_voice():
+    from vqspeech.codec import api, bitstream
+    from conftest import synthetic_voice
+
+    model = checkpoint.load("anyvoice")
+    assert model.config.voice == "vector" and model.parallel is not None
+    names = set(model.speaker_names)
+    assert set(corpora.VCC2016_SOURCES + corpora.VCC2016_TARGETS) <= names
+    assert len([n for n in names if n.startswith(corpora.SPEECHOCEAN_PREFIX)]) >= 200
+    assert not names & {corpora.SPEECHOCEAN_PREFIX + s for s in corpora.SPEECHOCEAN_UNSEEN}  # the unseen set stayed out
+    data = api.encode_audio(model, synthetic_voice(1.0, 150, seed=0))
+    header = bitstream.unpack(data)[0]
+    assert header.version == 3 and len(header.voice) == model.config.speaker_dim
+    wav, _ = api.decode_bytes(model, data)
+    assert wav.shape == (16000,) and 0.01 < np.abs(wav).max() <= 1.0
 
 
 @pytest.mark.skipif(shutil.which("flite") is None, reason="flite is not installed (sudo apt-get install flite)")
