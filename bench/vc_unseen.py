@@ -119,14 +119,14 @@ def main() -> None:
         done = [r for r in rows if r["system"] == "vqspeech"]
         print(f"[{k + 1}/{len(sources)}] {it.speaker}/{it.utterance}: vqspeech so far {np.mean([r['id_resemblyzer'] for r in done]):.0%} "
               f"(resemblyzer) / {np.mean([r['id_mfcc'] for r in done]):.0%} (mfcc-lda)", flush=True)
-    write_report(args, rows, ceiling, groups, float(np.mean(voice_seconds)), time.perf_counter() - t0)
+    write_report(args, rows, ceiling, groups, float(np.mean(voice_seconds)), time.perf_counter() - t0, model.config.voice)
 
 
 def share(rows: list[dict], key: str) -> str:
     return f"{np.mean([r[key] for r in rows]):.0%}" if rows else "-"
 
 
-def write_report(args, rows, ceiling, groups, voice_seconds, wall) -> None:
+def write_report(args, rows, ceiling, groups, voice_seconds, wall, model_voice: str = "vector") -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     with open(args.out / f"{args.name}.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
@@ -183,8 +183,11 @@ def write_report(args, rows, ceiling, groups, voice_seconds, wall) -> None:
     lines += [
         "",
         f"- Finding each voice from its references took {voice_seconds:.2f} s (once per target, not in the RTF).",
-        "- A vector-voice model is conditioned on resemblyzer d-vectors: the resemblyzer column grades it with its own "
-        "teacher. The mfcc-lda judge (vqspeech/eval/speaker_judge.py) shares nothing with it; it is channel-sensitive, "
+        ("- This model (voice=vector) is conditioned on resemblyzer d-vectors: the resemblyzer column grades it with its "
+         "own teacher. " if model_voice == "vector" else
+         "- This model (voice=table) finds the voice by convert.reference_voice's method 'fit' (a blend of its table rows), "
+         "with no speaker-embedding model: both judges are independent of it. ") +
+        "The mfcc-lda judge (vqspeech/eval/speaker_judge.py) shares nothing with resemblyzer; it is channel-sensitive, "
         "so decoded speech starts at a disadvantage with it that real recordings do not have.",
     ]
     (args.out / f"{args.name}.md").write_text("\n".join(lines) + "\n")
