@@ -136,6 +136,14 @@ def vector_model(seed: int = 0) -> VQSpeech:
     return model
 
 
+def save_model(model: VQSpeech, path) -> None:
+    """A model file of `model` that `--model path` loads."""
+    config = load_config(DEBUG_OVERLAY)
+    config.model = model.config
+    checkpoint.save_checkpoint(path, {"config": to_dict(config), "speakers": model.speaker_names, "step": 0,
+                                      "model": model.state_dict()})
+
+
 def test_a_vector_voice_travels_in_the_file_and_decodes_as_in_memory(fake_resemblyzer, tmp_path):
     model = vector_model()
     wav = synthetic_voice(1.0, 160, seed=4)
@@ -234,12 +242,8 @@ def test_init_voice_projection_solves_the_ridge_fit():
 def test_vqs_info_shows_the_voice(fake_resemblyzer, tmp_path, capsys):
     from vqspeech.cli import main
 
-    model = vector_model()
-    path = tmp_path / "m.pt"
-    config = load_config(DEBUG_OVERLAY)
-    config.model = model.config
-    checkpoint.save_checkpoint(path, {"config": to_dict(config), "speakers": model.speaker_names, "step": 0,
-                                      "model": model.state_dict()})
+    model, path = vector_model(), tmp_path / "m.pt"
+    save_model(model, path)
     sf.write(tmp_path / "a.wav", synthetic_voice(0.5, 150, seed=2), SR)
     assert main(["encode", str(tmp_path / "a.wav"), "--model", str(path)]) == 0
     assert main(["info", str(tmp_path / "a.vqs")]) == 0
@@ -264,12 +268,8 @@ def test_the_differentiable_embedding_is_resemblyzers_network_on_its_features():
 def test_convert_names_the_references_that_cannot_place_a_voice(fake_resemblyzer, tmp_path, capsys):
     from vqspeech.cli import main
 
-    model = vector_model()
-    path = tmp_path / "m.pt"
-    config = load_config(DEBUG_OVERLAY)
-    config.model = model.config
-    checkpoint.save_checkpoint(path, {"config": to_dict(config), "speakers": model.speaker_names, "step": 0,
-                                      "model": model.state_dict()})
+    model, path = vector_model(), tmp_path / "m.pt"
+    save_model(model, path)
     sf.write(tmp_path / "a.wav", synthetic_voice(0.5, 150, seed=2), SR)
     sf.write(tmp_path / "short.wav", synthetic_voice(0.3, 150, seed=3), SR)
     sf.write(tmp_path / "hiss.wav", (0.2 * np.random.default_rng(0).standard_normal(2 * SR)).astype(np.float32), SR)
