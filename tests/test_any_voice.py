@@ -281,3 +281,17 @@ def test_convert_names_the_references_that_cannot_place_a_voice(fake_resemblyzer
     sf.write(tmp_path / "ref.wav", synthetic_voice(1.5, 240, seed=4), SR)
     assert main(["convert", str(tmp_path / "a.wav"), "--to-reference", str(tmp_path / "ref.wav"), "--model", str(path), "-q"]) == 0
     assert sf.info(tmp_path / "a.converted.wav").frames == SR // 2
+
+
+def test_the_mfcc_judge_tells_voices_apart_without_resemblyzer(monkeypatch):
+    from vqspeech.eval import speaker_judge
+
+    monkeypatch.setattr(speaker_encoder, "embed", lambda wav: pytest.fail("the judge must not use resemblyzer"))
+    voices = {name: [synthetic_voice(0.8, f0 * (1 + 0.03 * i), seed=10 * k + i) for i in range(4)]
+              for k, (name, f0) in enumerate([("low", 100.0), ("mid", 170.0), ("high", 280.0)])}
+    judge = speaker_judge.SpeakerJudge.fit({n: w[:3] for n, w in voices.items()})
+    assert [judge.identify(w[3]) for w in voices.values()] == list(voices)
+    assert speaker_judge.leave_one_out(voices) > 0.8
+    assert speaker_judge.features(np.zeros(SR, np.float32)).shape == (80,)  # silence: still a feature vector
+    with pytest.raises(ValueError, match="at least two speakers"):
+        speaker_judge.SpeakerJudge.fit({"low": voices["low"]})
