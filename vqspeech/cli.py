@@ -8,9 +8,8 @@ import os
 import sys
 from pathlib import Path
 
-import yaml
-
 import vqspeech
+from vqspeech.config import parse_overrides
 
 
 MODEL_HELP = "model file, or the name of one that ships in the package (default: the default model)"
@@ -26,21 +25,6 @@ def _sample_rate(text: str) -> int:
     if not MIN_RATE <= rate <= MAX_RATE:
         raise argparse.ArgumentTypeError(f"{rate} Hz is outside {MIN_RATE}..{MAX_RATE}")
     return rate
-
-
-def _parse_overrides(pairs: list[str]) -> dict:
-    """["train.steps=10", "data.batch_size=2"] -> nested dict with YAML-typed values."""
-    out: dict = {}
-    for pair in pairs:
-        if "=" not in pair:
-            raise SystemExit(f"--set {pair!r}: expected KEY=VALUE, e.g. train.steps=100")
-        key, value = pair.split("=", 1)
-        node = out
-        *parents, leaf = key.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = yaml.safe_load(value)
-    return out
 
 
 def cmd_prepare(args) -> int:
@@ -74,7 +58,7 @@ def cmd_train(args) -> int:
     from vqspeech.config import load_config
     from vqspeech.train.loop import train
 
-    config = load_config(*args.config, overrides=_parse_overrides(args.set))
+    config = load_config(*args.config, overrides=parse_overrides(args.set))
     run_dir = train(config, resume=args.resume)
     print(f"done: {run_dir}")
     return 0
@@ -185,7 +169,7 @@ def cmd_train_parallel(args) -> int:
     from vqspeech.config import load_config
     from vqspeech.train.parallel_loop import train_parallel
 
-    overrides = _parse_overrides(args.set)
+    overrides = parse_overrides(args.set)
     overrides.setdefault("train", {})["base_model"] = args.base_model
     config = load_config(*args.config, overrides=overrides)
     run_dir = train_parallel(config, resume=args.resume)
@@ -307,20 +291,14 @@ def cmd_speakers(args) -> int:
 
 def _enroll(args, model) -> int:
     """Build the voice bank from CORPUS/<speaker>/ audio of the model's speakers, and write it."""
-    from vqspeech import audio, checkpoint, speaker_encoder
+    from vqspeech import checkpoint, speaker_encoder
 
     out = Path(args.voices) if args.voices else speaker_encoder.bank_path(checkpoint.resolve(args.model))
     if out.exists() and not args.force:
         raise ValueError(f"{out}: exists (use --force to overwrite)")
-    utterances = {}
-    for name in model.speaker_names:
-        folder = Path(args.enroll) / name
-        files = sorted(f for f in folder.glob("*") if f.suffix.lower() in audio.AUDIO_EXTENSIONS)[: args.per_speaker] if folder.is_dir() else []
-        if not files:
-            raise FileNotFoundError(f"{folder}: no audio for speaker {name}")
-        utterances[name] = [audio.load(f, model.config.sample_rate) for f in files]
-    speaker_encoder.VoiceBank.build(model.speaker_names, utterances).save(out)
-    print(f"wrote {out} ({len(utterances)} speakers, up to {args.per_speaker} utterances each)")
+    bank = speaker_encoder.VoiceBank.enroll(model.speaker_names, Path(args.enroll), args.per_speaker, model.config.sample_rate)
+    bank.save(out)
+    print(f"wrote {out} ({len(bank.names)} speakers, up to {args.per_speaker} utterances each)")
     return 0
 
 

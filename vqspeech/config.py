@@ -216,6 +216,21 @@ def merge(base: dict, overlay: dict) -> dict:
     return out
 
 
+def parse_overrides(pairs: list[str]) -> dict:
+    """["train.steps=10", "data.batch_size=2"] -> nested dict with YAML-typed values."""
+    out: dict = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise SystemExit(f"--set {pair!r}: expected KEY=VALUE, e.g. train.steps=100")
+        key, value = pair.split("=", 1)
+        node = out
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = yaml.safe_load(value)
+    return out
+
+
 def load_config(*paths: str | Path, overrides: dict | None = None) -> Config:
     """Read YAML config files, each overlaid on the one before, then `overrides`."""
     values: dict = {}

@@ -116,6 +116,20 @@ class VoiceBank:
             raise ValueError(f"no enrolment audio for speaker(s) {', '.join(missing)}")
         return cls(list(names), np.stack([embed_speaker(utterances[n]) for n in names]))
 
+    @classmethod
+    def enroll(cls, names: list[str], corpus: Path, per_speaker: int, sample_rate: int) -> "VoiceBank":
+        """A bank from the first `per_speaker` audio files (by name) of each speaker's folder CORPUS/<name>/."""
+        from vqspeech import audio
+
+        utterances = {}
+        for name in names:
+            folder = corpus / name
+            files = sorted(f for f in folder.glob("*") if f.suffix.lower() in audio.AUDIO_EXTENSIONS) if folder.is_dir() else []
+            if not files:
+                raise FileNotFoundError(f"{folder}: no audio for speaker {name}")
+            utterances[name] = [audio.load(f, sample_rate) for f in files[:per_speaker]]
+        return cls.build(names, utterances)
+
     def save(self, path: str | Path) -> None:
         """Write as .npz (plain arrays, no pickles) atomically."""
         from vqspeech.fileio import atomic_path
