@@ -211,6 +211,7 @@ def test_a_table_model_transplants_into_a_vector_voice_one(manifest, tmp_path, f
     rows = base.model.speaker_embedding.weight.detach().clone()
     trainer = ParallelTrainer(config(tmp_path / "v", 2, base_path, voice="vector"))
     trainer.config.train.voice_loss_weight = 0.5  # the conversion term too (a real resemblyzer network pass)
+    trainer.config.train.voice_profile_weight = 0.2  # and its resemblyzer-free spectral term
     model = trainer.model
     assert model.config.voice == "vector" and not hasattr(model, "speaker_embedding")
     # The projection starts where the table was: the training speakers' mean d-vectors map near their rows.
@@ -218,6 +219,8 @@ def test_a_table_model_transplants_into_a_vector_voice_one(manifest, tmp_path, f
     assert (mapped - rows).norm() < 0.5 * (rows - rows.mean(0)).norm()
     losses, metrics = trainer.train_step(trainer.train_set.batch(2, torch.Generator().manual_seed(0)))
     assert 0 < float(losses["convert/dvector"]) <= 1.0 and -1 <= float(metrics["convert/dvector_cos"]) <= 1
+    gap = float(metrics["convert/profile_gap"])
+    assert gap > 0 and float(losses["convert/profile"]) == pytest.approx(0.2 * gap)
     trainer.fit()
     resumed = ParallelTrainer(config(tmp_path / "v", 2, base_path, voice="vector"), resume=True)
     assert resumed.step == 2
@@ -295,3 +298,17 @@ def test_the_mfcc_judge_tells_voices_apart_without_resemblyzer(monkeypatch):
     assert speaker_judge.features(np.zeros(SR, np.float32)).shape == (80,)  # silence: still a feature vector
     with pytest.raises(ValueError, match="at least two speakers"):
         speaker_judge.SpeakerJudge.fit({"low": voices["low"]})
+
+
+def test_spectral_profile_is_the_level_of_speech_not_of_pauses():
+    from vqspeech.features import spectral_profile
+
+    g = torch.Generator().manual_seed(0)
+    hiss = torch.randn(16384, generator=g)
+    bright = hiss - 0.9 * torch.roll(hiss, 1)  # tilted up
+    with_pause = torch.cat([bright[:8192], 1e-4 * torch.randn(8192, generator=g)])
+    a, b, louder = spectral_profile(torch.stack([bright, with_pause, 4 * bright]) * 0.05, 64)
+    assert (a - b).abs().mean() < 0.1  # a pause does not move it
+    assert (a - louder).abs().mean() < 1e-3  # nor does the level
+    dark = spectral_profile(0.05 * (hiss + 0.9 * torch.roll(hiss, 1))[None], 64)[0]
+    assert (a - dark).abs().mean() > 0.5  # another spectrum does (the tilts differ by ~2 nats at the ends)

@@ -169,6 +169,10 @@ class TrainConfig:
     # differentiable) is pulled toward the d-vector it was given: 1 - cosine, times this weight; 0 = none. What
     # converting to a voice the model never heard asks of the decoder.
     voice_loss_weight: float = 0.0
+    # with voice_loss_weight: that same decoding's long-term spectrum (speaker_encoder-free: the mean log-mel of its
+    # speech frames, features.spectral_profile) is pulled toward the other crop's own (L1, times this weight); 0 =
+    # none. A second teacher of the voice that does not share resemblyzer's blind spots.
+    voice_profile_weight: float = 0.0
 
 
 @dataclass

@@ -28,6 +28,19 @@ def log_mel(wav: torch.Tensor, hop: int, sample_rate: int = 16000, n_mels: int =
     return torch.log(mel.clamp_min(1e-5))[..., : wav.shape[-1] // hop]
 
 
+def spectral_profile(wav: torch.Tensor, hop: int, sample_rate: int = 16000, n_mels: int = 80,
+                     floor_nats: float = 4.0) -> torch.Tensor:
+    """wav [B, T] -> the shape of the long-term spectrum of its speech [B, n_mels]: the mean log-mel over the frames
+    whose mean log-mel is within `floor_nats` of the loudest frame's (pauses say nothing of the voice), less its mean
+    over bands (the recording level says nothing either). On 0.5 s crops of our corpora it is nearer to another
+    crop of the same speaker than to one of another speaker 70 % of the time: a weak, but judge-free, voice cue."""
+    mel = log_mel(wav, hop, sample_rate, n_mels)  # [B, M, F]
+    level = mel.mean(1)  # [B, F]
+    speech = (level > level.amax(-1, keepdim=True) - floor_nats).float().detach()
+    profile = (mel * speech[:, None]).sum(-1) / speech.sum(-1, keepdim=True)
+    return profile - profile.mean(-1, keepdim=True)
+
+
 @dataclass
 class Pitch:
     """A pitch track at one value per `hop` samples: f0 in Hz, 0 where unvoiced."""

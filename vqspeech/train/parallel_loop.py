@@ -100,6 +100,8 @@ class ParallelTrainer(Trainer):
             raise ValueError("train.code_adversary_weight pushes the encoder: it needs train.joint")
         if self.config.train.voice_loss_weight > 0 and model_config.voice != "vector":
             raise ValueError("train.voice_loss_weight converts to other crops' d-vectors: it needs model.voice=vector")
+        if self.config.train.voice_profile_weight > 0 and self.config.train.voice_loss_weight <= 0:
+            raise ValueError("train.voice_profile_weight weighs a term of the voice loss: it needs train.voice_loss_weight > 0")
         ema_codebook = model_config.quantizer.ema
         for name, p in model.named_parameters():
             p.requires_grad = _trains(name, joint, ema_codebook)
@@ -142,18 +144,28 @@ class ParallelTrainer(Trainer):
             self.adversary = CodeSpeakerAdversary(self.config.model.latent_dim, self.config.model.n_speakers).to(self.device)
             self._joint_modules = torch.nn.ModuleDict({"model": self.model, "adversary": self.adversary})
 
-    def voice_loss(self, quantized: torch.Tensor, pitch: torch.Tensor, batch: dict, decoder) -> tuple[torch.Tensor, torch.Tensor]:
-        """Each crop's codes decoded in the next crop's voice (d-vector and pitch range: mostly another speaker),
-        embedded by resemblyzer; -> (weight * mean (1 - cosine to the d-vector given), the mean cosine)."""
-        from vqspeech import speaker_encoder
+    def voice_loss(self, quantized: torch.Tensor, pitch: torch.Tensor, batch: dict, decoder) -> tuple[dict, dict]:
+        """Each crop's codes decoded in the next crop's voice (d-vector and pitch range: mostly another speaker)
+        -> (losses, metrics): weight * mean (1 - cosine of resemblyzer's embedding of it to the d-vector given), and
+        with train.voice_profile_weight, weight * L1 of its long-term spectrum to the other crop's."""
+        from vqspeech import features, speaker_encoder
 
-        model = self.model
+        model, t = self.model, self.config.train
         other = torch.roll(torch.arange(quantized.shape[0], device=quantized.device), 1)
         target = batch["dvector"][other]
         cond = model.condition(quantized, model.dvector_voice(target), pitch)
-        out = decoder(cond.float(), model.f0(pitch, batch["lf0"][other]))
-        cos = (speaker_encoder.embed_batch(out.float()) * target).sum(-1)
-        return self.config.train.voice_loss_weight * (1 - cos).mean(), cos.detach().mean()
+        out = decoder(cond.float(), model.f0(pitch, batch["lf0"][other])).float()
+        cos = (speaker_encoder.embed_batch(out) * target).sum(-1)
+        losses = {"convert/dvector": t.voice_loss_weight * (1 - cos).mean()}
+        metrics = {"convert/dvector_cos": cos.detach().mean()}
+        if t.voice_profile_weight > 0:
+            c = model.config
+            profile = features.spectral_profile(out, c.hop, c.sample_rate, c.n_mels)
+            wanted = features.spectral_profile(batch["wav"][other], c.hop, c.sample_rate, c.n_mels)
+            gap = (profile - wanted).abs().mean()
+            losses["convert/profile"] = t.voice_profile_weight * gap
+            metrics["convert/profile_gap"] = gap.detach()
+        return losses, metrics
 
     def trained_module(self) -> torch.nn.Module:
         # Joint: the whole model (the frozen WaveNet's parameters get no gradient, so Adam leaves them be), and
@@ -190,7 +202,9 @@ class ParallelTrainer(Trainer):
             losses["convert/speaker"] = self.config.train.speaker_loss_weight * F.cross_entropy(logits, target)
             metrics["convert/target_accuracy"] = (logits.argmax(-1) == target).float().mean()
         if self.config.train.voice_loss_weight > 0:
-            losses["convert/dvector"], metrics["convert/dvector_cos"] = self.voice_loss(vq.quantized, pitch, batch, decoder)
+            voice_losses, voice_metrics = self.voice_loss(vq.quantized, pitch, batch, decoder)
+            losses.update(voice_losses)
+            metrics.update(voice_metrics)
         if self.adversary is not None:
             # Unweighted for the adversary itself; the weight scales only the reversed gradient into the encoder.
             logits = self.adversary(vq.quantized, self.config.train.code_adversary_weight)
