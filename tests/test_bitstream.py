@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vqspeech.codec.bitstream import (FINGERPRINT_BYTES, MAGIC, VERSION, BitstreamError, Header, bits_for, pack, pack_bits,
+from vqspeech.codec.bitstream import (FINGERPRINT_BYTES, MAGIC, PLAIN_VERSION as VERSION, BitstreamError, Header, bits_for, pack, pack_bits,
                                       quantise_voice, short_fingerprint, unpack, unpack_bits, voice_to_int8)
 
 # A few thousand examples in all, a few seconds; no example database written into the repository.

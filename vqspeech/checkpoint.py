@@ -72,7 +72,15 @@ def default_model_path() -> Path:
 
 def shipped_models() -> list[str]:
     """Names of the model files that ship inside the package (`--model NAME` loads one)."""
-    return sorted(p.stem for p in PRETRAINED.glob("*.pt"))
+    return sorted(p.stem for p in PRETRAINED.glob("*.pt") if not p.name.endswith(PRIOR_SUFFIX))
+
+
+PRIOR_SUFFIX = ".prior.pt"
+
+
+def prior_path(model_path: str | Path) -> Path:
+    """Where a model's prior over its codes lives (codec/entropy.py): beside it, MODEL.prior.pt."""
+    return Path(model_path).with_suffix(PRIOR_SUFFIX)
 
 
 def resolve(path: str | Path | None) -> Path:
@@ -98,6 +106,7 @@ def load(path: str | Path | None = None) -> VQSpeech:
     model = load_model(path)
     bank = speaker_encoder.bank_path(path)
     model.voice_bank = speaker_encoder.VoiceBank.load(bank, model) if bank.exists() else None
+    model.prior_path = prior_path(path)  # read only when something needs the prior (codec/entropy.prior_for)
     return model
 
 

@@ -100,7 +100,8 @@ def cmd_encode(args) -> int:
     model = _codec_model(args) if jobs else None
 
     def work(src, dst):
-        h = api.encode_file(model, src, dst, force=args.force, speaker=None if args.speaker == "none" else args.speaker)
+        h = api.encode_file(model, src, dst, force=args.force, speaker=None if args.speaker == "none" else args.speaker,
+                            prior=False if args.no_prior else (args.prior or True))
         size = dst.stat().st_size
         return (f"{src} -> {dst}: {h.duration:.2f} s, {size} bytes, {h.bitrate / 1000:.2f} kbit/s "
                 f"({size * 8 / h.duration / 1000:.2f} kbit/s with header), voice {h.speaker or 'not recorded'}")
@@ -118,7 +119,7 @@ def cmd_decode(args) -> int:
 
     def work(src, dst):
         h, speaker = api.decode_file(model, src, dst, force=args.force, force_model=args.force_model, speaker=args.speaker,
-                                     sample_rate=args.sample_rate, seed=args.seed, decoder=args.decoder)
+                                     sample_rate=args.sample_rate, seed=args.seed, decoder=args.decoder, prior_path=args.prior)
         return f"{src} -> {dst}: {h.duration:.2f} s, speaker {speaker}, {args.sample_rate or h.sample_rate} Hz"
 
     n_inputs = len(jobs) + len(failures)
@@ -132,18 +133,22 @@ def cmd_info(args) -> int:
     failures = []
     for name in args.files:
         try:
-            h, _, _, size = api.read_vqs(name)
+            parsed, size = api.read_vqs(name)
         except (ValueError, OSError) as e:
             failures.append((name, str(e)))
             continue
+        h = parsed.header
+        payload = h.payload_bytes if parsed.words is None else parsed.words.nbytes
+        coding = (f"range-coded under prior {h.prior} ({payload * 8 / max(1, h.n_frames):.2f} bits a code, pitch included)"
+                  if h.prior else f"packed ({h.code_bits} bits a code, {h.pitch_bits} a pitch symbol)")
         seconds = h.duration
         pitch = (f"{h.n_pitch} x {h.pitch_bits} bits ({h.pitch_levels} levels, one per {h.pitch_frames} codes), "
                  f"log-F0 mean {h.lf0_mean:.4f} std {h.lf0_std:.4f}") if h.pitch_levels else "none"
         if seconds > 0:
-            rates = (f"payload {h.payload_bytes} bytes = {h.payload_bytes * 8 / seconds:.1f} bit/s; whole file {size} bytes = "
-                     f"{size * 8 / seconds:.1f} bit/s (header and checksum {size - h.payload_bytes} bytes)")
+            rates = (f"payload {payload} bytes = {payload * 8 / seconds:.1f} bit/s; whole file {size} bytes = "
+                     f"{size * 8 / seconds:.1f} bit/s (header and checksum {size - payload} bytes)")
         else:
-            rates = f"n/a for an empty recording (header and checksum {size - h.payload_bytes} bytes)"
+            rates = f"n/a for an empty recording (header and checksum {size - payload} bytes)"
         print(f"{name}: vqs version {h.version}, {size} bytes\n"
               f"  model      {h.model}\n"
               f"  audio      {seconds:.3f} s, {h.n_samples} samples at {h.sample_rate} Hz\n"
@@ -152,7 +157,8 @@ def cmd_info(args) -> int:
               f"  speaker    {h.speaker if h.speaker is not None else '(not recorded)'}"
               f"{' (nearest training voice)' if h.voice and h.speaker else ''}\n"
               f"  voice      {_voice_line(h)}\n"
-              f"  bitrate    {h.bitrate:.1f} bit/s of codes and pitch (nominal)\n"
+              f"  coding     {coding}\n"
+              f"  bitrate    {h.bitrate:.1f} bit/s of codes and pitch packed (nominal)\n"
               f"  real       {rates}")
     return _finish(len(args.files), failures)
 
@@ -348,6 +354,10 @@ def build_parser() -> argparse.ArgumentParser:
     _training_options(p)
     p.set_defaults(func=cmd_train_parallel)
 
+    from vqspeech import cli_prior
+
+    cli_prior.add_commands(sub, MODEL_HELP, _training_options)
+
     p = sub.add_parser("encode", help="compress audio files to .vqs")
     p.add_argument("inputs", nargs="+", metavar="IN", help="audio files (any common format and rate), folders or glob patterns")
     p.add_argument("-o", "--output", help="output file (one input) or folder (default: beside each input, as NAME.vqs)")
@@ -355,6 +365,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--speaker", default="auto",
                    help="the speaker to record in the files (decoding renders this voice): one of the model's, "
                         "'auto' (default: the nearest training voice, found from the recording) or 'none'")
+    p.add_argument("--prior", help="range-code under this prior file (default: the model's, MODEL.prior.pt, where it has one)")
+    p.add_argument("--no-prior", action="store_true", help="pack the codes plainly, 9 bits each (format version 3, no prior needed)")
     p.add_argument("--force", action="store_true", help="overwrite existing outputs")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_encode)
@@ -372,6 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: the parallel one if the model has it)")
     p.add_argument("--force", action="store_true", help="overwrite existing outputs")
     p.add_argument("--force-model", action="store_true", help="decode files made by another model")
+    p.add_argument("--prior", help="the prior of range-coded files (default: the model's, MODEL.prior.pt)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_decode)
 

@@ -182,6 +182,54 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
+
+@dataclass
+class PriorModelConfig:
+    """The prior over the codes (vqspeech/models/prior.py): a causal transformer over the token stream of
+    vqspeech/data/codes.py, conditioned on the voice. The alphabet and layout come from the codec model."""
+
+    dim: int = 128
+    layers: int = 3
+    heads: int = 4
+    ff_dim: int = 384
+    window: int = 128  # tokens each position attends to, itself included (125 = 0.4 s of v3's stream)
+    dropout: float = 0.1
+
+
+@dataclass
+class PriorTrainConfig:
+    codes: str = ""  # the code cache (vqspeech/data/codes.py), written by train-prior from `manifest` if missing
+    manifest: str = ""  # the corpus whose codes it learns (its "train" split; "valid" and "unseen" are scored)
+    run_dir: str = "runs/prior"
+    seq_len: int = 512  # tokens per training sequence (cut at random from the utterances)
+    batch_size: int = 16
+    steps: int = 3000
+    lr: float = 2e-3
+    lr_min: float = 1e-4
+    warmup_steps: int = 100
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    seed: int = 0
+    threads: int = 0
+    log_every: int = 50
+    val_every: int = 250
+    checkpoint_every: int = 250
+
+
+@dataclass
+class PriorConfig:
+    model: PriorModelConfig = field(default_factory=PriorModelConfig)
+    train: PriorTrainConfig = field(default_factory=PriorTrainConfig)
+
+
+def load_prior_config(*paths: str | Path, overrides: dict | None = None) -> PriorConfig:
+    """Read YAML prior configs, each overlaid on the one before, then `overrides`."""
+    values: dict = {}
+    for path in paths:
+        with open(path) as f:
+            values = merge(values, yaml.safe_load(f) or {})
+    return from_dict(PriorConfig, merge(values, overrides or {}))
+
 def from_dict(cls: type, values: dict[str, Any] | None):
     """Build dataclass `cls` from a (possibly partial, nested) dict; unknown keys are an error."""
     values = dict(values or {})

@@ -21,7 +21,8 @@ import soxr
 import torch
 
 from vqspeech.audio import AUDIO_EXTENSIONS, AudioError
-from vqspeech.codec import bitstream, stream
+from vqspeech.codec import bitstream, entropy, stream
+from vqspeech.data import codes as code_streams
 from vqspeech.codec.bitstream import BitstreamError, Header
 from vqspeech.fileio import atomic_path
 from vqspeech.models.vqvae import Encoded, VQSpeech, model_fingerprint
@@ -89,15 +90,51 @@ def _resolve_speaker(model: VQSpeech, speaker: str | None, head: np.ndarray, enc
     return convert.nearest_speaker(model, head)
 
 
-def _pack(model: VQSpeech, enc: Encoded, speaker: str | None) -> bytes:
+def _entropy_model(model: VQSpeech, prior) -> "entropy.Prior | None":
+    """prior: False (pack plainly), True (the model's prior if one lies beside its file, else pack plainly), or a
+    path (that prior file, which must exist) -> the Prior to code with, or None."""
+    if prior is False or prior is None:
+        return None
+    if prior is True:
+        path = getattr(model, "prior_path", None)
+        if path is None or not Path(path).exists():
+            return None
+        return entropy.prior_for(model)
+    return entropy.prior_for(model, prior)
+
+
+def _pack(model: VQSpeech, enc: Encoded, speaker: str | None, prior=True) -> bytes:
     pitch = None if enc.pitch is None else enc.pitch.numpy()
-    return bitstream.pack(_header(model, enc, speaker), enc.codes.numpy(), pitch)
+    header = _header(model, enc, speaker)
+    coder = _entropy_model(model, prior)
+    if coder is None:
+        return bitstream.pack(header, enc.codes.numpy(), pitch)
+    header.prior = coder.id
+    tokens = code_streams.tokens_of(enc.codes.numpy(), pitch, code_streams.TokenLayout.of(model.config))
+    return bitstream.pack_coded(header, entropy.encode_tokens(coder, tokens, code_streams.default_voice(model, header)))
+
+
+def symbols(model: VQSpeech, parsed: bitstream.Parsed, prior_path: str | Path | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """A file as read -> (codes [n_frames], pitch or None): as packed, or range-decoded under the model's prior
+    (the one beside the model, or `prior_path`), which must be the very prior the file names."""
+    if parsed.words is None:
+        return parsed.codes, parsed.pitch
+    h = parsed.header
+    coder = entropy.prior_for(model, prior_path)
+    if coder.id != h.prior:
+        raise BitstreamError(f"range-coded under prior {h.prior}, but this model's prior is {coder.id} ({coder.path}): "
+                             "decode with the prior that encoded it (--prior)")
+    layout = code_streams.TokenLayout.of(model.config)
+    n_tokens = h.n_frames + (h.n_pitch if layout.pitch_levels else 0)
+    tokens = entropy.decode_tokens(coder, parsed.words, n_tokens, code_streams.default_voice(model, h))
+    return code_streams.split_tokens(tokens, layout)
 
 
 def encode_audio(model: VQSpeech, wav: np.ndarray, sample_rate: int | None = None, speaker: str | None = None,
-                 **chunking) -> bytes:
+                 prior=True, **chunking) -> bytes:
     """A waveform (float [T] or [T, channels], at `sample_rate`, default the model's) -> .vqs bytes.
-    speaker: a training speaker to record in the file, "auto" (the nearest voice), or None.
+    speaker: a training speaker to record in the file, "auto" (the nearest voice), or None. prior: True (range-code
+    under the model's prior where it has one: version 4), False (pack plainly: version 3), or a prior file's path.
 
     Mixed to mono, resampled and loudness-normalised as audio.load does, then encoded in chunks."""
     wav = np.asarray(wav, dtype=np.float32)
@@ -108,7 +145,7 @@ def encode_audio(model: VQSpeech, wav: np.ndarray, sample_rate: int | None = Non
     level = stream.measure_level([wav])
     wav = (wav * level.gain).astype(np.float32)
     enc = stream.encode_stream(model, [wav], level.n_samples, peak=level.peak, **chunking)
-    return _pack(model, enc, _resolve_speaker(model, speaker, wav, enc))
+    return _pack(model, enc, _resolve_speaker(model, speaker, wav, enc), prior)
 
 
 def _voice(model: VQSpeech, header: Header, speaker: str | int | None) -> tuple[str | None, tuple[float, float] | None]:
@@ -135,11 +172,14 @@ def _encoded(header: Header, codes: np.ndarray, pitch: np.ndarray | None) -> Enc
 
 
 def decode_bytes(model: VQSpeech, data: bytes, speaker: str | int | None = None, force: bool = False, seed: int = 0,
-                 chunk_seconds: float = 20.0, decoder: str | None = None) -> tuple[np.ndarray, Header]:
+                 chunk_seconds: float = 20.0, decoder: str | None = None,
+                 prior_path: str | Path | None = None) -> tuple[np.ndarray, Header]:
     """.vqs bytes -> (waveform float32 [n_samples] at the model's rate, header). `force`: decode codes
     from another model anyway (never when the shapes differ). decoder: "autoregressive" or "parallel"."""
-    header, codes, pitch = bitstream.unpack(data)
+    parsed = bitstream.read(data)
+    header = parsed.header
     check_model(model, header, force)
+    codes, pitch = symbols(model, parsed, prior_path)
     name, lf0 = _voice(model, header, speaker)
     pieces = list(stream.decode_stream(model, _encoded(header, codes, pitch), name, lf0, chunk_seconds,
                                        torch.Generator().manual_seed(seed), decoder))
@@ -163,7 +203,7 @@ def write_atomic(path: Path, data: bytes, overwrite: bool = False) -> None:
 
 
 def encode_file(model: VQSpeech, in_path: str | Path, out_path: str | Path, force: bool = False,
-                speaker: str | None = None, **chunking) -> Header:
+                speaker: str | None = None, prior=True, **chunking) -> Header:
     """Audio file (any soundfile format and rate) -> .vqs file. `force`: overwrite out_path.
 
     Streams: two passes over the file (level, then codes), memory independent of its length. speaker: as
@@ -192,13 +232,13 @@ def encode_file(model: VQSpeech, in_path: str | Path, out_path: str | Path, forc
     except ValueError as e:
         raise AudioError(f"{src}: {e}") from None
     speaker = _resolve_speaker(model, speaker, np.concatenate(head) if head else np.zeros(0, np.float32), enc)
-    data = _pack(model, enc, speaker)
+    data = _pack(model, enc, speaker, prior)
     write_atomic(dst, data, force)
-    return bitstream.unpack(data)[0]
+    return bitstream.read(data).header
 
 
-def read_vqs(path: str | Path) -> tuple[Header, np.ndarray, np.ndarray | None, int]:
-    """A .vqs file -> (header, codes, pitch, file size in bytes); BitstreamError naming the file."""
+def read_vqs(path: str | Path) -> tuple[bitstream.Parsed, int]:
+    """A .vqs file -> (its Parsed contents, file size in bytes); BitstreamError naming the file."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file")
@@ -208,26 +248,29 @@ def read_vqs(path: str | Path) -> tuple[Header, np.ndarray, np.ndarray | None, i
             raise BitstreamError(f"{path}: not a .vqs file (wrong magic bytes)" if head else f"{path}: empty file")
         data = head + f.read()
     try:
-        header, codes, pitch = bitstream.unpack(data)
+        parsed = bitstream.read(data)
     except BitstreamError as e:
         raise BitstreamError(f"{path}: {e}") from None
-    return header, codes, pitch, len(data)
+    return parsed, len(data)
 
 
 def decode_file(model: VQSpeech, in_path: str | Path, out_path: str | Path, force: bool = False,
                 force_model: bool = False, speaker: str | int | None = None, sample_rate: int | None = None,
-                seed: int = 0, chunk_seconds: float = 20.0, decoder: str | None = None) -> tuple[Header, str]:
+                seed: int = 0, chunk_seconds: float = 20.0, decoder: str | None = None,
+                prior_path: str | Path | None = None) -> tuple[Header, str]:
     """.vqs file -> audio file (.wav, .flac or .ogg by its extension) at `sample_rate` (default the
     model's), written piece by piece and renamed into place at the end. `force`: overwrite out_path;
     `force_model`: decode codes from another model. Returns (header, the voice that rendered it: a training
     speaker's name, or "of the file" for the voice vector it carries)."""
     src, dst = Path(in_path), Path(out_path)
     check_output(src, dst, force)
-    header, codes, pitch, _ = read_vqs(src)
+    parsed, _ = read_vqs(src)
+    header = parsed.header
     try:
         check_model(model, header, force_model)
-    except BitstreamError as e:
-        raise BitstreamError(f"{src}: {e}") from None
+        codes, pitch = symbols(model, parsed, prior_path)
+    except (BitstreamError, entropy.PriorError) as e:
+        raise type(e)(f"{src}: {e}") from None
     name, lf0 = _voice(model, header, speaker)
     rate = model.config.sample_rate
     with stream.AudioWriter(dst, sample_rate or rate, rate, overwrite=force) as out:

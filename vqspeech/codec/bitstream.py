@@ -1,6 +1,12 @@
 """The .vqs file format: one encoded utterance, self-describing, checksummed.
 
-Version 3 (written) is version 2 with the speaker's voice vector after the name (models whose decoder reads
+Version 4 (written when the model has a prior over its codes) is version 3's header, then the prior's id, then
+the codes and pitch symbols range-coded under the prior (vqspeech/codec/entropy.py) instead of packed:
+
+               4 bytes prior id (entropy.Prior.id: decoding needs that very prior), then the range coder's
+               32-bit words, little-endian, up to the CRC
+
+Version 3 (written with --no-prior, or by a model without a prior) is version 2 with the speaker's voice vector after the name (models whose decoder reads
 the voice from a vector, config voice="vector"; a file of a table-voice model has D = 0):
 
                uint8 D (0: no voice vector), and if D > 0: float16 scale s, then D int8 values q
@@ -44,7 +50,9 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 MAGIC = b"VQS"
-VERSION = 3  # the version we write; we read 1, 2 and 3
+VERSION = 4  # the newest version we write (range-coded, needs the prior); we read 1 to 4
+PLAIN_VERSION = 3  # the version of plainly packed files
+PRIOR_ID_BYTES = 4
 FINGERPRINT_BYTES = 8  # of the model fingerprint kept in a file (v1 files may hold more; compared on these)
 MAX_SPEAKER_BYTES = 255  # a name's UTF-8 length fits the uint8 before it
 MAX_VOICE_DIM = 255  # the voice vector's length fits a uint8
@@ -153,7 +161,8 @@ class Header:
     lf0_mean: float = 0.0  # utterance log-F0 statistics (float32 precision)
     lf0_std: float = 0.0
     voice: tuple[float, ...] | None = None  # the speaker's voice vector as the file holds it (see quantise_voice)
-    version: int = field(default=VERSION, compare=False)  # the file's format version; pack always writes VERSION
+    prior: str | None = None  # hex id of the prior the payload is range-coded under (version 4); None: packed
+    version: int = field(default=PLAIN_VERSION, compare=False)  # the file's format version (pack: 3, pack_coded: 4)
 
     def __post_init__(self):
         self.lf0_mean, self.lf0_std = _f32(self.lf0_mean), _f32(self.lf0_std)
@@ -234,7 +243,7 @@ def _check_speaker(speaker) -> None:
         raise BitstreamError("header field 'speaker' contains control characters")
 
 
-def _check_header(h: dict, version: int = VERSION) -> Header:
+def _check_header(h: dict, version: int = PLAIN_VERSION) -> Header:
     """A dict of header fields (from JSON, from the v2 fields, or asdict of a Header to write) -> a valid Header."""
     if not isinstance(h, dict):
         raise BitstreamError("header is not a JSON object")
@@ -262,7 +271,11 @@ def _check_header(h: dict, version: int = VERSION) -> Header:
             raise BitstreamError(f"header field 'voice' has {v.size} values (1 to {MAX_VOICE_DIM})")
         if not np.isfinite(v).all() or np.abs(v).max() > 127 * MAX_VOICE_SCALE:
             raise BitstreamError(f"header field 'voice' holds values beyond +-{127 * MAX_VOICE_SCALE:g}")
-    return Header(model=short_fingerprint(model), speaker=speaker, **values, **stats, voice=voice, version=version)
+    prior = h.get("prior")
+    if prior is not None and (not isinstance(prior, str) or len(prior) != 2 * PRIOR_ID_BYTES
+                              or any(c not in "0123456789abcdef" for c in prior)):
+        raise BitstreamError(f"header field 'prior' is not a {PRIOR_ID_BYTES}-byte hex id")
+    return Header(model=short_fingerprint(model), speaker=speaker, **values, **stats, voice=voice, prior=prior, version=version)
 
 
 # --- version 2: fixed fields, varints, length-prefixed name ---------------------------------------------
@@ -310,8 +323,9 @@ def _write_v3(h: Header) -> bytes:
     if h.voice:
         scale, q = voice_to_int8(h.voice)
         voice = bytes([len(q)]) + _VOICE_SCALE.pack(scale) + q.tobytes()
-    return (_V2_FIXED.pack(MAGIC, 3, bytes.fromhex(h.model), h.lf0_mean, h.lf0_std)
-            + b"".join(map(_varint, ints)) + bytes([len(speaker)]) + speaker + voice)
+    version, prior = (4, bytes.fromhex(h.prior)) if h.prior else (3, b"")
+    return (_V2_FIXED.pack(MAGIC, version, bytes.fromhex(h.model), h.lf0_mean, h.lf0_std)
+            + b"".join(map(_varint, ints)) + bytes([len(speaker)]) + speaker + voice + prior)
 
 
 def _read_voice(f: "_Fields") -> tuple[float, ...] | None:
@@ -330,6 +344,11 @@ def _read_v3(body: bytes) -> tuple[Header, int]:
     return _read_v2(body, version=3)
 
 
+def _read_v4(body: bytes) -> tuple[Header, int]:
+    """v3's header, then the prior's id."""
+    return _read_v2(body, version=4)
+
+
 def _read_v2(body: bytes, version: int = 2) -> tuple[Header, int]:
     """body (the file less its CRC, at least _V2_FIXED.size bytes) -> (header, offset of the payload)."""
     _, _, model, lf0_mean, lf0_std = _V2_FIXED.unpack_from(body)
@@ -345,8 +364,9 @@ def _read_v2(body: bytes, version: int = 2) -> tuple[Header, int]:
     except UnicodeDecodeError:
         raise BitstreamError("header field 'speaker' is not valid UTF-8") from None
     voice = _read_voice(f) if version >= 3 else None
+    prior = f.take(PRIOR_ID_BYTES, "prior id").hex() if version >= 4 else None
     fields = dict(values, n_samples=covered - padding, model=model.hex(), speaker=speaker, lf0_mean=lf0_mean, lf0_std=lf0_std,
-                  voice=voice)
+                  voice=voice, prior=prior)
     return _check_header(fields, version=version), f.pos
 
 
@@ -364,7 +384,8 @@ def _read_v1(body: bytes) -> tuple[Header, int]:
     return _check_header(meta, version=1), _V1_PREFIX.size + meta_len
 
 
-_READERS = {1: (_V1_PREFIX.size, _read_v1), 2: (_V2_FIXED.size, _read_v2), 3: (_V2_FIXED.size, _read_v3)}  # version -> (smallest header, reader)
+_READERS = {1: (_V1_PREFIX.size, _read_v1), 2: (_V2_FIXED.size, _read_v2), 3: (_V2_FIXED.size, _read_v3),
+            4: (_V2_FIXED.size, _read_v4)}  # version -> (smallest header, reader)
 
 
 # --- files ------------------------------------------------------------------------------------------------
@@ -372,7 +393,7 @@ _READERS = {1: (_V1_PREFIX.size, _read_v1), 2: (_V2_FIXED.size, _read_v2), 3: (_
 def pack(header: Header, codes: np.ndarray, pitch: np.ndarray | None = None) -> bytes:
     """Header + codes [n_frames] (+ pitch [n_frames // pitch_frames]) -> the bytes of a version 3 .vqs file."""
     codes = np.asarray(codes)
-    h = _check_header(asdict(header))  # the writer obeys the same rules as the reader
+    h = _check_header({**asdict(header), "prior": None})  # the writer obeys the same rules as the reader
     if codes.shape != (h.n_frames,):
         raise BitstreamError(f"header says {h.n_frames} codes, got an array of shape {codes.shape}")
     if codes.size and codes.max() >= h.codebook_size:
@@ -391,8 +412,36 @@ def pack(header: Header, codes: np.ndarray, pitch: np.ndarray | None = None) -> 
     return body + _CRC.pack(zlib.crc32(body))
 
 
+def pack_coded(header: Header, words: np.ndarray) -> bytes:
+    """Header (its `prior` set) + the range coder's uint32 words -> the bytes of a version 4 .vqs file."""
+    if not header.prior:
+        raise BitstreamError("a range-coded file needs the id of its prior (header.prior)")
+    h = _check_header(asdict(header), version=4)
+    body = _write_v3(h) + np.asarray(words, "<u4").tobytes()
+    return body + _CRC.pack(zlib.crc32(body))
+
+
+@dataclass
+class Parsed:
+    """A .vqs file as read: packed files give codes and pitch, range-coded ones (version 4) the coder's words."""
+
+    header: Header
+    codes: np.ndarray | None  # int64 [n_frames]
+    pitch: np.ndarray | None  # int64 [n_pitch], or None without pitch
+    words: np.ndarray | None = None  # uint32 [W] (version 4): codes and pitch under the prior header.prior
+
+
 def unpack(data: bytes) -> tuple[Header, np.ndarray, np.ndarray | None]:
-    """The bytes of a .vqs file (version 1, 2 or 3) -> (header, codes int64 [n_frames], pitch int64 [n_pitch] or None).
+    """The bytes of a packed .vqs file (version 1, 2 or 3) -> (header, codes int64 [n_frames], pitch int64 [n_pitch]
+    or None). A range-coded file (version 4) needs its prior: read it with `read` and codec.api."""
+    parsed = read(data)
+    if parsed.words is not None:
+        raise BitstreamError(f"its codes are range-coded under prior {parsed.header.prior}: decode it with the model's prior")
+    return parsed.header, parsed.codes, parsed.pitch
+
+
+def read(data: bytes) -> Parsed:
+    """The bytes of a .vqs file (any version we read) -> Parsed.
 
     Raises BitstreamError (and nothing else) for anything that is not a well-formed file."""
     data = bytes(data)
@@ -416,6 +465,12 @@ def unpack(data: bytes) -> tuple[Header, np.ndarray, np.ndarray | None]:
         raise BitstreamError("checksum mismatch: the file is corrupted or truncated")
     h, offset = read_header(body)
     payload = body[offset:]
+    if version >= 4:
+        if len(payload) % 4:
+            raise BitstreamError(f"range-coded payload of {len(payload)} bytes is not a whole number of 32-bit words")
+        if h.n_frames and not payload:
+            raise BitstreamError(f"{h.n_frames} codes but an empty payload")
+        return Parsed(h, None, None, np.frombuffer(payload, "<u4").astype(np.uint32))
     if len(payload) != h.payload_bytes:
         raise BitstreamError(f"payload is {len(payload)} bytes, the header implies {h.payload_bytes}")
     n_code_bytes = -(-h.n_frames * h.code_bits // 8)
@@ -427,4 +482,4 @@ def unpack(data: bytes) -> tuple[Header, np.ndarray, np.ndarray | None]:
         pitch = unpack_bits(payload[n_code_bytes:], h.pitch_bits, h.n_pitch)
         if pitch.size and pitch.max() >= h.pitch_levels:
             raise BitstreamError(f"pitch symbol {pitch.max()} out of range for {h.pitch_levels} levels")
-    return h, codes, pitch
+    return Parsed(h, codes, pitch)

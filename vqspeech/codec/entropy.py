@@ -1,0 +1,169 @@
+"""The prior as the bitstream's entropy model: token streams range-coded under the prior's predictions.
+
+    prior = load_prior(path, model)                a prior file, refused unless it is of `model`
+    words = encode_tokens(prior, tokens, voice)    tokens [N] -> the range coder's 32-bit words
+    tokens = decode_tokens(prior, words, N, voice)
+    export_prior(checkpoint, out)                  a train-prior checkpoint -> a prior file (integers only)
+
+The coder is constriction's range coder (a queue: symbols come out in the order they went in) with its
+Categorical model (perfect=False), fed integer frequencies from the exact prior (models/prior_exact.py): the
+encoder and the decoder derive the same integers on every machine, and constriction quantises identical inputs
+identically. Lossless: decode_tokens returns exactly the tokens encode_tokens was given.
+
+The stream is coded in pieces of CHUNK tokens with the prior's state carried across, so memory stays bounded
+(the state is the last window of each layer's keys and values) however long the file.
+
+A prior file (torch.save of integer tensors and primitives, loaded with weights_only=True) holds the exact prior's
+integers, its layout, the fingerprint of the codec model whose codes it models, and its own fingerprint
+(PRIOR_ID_BYTES of sha256 over its contents), which every file it codes records.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vqspeech.models.prior_exact import ExactPrior
+
+FORMAT = "vqspeech-prior"
+PRIOR_ID_BYTES = 4
+CHUNK = 512  # tokens fed to the prior at once when encoding (any size gives the same bytes)
+_WEIGHT_DTYPES = (torch.int16, torch.int32, torch.int64)
+
+
+class PriorError(ValueError):
+    """A prior file that is missing, unreadable, corrupt, or of another model."""
+
+
+@dataclass
+class Prior:
+    exact: ExactPrior
+    model_fingerprint: str  # hex, the codec model's (codec.api.fingerprint), cut to what a .vqs keeps
+    id: str  # hex, PRIOR_ID_BYTES
+    info: dict  # training: steps, cpu_seconds, and the held-out figures at export
+    path: str = ""
+
+
+def _prior_id(tensors: dict[str, np.ndarray], meta: dict) -> str:
+    digest = hashlib.sha256(json.dumps(meta, sort_keys=True).encode())
+    for name in sorted(tensors):
+        digest.update(name.encode())
+        digest.update(np.ascontiguousarray(tensors[name], "<i8").tobytes())
+    return digest.hexdigest()[: 2 * PRIOR_ID_BYTES]
+
+
+def export_prior(checkpoint_path: str | Path, out: str | Path, info: dict | None = None) -> Prior:
+    """A train-prior checkpoint -> a prior file at `out` (its exact twin's integers; written atomically)."""
+    from vqspeech.codec.bitstream import short_fingerprint
+    from vqspeech.fileio import atomic_path
+    from vqspeech.train.prior_loop import load_prior_checkpoint
+
+    float_prior, ckpt = load_prior_checkpoint(checkpoint_path)
+    exact = ExactPrior.freeze(float_prior)
+    info = {"steps": ckpt["step"], "cpu_seconds": round(ckpt["cpu_seconds"], 1), "config": ckpt["config"], **(info or {})}
+    tensors = {}
+    for name, v in exact.tensors.items():
+        peak = int(np.abs(v).max()) if v.size else 0
+        dtype = torch.int16 if peak < 1 << 15 else torch.int32 if peak < 1 << 31 else torch.int64
+        tensors[name] = torch.from_numpy(np.asarray(v, np.int64)).to(dtype)
+    state = {"format": FORMAT, "meta": exact.meta, "model_fingerprint": short_fingerprint(ckpt["model_fingerprint"]),
+             "tensors": tensors, "info": info}
+    with atomic_path(out) as tmp:
+        torch.save(state, tmp)
+    return load_prior(out)
+
+
+def load_prior(path: str | Path, model=None) -> Prior:
+    """A prior file -> Prior; with `model`, refused unless it models that model's codes. Every problem is one
+    PriorError naming the file."""
+    path = Path(path)
+    if not path.exists():
+        raise PriorError(f"{path}: no such prior file (train one: vqspeech train-prior)")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise PriorError(f"{path}: not a readable prior file ({str(e).splitlines()[0][:160]})") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise PriorError(f"{path}: not a vqspeech prior file")
+    try:
+        tensors = {k: v.numpy().astype(np.int64) for k, v in state["tensors"].items() if v.dtype in _WEIGHT_DTYPES}
+        meta = state["meta"]
+        exact = ExactPrior(tensors, meta)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
+        raise PriorError(f"{path}: a corrupt prior file ({type(e).__name__}: {e})") from None
+    prior = Prior(exact, state["model_fingerprint"], _prior_id(tensors, meta), state.get("info") or {}, str(path))
+    if model is not None:
+        from vqspeech.codec import api, bitstream
+
+        ours = bitstream.short_fingerprint(api.fingerprint(model))
+        if prior.model_fingerprint != ours:
+            raise PriorError(f"{path}: a prior of another model (model {prior.model_fingerprint}, this model {ours}); "
+                             "train one for this model: vqspeech train-prior")
+        if meta.get("voice_dim") != model.config.speaker_dim:
+            raise PriorError(f"{path}: a prior for voices of size {meta.get('voice_dim')}, this model's have {model.config.speaker_dim}")
+    return prior
+
+
+def prior_for(model, path: str | Path | None = None) -> Prior:
+    """The prior of `model`: the file at `path`, else the one beside the model's file (checkpoint.prior_path), read
+    once and kept on the model."""
+    path = Path(path) if path else getattr(model, "prior_path", None)
+    if path is None:
+        raise PriorError("this model was not loaded from a file, so no prior lies beside it: give the prior's path")
+    cached = getattr(model, "_prior", None)
+    if cached is None or cached.path != str(path):
+        cached = model._prior = load_prior(path, model)
+    return cached
+
+
+def _inputs(tokens: np.ndarray, start: int) -> np.ndarray:
+    return np.concatenate([[start], tokens[:-1]]).astype(np.int64) if len(tokens) else np.zeros(0, np.int64)
+
+
+def encode_tokens(prior: Prior, tokens: np.ndarray, voice: np.ndarray) -> np.ndarray:
+    """tokens [N] (data.codes.tokens_of), voice [voice_dim] -> uint32 words of the range coder."""
+    import constriction
+
+    exact = prior.exact
+    tokens = np.asarray(tokens, np.int64)
+    inputs = _inputs(tokens, exact.start_token)
+    state = exact.start(voice)
+    encoder = constriction.stream.queue.RangeEncoder()
+    family = constriction.stream.model.Categorical(perfect=False)
+    for a in range(0, len(tokens), CHUNK):
+        freqs = exact.frequencies(exact.feed(state, inputs[a : a + CHUNK]), a)
+        encoder.encode(tokens[a : a + CHUNK].astype(np.int32), family, freqs)
+    return encoder.get_compressed()
+
+
+def decode_tokens(prior: Prior, words: np.ndarray, n: int, voice: np.ndarray) -> np.ndarray:
+    """The inverse of encode_tokens: uint32 words, the number of tokens, the same voice -> tokens [n]."""
+    import constriction
+
+    exact = prior.exact
+    decoder = constriction.stream.queue.RangeDecoder(np.asarray(words, np.uint32))
+    state = exact.start(voice)
+    out = np.empty(n, np.int64)
+    previous = exact.start_token
+    for t in range(n):
+        freqs = exact.frequencies(exact.feed(state, np.array([previous])), t)[0]
+        previous = out[t] = decoder.decode(constriction.stream.model.Categorical(freqs, perfect=False))
+    return out
+
+
+def token_bits(prior: Prior, tokens: np.ndarray, voice: np.ndarray) -> np.ndarray:
+    """-log2 p of each token under the exact prior [N] (what the coder spends, to ~1e-4 bits a token)."""
+    exact = prior.exact
+    tokens = np.asarray(tokens, np.int64)
+    inputs = _inputs(tokens, exact.start_token)
+    state = exact.start(voice)
+    bits = []
+    for a in range(0, len(tokens), CHUNK):
+        lp = exact.log2_probabilities(exact.feed(state, inputs[a : a + CHUNK]), a)
+        bits.append(-lp[np.arange(lp.shape[0]), tokens[a : a + CHUNK]])
+    return np.concatenate(bits) if bits else np.zeros(0)

@@ -1,0 +1,204 @@
+"""train-prior: the prior over the codes of a frozen codec model (vqspeech/models/prior.py).
+
+The codes are extracted once (vqspeech/data/codes.py, cached beside the run) and the model never runs again: a
+step is one batch of `seq_len`-token stretches cut at random from the training split's streams. Held-out
+cross-entropy (bits per code and per pitch symbol) on each held-out set, against CPU-hours, goes to valid.csv;
+checkpoints are resumable like every other training (`--resume`).
+
+Held-out sets: the "valid" split per corpus (other sentences of the training speakers) and the "unseen" split
+(speakers no training run hears).
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vqspeech import checkpoint
+from vqspeech.config import PriorConfig, from_dict
+from vqspeech.data.codes import CodeCorpus, TokenLayout, extract
+from vqspeech.fileio import atomic_path
+from vqspeech.models.prior import PAD, CodePrior
+from vqspeech.train.loop import lr_lambda
+
+log = logging.getLogger(__name__)
+FORMAT = "vqspeech-prior-checkpoint"
+
+
+def heldout_sets(corpus: CodeCorpus) -> dict[str, CodeCorpus]:
+    """{name: utterances}: "valid-<corpus>" for each corpus's valid split, and "unseen"."""
+    sets = {}
+    for name in sorted(set(corpus.corpora)):
+        part = corpus.select(lambda i, n=name: corpus.splits[i] == "valid" and corpus.corpora[i] == n)
+        if part.tokens:
+            sets[f"valid-{name or 'corpus'}"] = part
+    unseen = corpus.select(lambda i: corpus.splits[i] == "unseen")
+    if unseen.tokens:
+        sets["unseen"] = unseen
+    return sets
+
+
+def sample_batch(corpus: CodeCorpus, layout: TokenLayout, seq_len: int, batch: int, rng: np.random.Generator):
+    """-> (tokens [B, seq_len] long, PAD past a stream's end; previous [B]; voices [B, D]). Utterances drawn in
+    proportion to their length; each stretch starts at a random pitch-frame boundary."""
+    lengths = np.array([len(t) for t in corpus.tokens], np.float64)
+    picks = rng.choice(len(lengths), batch, p=lengths / lengths.sum())
+    tokens = np.full((batch, seq_len), PAD, np.int64)
+    previous = np.full(batch, layout.vocab, np.int64)
+    for b, i in enumerate(picks):
+        t = corpus.tokens[i]
+        frames = max(1, (len(t) - seq_len) // layout.period + 1)
+        start = int(rng.integers(frames)) * layout.period if len(t) > seq_len else 0
+        piece = t[start : start + seq_len]
+        tokens[b, : len(piece)] = piece
+        if start:
+            previous[b] = t[start - 1]
+    return torch.from_numpy(tokens), torch.from_numpy(previous), torch.from_numpy(corpus.voices[picks]).float()
+
+
+@torch.no_grad()
+def evaluate(prior: CodePrior, corpus: CodeCorpus, max_tokens: int = 4096) -> dict[str, float]:
+    """Teacher-forced bits per code and per pitch symbol over whole streams (each from its start, cut at
+    max_tokens), and the payload's bits per second that would cost."""
+    prior.eval()
+    sums = {"code": 0.0, "pitch": 0.0}
+    counts = {"code": 0, "pitch": 0}
+    for t, voice in zip(corpus.tokens, corpus.voices):
+        x = torch.from_numpy(t[:max_tokens].astype(np.int64))[None]
+        _, m = prior.loss(x, torch.from_numpy(voice).float()[None])
+        for kind in sums:
+            if f"n/{kind}" in m:
+                sums[kind] += float(m[f"bits/{kind}"]) * int(m[f"n/{kind}"])
+                counts[kind] += int(m[f"n/{kind}"])
+    prior.train()
+    out = {f"bits/{k}": sums[k] / counts[k] for k in sums if counts[k]}
+    return out
+
+
+def payload_bits_per_second(metrics: dict[str, float], layout: TokenLayout, codes_per_second: float) -> float:
+    pitch = metrics.get("bits/pitch", 0.0) / layout.pitch_frames if layout.pitch_levels else 0.0
+    return codes_per_second * (metrics["bits/code"] + pitch)
+
+
+class PriorTrainer:
+    def __init__(self, config: PriorConfig, model_path: str | Path, resume: bool = False):
+        t = config.train
+        self.config = config
+        self.run_dir = Path(t.run_dir)
+        if t.threads:
+            torch.set_num_threads(t.threads)
+        codec = checkpoint.load(model_path)
+        from vqspeech.codec.api import fingerprint
+
+        self.fingerprint, self.model_path = fingerprint(codec), str(model_path)
+        self.layout = TokenLayout.of(codec.config)
+        self.codes_per_second = codec.config.sample_rate / codec.config.hop
+        codes_path = Path(t.codes) if t.codes else self.run_dir / "codes.npz"
+        if not codes_path.exists() and not t.manifest:
+            raise ValueError(f"{codes_path}: no code cache; give train.manifest to extract one")
+        corpus = extract(codec, Path(t.manifest), codes_path) if t.manifest else CodeCorpus.load(codes_path)
+        if corpus.fingerprint != self.fingerprint:
+            raise ValueError(f"{codes_path}: codes of model {corpus.fingerprint}, not of {model_path} ({self.fingerprint})")
+        self.train_set = corpus.select(lambda i: corpus.splits[i] == "train")
+        self.heldout = heldout_sets(corpus)
+        torch.manual_seed(t.seed)
+        self.prior = CodePrior(config.model, self.layout, corpus.voices.shape[1])
+        self.optimizer = torch.optim.AdamW(self.prior.parameters(), lr=t.lr, weight_decay=t.weight_decay, betas=(0.9, 0.98))
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(config))
+        self.rng = np.random.default_rng(t.seed)
+        self.step, self.cpu_seconds = 0, 0.0
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        last = checkpoint.latest_checkpoint(self.run_dir)
+        if resume and last is not None:
+            self._resume(last)
+        log.info("prior: %.2f M parameters, %d training streams (%d tokens), held out: %s",
+                 sum(p.numel() for p in self.prior.parameters()) / 1e6, len(self.train_set.tokens),
+                 sum(map(len, self.train_set.tokens)), ", ".join(f"{k} ({len(v.tokens)})" for k, v in self.heldout.items()))
+
+    def _resume(self, path: Path) -> None:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        if ckpt.get("format") != FORMAT:
+            raise ValueError(f"{path}: not a prior checkpoint")
+        if ckpt["model_fingerprint"] != self.fingerprint:
+            raise ValueError(f"{path}: a prior of model {ckpt['model_fingerprint']}, not of {self.model_path}")
+        self.prior.load_state_dict(ckpt["prior"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        self.step, self.cpu_seconds = ckpt["step"], ckpt["cpu_seconds"]
+        self.rng = np.random.default_rng([self.config.train.seed, self.step])
+        log.info("resumed from %s (step %d)", path, self.step)
+
+    def save(self) -> Path:
+        path = self.run_dir / f"checkpoint-{self.step}.pt"
+        state = {"format": FORMAT, "config": asdict(self.config), "model_fingerprint": self.fingerprint,
+                 "layout": asdict(self.layout), "voice_dim": self.prior.voice_dim, "prior": self.prior.state_dict(),
+                 "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                 "step": self.step, "cpu_seconds": self.cpu_seconds}
+        with atomic_path(path) as tmp:
+            torch.save(state, tmp)
+        checkpoint.prune_checkpoints(self.run_dir, 3)
+        return path
+
+    def validate(self) -> dict[str, float]:
+        row = {}
+        for name, part in self.heldout.items():
+            m = evaluate(self.prior, part)
+            row.update({f"{name}/{k}": v for k, v in m.items()})
+            row[f"{name}/payload_bps"] = payload_bits_per_second(m, self.layout, self.codes_per_second)
+        return row
+
+    def _log(self, values: dict[str, float]) -> None:
+        path = self.run_dir / "valid.csv"
+        row = {"step": self.step, "cpu_hours": round(self.cpu_seconds / 3600, 4), **{k: round(v, 4) for k, v in values.items()}}
+        new = not path.exists()
+        with open(path, "a", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(row))
+            if new:
+                w.writeheader()
+            w.writerow(row)
+
+    def fit(self) -> Path:
+        t = self.config.train
+        self.prior.train()
+        start = time.process_time()
+        while self.step < t.steps:
+            tokens, previous, voices = sample_batch(self.train_set, self.layout, t.seq_len, t.batch_size, self.rng)
+            loss, metrics = self.prior.loss(tokens, voices, previous)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.prior.parameters(), t.grad_clip)
+            self.optimizer.step()
+            self.scheduler.step()
+            self.step += 1
+            now = time.process_time()
+            self.cpu_seconds += now - start
+            start = now
+            if self.step % t.log_every == 0:
+                log.info("step %d  %.3f bits/code  %.3f bits/pitch  (%.3f CPU-h)", self.step, float(metrics["bits/code"]),
+                         float(metrics.get("bits/pitch", math.nan)), self.cpu_seconds / 3600)
+            if self.step % t.val_every == 0 or self.step == t.steps:
+                row = self.validate()
+                self._log(row)
+                log.info("held out: %s", "  ".join(f"{k} {v:.3f}" for k, v in row.items() if "bits/code" in k))
+            if self.step % t.checkpoint_every == 0 or self.step == t.steps:
+                self.save()
+            start = time.process_time()  # validation and saving are not training cost
+        return self.run_dir
+
+
+def load_prior_checkpoint(path: str | Path) -> tuple[CodePrior, dict]:
+    """A prior checkpoint -> (the float CodePrior in eval mode, the checkpoint dict)."""
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise ValueError(f"{path}: not a prior checkpoint")
+    config = from_dict(PriorConfig, ckpt["config"])
+    prior = CodePrior(config.model, TokenLayout(**ckpt["layout"]), ckpt["voice_dim"])
+    prior.load_state_dict(ckpt["prior"])
+    return prior.eval(), ckpt
