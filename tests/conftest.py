@@ -31,6 +31,22 @@ def synthetic_voice(seconds: float, f0: float, seed: int, sample_rate: int = 160
     return (0.3 * (voiced * syllables * (1 - gate) + noise * gate)).astype(np.float32)
 
 
+def tiny_codec_model(seed: int):
+    """A tiny untrained table-voice model (speakers alice, bob) whose codebook is set from encoder outputs of
+    speech-like audio, so that its codes vary -> (model in eval mode, its Config)."""
+    from vqspeech.models.vqvae import VQSpeech
+
+    config = load_config(DEBUG_OVERLAY)
+    config.model.n_speakers = 2
+    torch.manual_seed(seed)
+    model = VQSpeech(config.model, ["alice", "bob"]).eval()
+    with torch.no_grad():
+        z = model.encoder(torch.from_numpy(synthetic_voice(1.024, 140, seed))[None, None])[0].T
+        model.quantizer.codebook.copy_(z[torch.randperm(z.shape[0])[: config.model.quantizer.codebook_size]])
+    model.speaker_lf0[1] = torch.tensor([np.log(220.0), 0.15])
+    return model, config
+
+
 @pytest.fixture
 def tiny_config() -> Config:
     config = load_config(DEBUG_OVERLAY)

@@ -19,6 +19,7 @@ import soundfile as sf
 import torch
 
 from tests.conftest import DEBUG_OVERLAY, REPO, synthetic_voice
+from tests.conftest import tiny_codec_model as make_model
 from vqspeech import audio, checkpoint, cli
 from vqspeech.codec import api, bitstream, stream
 from vqspeech.config import load_config, to_dict
@@ -26,18 +27,6 @@ from vqspeech.models.vqvae import VQSpeech, model_fingerprint
 from vqspeech.checkpoint import load_model, save_checkpoint
 
 SR = 16000
-
-
-def make_model(seed: int) -> VQSpeech:
-    config = load_config(DEBUG_OVERLAY)
-    config.model.n_speakers = 2
-    torch.manual_seed(seed)
-    model = VQSpeech(config.model, ["alice", "bob"]).eval()
-    with torch.no_grad():  # codebook = encoder outputs of speech-like audio, so the codes are not all one
-        z = model.encoder(torch.from_numpy(synthetic_voice(1.024, 140, seed))[None, None])[0].T
-        model.quantizer.codebook.copy_(z[torch.randperm(z.shape[0])[: config.model.quantizer.codebook_size]])
-    model.speaker_lf0[1] = torch.tensor([np.log(220.0), 0.15])
-    return model, config
 
 
 @pytest.fixture(scope="module")

@@ -118,3 +118,133 @@ def test_the_same_bytes_under_one_and_two_threads():
         env = {**os.environ, **env}
         outs.add(subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True, check=True).stdout)
     assert len(outs) == 1
+
+
+def test_the_compiled_step_computes_what_feed_does():
+    exact = ExactPrior.freeze(tiny_prior(window=6))
+    voice = np.full(8, 0.25, np.float32)
+    inputs = np.concatenate([[exact.start_token], stream_of(8, 4)[:-1]])
+    stream = exact.stepper(voice)
+    stepped = np.stack([stream.next(int(t)) for t in inputs])  # well past the window: the rings wrap
+    np.testing.assert_array_equal(stepped, exact.feed(exact.start(voice), inputs))
+
+
+# --- with a codec model: train-prior, the .vqs v4 round trip, the commands, the errors --------------------------
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny codec model file, its codes of a tiny corpus, and a prior trained on them for a few steps."""
+    from tests.conftest import tiny_codec_model
+    from vqspeech.checkpoint import save_checkpoint
+    from vqspeech.data import corpora
+    from vqspeech.data.prepare import prepare
+    from vqspeech.train.prior_loop import PriorTrainer
+    import soundfile as sf
+
+    root = tmp_path_factory.mktemp("prior")
+    for s, (name, f0) in enumerate([("alice", 210.0), ("bob", 110.0)]):
+        (root / "corpus" / name).mkdir(parents=True)
+        for i in range(3):
+            sf.write(root / "corpus" / name / f"{name}_{i}.wav", synthetic_voice(1.5, f0, seed=10 * s + i), 16000)
+    manifest, _ = prepare(corpora.folder_per_speaker(root / "corpus", valid_per_speaker=1), root / "prepared")
+    model, config = tiny_codec_model(0)
+    model_path = root / "tiny.pt"
+    save_checkpoint(model_path, {"config": to_dict(config), "speakers": model.speaker_names, "step": 0, "model": model.state_dict()})
+    prior_config = PriorConfig(model=PriorModelConfig(dim=16, layers=1, heads=2, ff_dim=32, window=16, dropout=0.0))
+    t = prior_config.train
+    t.manifest, t.run_dir, t.seq_len, t.batch_size, t.steps, t.lr, t.warmup_steps = str(manifest), str(root / "run"), 40, 8, 60, 3e-2, 5
+    t.val_every = t.checkpoint_every = 30
+    trainer = PriorTrainer(prior_config, model_path)
+    before = trainer.validate()
+    trainer.fit()
+    return dict(root=root, model_path=model_path, trainer=trainer, before=before, config=prior_config, manifest=manifest)
+
+
+def test_train_prior_learns_and_resumes(trained):
+    from vqspeech.train.prior_loop import PriorTrainer
+
+    trainer, before = trained["trainer"], trained["before"]
+    after = trainer.validate()
+    key = next(k for k in after if k.endswith("bits/code"))
+    assert after[key] < before[key] - 0.5  # from about log2(K) down: the codes are predictable, and it learned so
+    assert (trained["root"] / "run" / "valid.csv").read_text().count("\n") == 3  # header + 2 validations
+    resumed = PriorTrainer(trained["config"], trained["model_path"], resume=True)
+    assert resumed.step == 60 and torch.equal(resumed.prior.head.weight, trainer.prior.head.weight)
+
+
+@pytest.fixture(scope="module")
+def with_prior(trained):
+    """The tiny model loaded from its file, its prior exported beside it (MODEL.prior.pt)."""
+    from vqspeech import checkpoint
+    from vqspeech.train.prior_loop import export_prior
+
+    ckpt = checkpoint.latest_checkpoint(trained["root"] / "run")
+    export_prior(ckpt, checkpoint.prior_path(trained["model_path"]))
+    return checkpoint.load(trained["model_path"])
+
+
+def test_v4_files_decode_to_exactly_the_codes_of_plain_packing(with_prior, trained):
+    from vqspeech import audio
+
+    model = with_prior
+    wav = audio.load(trained["root"] / "corpus" / "alice" / "alice_0.wav")
+    coded, plain = api.encode_audio(model, wav), api.encode_audio(model, wav, prior=False)
+    p4, p3 = bitstream.read(coded), bitstream.read(plain)
+    assert (p4.header.version, p3.header.version) == (4, 3) and p4.header.prior == entropy.prior_for(model).id
+    codes, pitch = api.symbols(model, p4)
+    np.testing.assert_array_equal(codes, p3.codes)
+    np.testing.assert_array_equal(pitch, p3.pitch)
+    assert len(coded) < len(plain)  # a trained prior spends fewer bits than 9 a code
+    np.testing.assert_array_equal(api.decode_bytes(model, coded)[0], api.decode_bytes(model, plain)[0])
+    broken = bytearray(coded)
+    broken[len(broken) // 2] ^= 0x10
+    with pytest.raises(bitstream.BitstreamError, match="checksum"):
+        api.decode_bytes(model, bytes(broken))
+    with pytest.raises(bitstream.BitstreamError, match="range-coded under prior"):
+        bitstream.unpack(coded)
+
+
+def test_a_prior_of_another_model_or_a_broken_one_is_refused_by_name(with_prior, trained, tmp_path):
+    from tests.conftest import tiny_codec_model
+    from vqspeech import checkpoint
+
+    prior_file = checkpoint.prior_path(trained["model_path"])
+    other, _ = tiny_codec_model(1)
+    with pytest.raises(entropy.PriorError, match=f"{prior_file}: a prior of another model"):
+        entropy.load_prior(prior_file, other)
+    (tmp_path / "bad.prior.pt").write_bytes(b"not a prior")
+    with pytest.raises(entropy.PriorError, match="bad.prior.pt: not a readable prior file"):
+        entropy.load_prior(tmp_path / "bad.prior.pt")
+    with pytest.raises(entropy.PriorError, match="missing.pt: no such prior file"):
+        entropy.prior_for(with_prior, tmp_path / "missing.pt")
+
+
+def test_commands_encode_with_the_prior_and_sample_and_continue(with_prior, trained, tmp_path):
+    from vqspeech import cli
+
+    model_path = str(trained["model_path"])
+    src = trained["root"] / "corpus" / "bob" / "bob_1.wav"
+    assert cli.main(["encode", str(src), "-o", str(tmp_path / "a.vqs"), "--model", model_path, "-q"]) == 0
+    assert cli.main(["encode", str(src), "-o", str(tmp_path / "b.vqs"), "--model", model_path, "--no-prior", "-q"]) == 0
+    assert bitstream.read((tmp_path / "a.vqs").read_bytes()).header.version == 4
+    assert bitstream.read((tmp_path / "b.vqs").read_bytes()).header.version == 3
+    assert cli.main(["decode", str(tmp_path / "a.vqs"), "-o", str(tmp_path / "a.wav"), "--model", model_path, "-q"]) == 0
+    assert cli.main(["info", str(tmp_path / "a.vqs")]) == 0
+    # v4 without its prior: a one-line error naming the file; the v3 file needs none.
+    assert cli.main(["decode", str(tmp_path / "a.vqs"), "-o", str(tmp_path / "c.wav"), "--model", model_path,
+                     "--prior", str(tmp_path / "none.pt"), "-q"]) == 1
+    assert cli.main(["decode", str(tmp_path / "b.vqs"), "-o", str(tmp_path / "d.wav"), "--model", model_path,
+                     "--prior", str(tmp_path / "none.pt"), "-q"]) == 0
+    out = tmp_path / "s.wav"
+    assert cli.main(["sample", "--speaker", "bob", "--seconds", "0.5", "--seed", "3", "-o", str(out), "--model", model_path]) == 0
+    import soundfile as sf
+
+    wav, rate = sf.read(out)
+    assert rate == 16000 and abs(len(wav) - 8000) <= 256 and np.abs(wav).max() > 0
+    again = tmp_path / "s2.wav"
+    cli.main(["sample", "--speaker", "bob", "--seconds", "0.5", "--seed", "3", "-o", str(again), "--model", model_path])
+    assert again.read_bytes() == out.read_bytes()  # the seed decides the draw
+    assert cli.main(["sample", "--speaker", "bob", "-o", str(out), "--model", model_path]) == 2  # exists: refused
+    cont = tmp_path / "c.wav"
+    assert cli.main(["continue", str(src), "--seconds", "0.5", "-o", str(cont), "--model", model_path]) == 0
+    assert sf.info(cont).duration > sf.info(src).duration + 0.4

@@ -442,7 +442,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args)
-    except (FileNotFoundError, ValueError) as e:  # our errors carry the file and the problem
+    except (FileNotFoundError, FileExistsError, ValueError) as e:  # our errors carry the file and the problem
         print(f"vqspeech: error: {e}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # `vqspeech info x.vqs | head -3`: the reader left, which is not an error of ours

@@ -12,7 +12,7 @@ def cmd_train_prior(args) -> int:
     from vqspeech import checkpoint
     from vqspeech.codec import entropy
     from vqspeech.config import load_prior_config
-    from vqspeech.train.prior_loop import PriorTrainer
+    from vqspeech.train.prior_loop import PriorTrainer, export_prior
 
     model_path = checkpoint.resolve(args.model)
     config = load_prior_config(*args.config, overrides=parse_overrides(args.set))
@@ -20,7 +20,7 @@ def cmd_train_prior(args) -> int:
     run_dir = trainer.fit()
     out = Path(args.out) if args.out else run_dir / "prior.pt"
     last = checkpoint.latest_checkpoint(run_dir)
-    prior = entropy.export_prior(last, out, info={"heldout": trainer.validate()})
+    prior = export_prior(last, out, info={"heldout": trainer.validate()})
     print(f"done: {run_dir}; prior {prior.id} -> {out}" + ("" if args.out else
           f" (to ship it with the model: cp {out} {checkpoint.prior_path(model_path)})"))
     return 0

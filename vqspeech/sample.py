@@ -27,18 +27,18 @@ def sample_tokens(prior: Prior, voice: np.ndarray, n: int, prompt: np.ndarray | 
     if temperature <= 0:
         raise ValueError(f"temperature {temperature}: must be > 0")
     exact, rng = prior.exact, np.random.default_rng(seed)
-    state = exact.start(voice)
+    stream = exact.stepper(voice)
     prompt = np.zeros(0, np.int64) if prompt is None else np.asarray(prompt, np.int64)
     previous = exact.start_token
-    if len(prompt):
-        exact.feed(state, np.concatenate([[exact.start_token], prompt[:-1]]))
-        previous = int(prompt[-1])
+    for token in prompt:  # the prompt's positions, one step each (the stepper keeps only the window it needs)
+        stream.next(previous)
+        previous = int(token)
     out = np.empty(n, np.int64)
     for t in range(n):
         position = len(prompt) + t
-        logits = exact.feed(state, np.array([previous]))
-        allowed = exact.frequencies(logits, position)[0] > 0  # this position's kind of token (pitch or code)
-        logp = np.where(allowed, logits[0] / (1 << LOGIT_BITS), -np.inf) / temperature  # integer logits -> nats
+        logits = stream.next(previous)
+        allowed = exact.frequencies_of(logits, position) > 0  # this position's kind of token (pitch or code)
+        logp = np.where(allowed, logits / (1 << LOGIT_BITS), -np.inf) / temperature  # integer logits -> nats
         if top_k and top_k < allowed.sum():
             cut = np.sort(logp[allowed])[-top_k]
             logp = np.where(logp >= cut, logp, -np.inf)

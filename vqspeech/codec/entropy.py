@@ -3,7 +3,7 @@
     prior = load_prior(path, model)                a prior file, refused unless it is of `model`
     words = encode_tokens(prior, tokens, voice)    tokens [N] -> the range coder's 32-bit words
     tokens = decode_tokens(prior, words, N, voice)
-    export_prior(checkpoint, out)                  a train-prior checkpoint -> a prior file (integers only)
+    write_prior(exact, model_fingerprint, info, out)  an exact prior -> a prior file (train/prior_loop.export_prior)
 
 The coder is constriction's range coder (a queue: symbols come out in the order they went in) with its
 Categorical model (perfect=False), fed integer frequencies from the exact prior (models/prior_exact.py): the
@@ -57,21 +57,17 @@ def _prior_id(tensors: dict[str, np.ndarray], meta: dict) -> str:
     return digest.hexdigest()[: 2 * PRIOR_ID_BYTES]
 
 
-def export_prior(checkpoint_path: str | Path, out: str | Path, info: dict | None = None) -> Prior:
-    """A train-prior checkpoint -> a prior file at `out` (its exact twin's integers; written atomically)."""
+def write_prior(exact: ExactPrior, model_fingerprint: str, info: dict, out: str | Path) -> "Prior":
+    """An exact prior of the codec model `model_fingerprint` -> a prior file at `out` (written atomically)."""
     from vqspeech.codec.bitstream import short_fingerprint
     from vqspeech.fileio import atomic_path
-    from vqspeech.train.prior_loop import load_prior_checkpoint
 
-    float_prior, ckpt = load_prior_checkpoint(checkpoint_path)
-    exact = ExactPrior.freeze(float_prior)
-    info = {"steps": ckpt["step"], "cpu_seconds": round(ckpt["cpu_seconds"], 1), "config": ckpt["config"], **(info or {})}
     tensors = {}
     for name, v in exact.tensors.items():
         peak = int(np.abs(v).max()) if v.size else 0
         dtype = torch.int16 if peak < 1 << 15 else torch.int32 if peak < 1 << 31 else torch.int64
         tensors[name] = torch.from_numpy(np.asarray(v, np.int64)).to(dtype)
-    state = {"format": FORMAT, "meta": exact.meta, "model_fingerprint": short_fingerprint(ckpt["model_fingerprint"]),
+    state = {"format": FORMAT, "meta": exact.meta, "model_fingerprint": short_fingerprint(model_fingerprint),
              "tensors": tensors, "info": info}
     with atomic_path(out) as tmp:
         torch.save(state, tmp)
@@ -98,9 +94,10 @@ def load_prior(path: str | Path, model=None) -> Prior:
         raise PriorError(f"{path}: a corrupt prior file ({type(e).__name__}: {e})") from None
     prior = Prior(exact, state["model_fingerprint"], _prior_id(tensors, meta), state.get("info") or {}, str(path))
     if model is not None:
-        from vqspeech.codec import api, bitstream
+        from vqspeech.codec import bitstream
+        from vqspeech.models.vqvae import model_fingerprint
 
-        ours = bitstream.short_fingerprint(api.fingerprint(model))
+        ours = bitstream.short_fingerprint(model_fingerprint(model).hex())
         if prior.model_fingerprint != ours:
             raise PriorError(f"{path}: a prior of another model (model {prior.model_fingerprint}, this model {ours}); "
                              "train one for this model: vqspeech train-prior")
@@ -147,11 +144,11 @@ def decode_tokens(prior: Prior, words: np.ndarray, n: int, voice: np.ndarray) ->
 
     exact = prior.exact
     decoder = constriction.stream.queue.RangeDecoder(np.asarray(words, np.uint32))
-    state = exact.start(voice)
+    stream = exact.stepper(voice)
     out = np.empty(n, np.int64)
     previous = exact.start_token
     for t in range(n):
-        freqs = exact.frequencies(exact.feed(state, np.array([previous])), t)[0]
+        freqs = exact.frequencies_of(stream.next(previous), t)
         previous = out[t] = decoder.decode(constriction.stream.model.Categorical(freqs, perfect=False))
     return out
 

@@ -4,8 +4,8 @@ One token stream per utterance, in the order the .vqs carries and the range code
 frame, its pitch symbol, then its `pitch_frames` codes (model v3: 1 + 4 tokens per 256 samples, 312.5 a second).
 One alphabet for both: codes are 0..K-1, pitch symbols K..K+L-1; a model without pitch has codes only.
 
-    tokens_of(codes, pitch, K) -> tokens        the interleaving, and its inverse split_tokens
-    extract(model, manifest, out)               every utterance encoded as `vqspeech encode` does, cached
+    tokens_of(codes, pitch, layout) -> tokens   the interleaving, and its inverse split_tokens
+    CodeCorpus                                  a corpus's streams (train/prior_loop.extract_codes writes it)
 
 The cache holds, per utterance, the tokens and the voice the decoder renders the file in by default (the voice
 vector the file carries, else the row of the speaker it names): the prior is conditioned on what a decoder of the
@@ -115,33 +115,3 @@ class CodeCorpus:
         return CodeCorpus([self.tokens[i] for i in idx], self.voices[idx], [self.speakers[i] for i in idx],
                           [self.corpora[i] for i in idx], [self.splits[i] for i in idx], self.fingerprint)
 
-
-def extract(model, manifest: Path, out: Path, progress: bool = True) -> CodeCorpus:
-    """Every utterance of `manifest` encoded as `vqspeech encode` writes it (speaker "auto") -> a CodeCorpus,
-    saved to `out` (.npz). A cache of the same model's fingerprint at `out` is returned as it is."""
-    from tqdm import tqdm
-
-    from vqspeech import audio
-    from vqspeech.codec import api, bitstream
-    from vqspeech.data.manifest import read_manifest
-
-    fp = api.fingerprint(model)
-    if out.exists():
-        cached = CodeCorpus.load(out)
-        if cached.fingerprint == fp:
-            return cached
-    layout = TokenLayout.of(model.config)
-    rows = read_manifest(manifest)
-    tokens, voices, speakers, corpora, splits = [], [], [], [], []
-    for row in tqdm(rows, desc="codes", unit="file", disable=not progress):
-        wav = audio.load(row.path, model.config.sample_rate)
-        header, codes, pitch = bitstream.unpack(api.encode_audio(model, wav, speaker=api.AUTO_SPEAKER, prior=False))
-        tokens.append(tokens_of(codes, pitch, layout).astype(np.int16))
-        voices.append(default_voice(model, header))
-        speakers.append(row.speaker)
-        corpora.append(row.corpus or "")
-        splits.append(row.split)
-    corpus = CodeCorpus(tokens, np.stack(voices), speakers, corpora, splits, fp)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    corpus.save(out)
-    return corpus

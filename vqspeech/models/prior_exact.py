@@ -213,6 +213,11 @@ class ExactPrior:
         state.keys[i], state.values[i] = keys[:, -keep:] if keep else keys[:, :0], values[:, -keep:] if keep else values[:, :0]
         return layer.out(y.transpose(1, 0, 2).reshape(n, D))
 
+    def stepper(self, voice: np.ndarray) -> "Stepper":
+        """A stream to advance one token at a time (range decoding, sampling): the compiled step where numba is
+        installed, else feed. Both give the same integers."""
+        return Stepper(self, voice)
+
     def frequencies(self, logits: np.ndarray, first_position: int) -> np.ndarray:
         """logits [n, V] (feed's) for positions first_position.. -> integer frequencies [n, V] as float64: 0 for
         the other kind of symbol, else max(1, round(2**20 exp(logit - max))) over this kind."""
@@ -226,8 +231,41 @@ class ExactPrior:
         f = self.frequency_exp[np.minimum(below, len(self.frequency_exp) - 1)]
         return np.where(kind, f, 0).astype(np.float64)
 
+    def frequencies_of(self, logits: np.ndarray, position: int) -> np.ndarray:
+        """One position's frequencies [V] (what `frequencies` gives for that row), without building the 2-D mask."""
+        lo, hi = (self.codebook_size, self.vocab) if self.pitch_levels and position % self.period == 0 else (0, self.codebook_size)
+        f = np.zeros(self.vocab)
+        part = logits[lo:hi]
+        below = (part.max() - part).astype(np.int64)
+        f[lo:hi] = self.frequency_exp[np.minimum(below, len(self.frequency_exp) - 1)]
+        return f
+
     def log2_probabilities(self, logits: np.ndarray, first_position: int) -> np.ndarray:
         """log2 of the probabilities the coder uses (approximately: the coder's own quantisation adds ~1e-4 bits)."""
         f = self.frequencies(logits, first_position)
         with np.errstate(divide="ignore"):
             return np.log2(f) - np.log2(f.sum(-1, keepdims=True))
+
+
+class Stepper:
+    """One stream advanced a token at a time: next(previous token) -> logits [V] of the next position."""
+
+    def __init__(self, exact: ExactPrior, voice: np.ndarray):
+        from vqspeech.models import prior_step
+        from vqspeech.models.prior import RMS_EPS
+
+        self.exact, self.position = exact, 0
+        self.state = exact.start(voice)
+        self.kernel = prior_step.StepKernel(exact, ACT_BITS, LOGIT_BITS, ACT_LIMIT, RMS_EPS) if prior_step.available() else None
+        if self.kernel is not None:
+            self.keys, self.values = self.kernel.rings()
+
+    def next(self, previous: int) -> np.ndarray:
+        e = self.exact
+        if self.kernel is None:
+            logits = e.feed(self.state, np.array([previous]))[0]
+        else:
+            x = e.token_embedding[previous] + e.phase_embedding[self.position % e.period] + self.state.voice
+            logits = self.kernel.step(x, self.position, self.keys, self.values)
+        self.position += 1
+        return logits

@@ -23,7 +23,7 @@ import torch
 
 from vqspeech import checkpoint
 from vqspeech.config import PriorConfig, from_dict
-from vqspeech.data.codes import CodeCorpus, TokenLayout, extract
+from vqspeech.data.codes import CodeCorpus, TokenLayout
 from vqspeech.fileio import atomic_path
 from vqspeech.models.prior import PAD, CodePrior
 from vqspeech.train.loop import lr_lambda
@@ -103,7 +103,7 @@ class PriorTrainer:
         codes_path = Path(t.codes) if t.codes else self.run_dir / "codes.npz"
         if not codes_path.exists() and not t.manifest:
             raise ValueError(f"{codes_path}: no code cache; give train.manifest to extract one")
-        corpus = extract(codec, Path(t.manifest), codes_path) if t.manifest else CodeCorpus.load(codes_path)
+        corpus = extract_codes(codec, Path(t.manifest), codes_path) if t.manifest else CodeCorpus.load(codes_path)
         if corpus.fingerprint != self.fingerprint:
             raise ValueError(f"{codes_path}: codes of model {corpus.fingerprint}, not of {model_path} ({self.fingerprint})")
         self.train_set = corpus.select(lambda i: corpus.splits[i] == "train")
@@ -202,3 +202,45 @@ def load_prior_checkpoint(path: str | Path) -> tuple[CodePrior, dict]:
     prior = CodePrior(config.model, TokenLayout(**ckpt["layout"]), ckpt["voice_dim"])
     prior.load_state_dict(ckpt["prior"])
     return prior.eval(), ckpt
+
+
+def extract_codes(model, manifest: Path, out: Path, progress: bool = True) -> CodeCorpus:
+    """Every utterance of `manifest` encoded as `vqspeech encode` writes it (speaker "auto") -> a CodeCorpus,
+    saved to `out` (.npz). A cache of the same model's fingerprint at `out` is returned as it is."""
+    from tqdm import tqdm
+
+    from vqspeech import audio
+    from vqspeech.codec import api, bitstream
+    from vqspeech.data.codes import default_voice, tokens_of
+    from vqspeech.data.manifest import read_manifest
+
+    fp = api.fingerprint(model)
+    if out.exists():
+        cached = CodeCorpus.load(out)
+        if cached.fingerprint == fp:
+            return cached
+    layout = TokenLayout.of(model.config)
+    rows = read_manifest(manifest)
+    tokens, voices, speakers, corpora, splits = [], [], [], [], []
+    for row in tqdm(rows, desc="codes", unit="file", disable=not progress):
+        wav = audio.load(row.path, model.config.sample_rate)
+        header, codes, pitch = bitstream.unpack(api.encode_audio(model, wav, speaker=api.AUTO_SPEAKER, prior=False))
+        tokens.append(tokens_of(codes, pitch, layout).astype(np.int16))
+        voices.append(default_voice(model, header))
+        speakers.append(row.speaker)
+        corpora.append(row.corpus or "")
+        splits.append(row.split)
+    corpus = CodeCorpus(tokens, np.stack(voices), speakers, corpora, splits, fp)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    corpus.save(out)
+    return corpus
+
+
+def export_prior(checkpoint_path: str | Path, out: str | Path, info: dict | None = None):
+    """A train-prior checkpoint -> a prior file at `out` (its exact twin's integers: codec/entropy.write_prior)."""
+    from vqspeech.codec import entropy
+    from vqspeech.models.prior_exact import ExactPrior
+
+    float_prior, ckpt = load_prior_checkpoint(checkpoint_path)
+    info = {"steps": ckpt["step"], "cpu_seconds": round(ckpt["cpu_seconds"], 1), "config": ckpt["config"], **(info or {})}
+    return entropy.write_prior(ExactPrior.freeze(float_prior), ckpt["model_fingerprint"], info, out)

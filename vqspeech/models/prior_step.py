@@ -1,0 +1,163 @@
+"""The exact prior's one-token step as a numba kernel: what range decoding runs once per token.
+
+Decoding cannot batch: each token's distribution needs the token before it. In NumPy one step is ~150 small array
+operations, whose overhead (not their arithmetic) sets the speed; this kernel does the same arithmetic in one call.
+It computes exactly what ExactPrior.feed computes (tests hold them equal): every product and sum is of integers
+below 2**53 held in float64, so loop order changes nothing, and the divisions, square roots and floors are the same
+correctly rounded IEEE operations in the same places. Keys and values live in a ring of `window` slots per layer.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+try:
+    import numba
+except ImportError:  # pragma: no cover - numba is a declared dependency; ExactPrior.feed still works without it
+    numba = None
+
+
+def available() -> bool:
+    return numba is not None
+
+
+def _rms(x, gain, out, eps):
+    s = 0.0
+    for i in range(x.shape[0]):
+        s += x[i] * x[i]
+    r = math.sqrt(s / x.shape[0] + eps)
+    for i in range(x.shape[0]):
+        out[i] = math.floor(x[i] * gain[i] / r)
+
+
+def _linear(x, w, unit, bias, out):
+    """x [in], w [in, out] -> out[j] = floor(sum_i x[i] w[i, j] * unit) + bias[j] (bias of length 0: none)."""
+    n_out = w.shape[1]
+    for j in range(n_out):
+        out[j] = 0.0
+    for i in range(w.shape[0]):
+        xi = x[i]
+        if xi != 0.0:
+            for j in range(n_out):
+                out[j] += xi * np.float64(w[i, j])
+    for j in range(n_out):
+        out[j] = math.floor(out[j] * unit)
+        if bias.shape[0]:
+            out[j] += bias[j]
+
+
+def _step(x, position, window, heads, limit, eps, score_div, attn_norm, qkv, qkv_unit, out_w, out_unit, distance_bias,
+          ff_norm, ff_in, ff_in_b, ff_in_unit, ff_out, ff_out_b, ff_out_unit, keys, values, exp_table, final_norm,
+          head, head_b, head_unit, logit_div, no_bias):
+    """x [D]: the token's embedding sum; keys/values [L, H, window, head_dim] rings, written at slot position % window
+    -> logits [V] (integers at LOGIT_BITS)."""
+    n_layers, D = attn_norm.shape
+    hd = D // heads
+    h = np.empty(D)
+    qkv_out = np.empty(3 * D)
+    y = np.empty(D)
+    proj = np.empty(D)
+    ff_hidden = np.empty(ff_in.shape[2])
+    scores = np.empty(window)
+    slot = position % window
+    first = max(0, position - window + 1)
+    n_keys = position - first + 1
+    top = exp_table.shape[0] - 1
+    for layer in range(n_layers):
+        for i in range(D):
+            x[i] = min(max(x[i], -limit), limit)
+        _rms(x, attn_norm[layer], h, eps)
+        _linear(h, qkv[layer], qkv_unit[layer], no_bias, qkv_out)
+        for hh in range(heads):
+            for c in range(hd):
+                keys[layer, hh, slot, c] = qkv_out[D + hh * hd + c]
+                values[layer, hh, slot, c] = qkv_out[2 * D + hh * hd + c]
+            best = -1e300
+            for k in range(n_keys):
+                j = first + k
+                s = 0.0
+                for c in range(hd):
+                    s += qkv_out[hh * hd + c] * keys[layer, hh, j % window, c]
+                s = math.floor(s / score_div) + distance_bias[layer, hh, position - j]
+                scores[k] = s
+                if s > best:
+                    best = s
+            total = 0.0
+            for c in range(hd):
+                y[hh * hd + c] = 0.0
+            for k in range(n_keys):
+                e = float(exp_table[min(int(best - scores[k]), top)])
+                total += e
+                j = first + k
+                for c in range(hd):
+                    y[hh * hd + c] += e * values[layer, hh, j % window, c]
+            for c in range(hd):
+                y[hh * hd + c] = math.floor(y[hh * hd + c] / total)
+        _linear(y, out_w[layer], out_unit[layer], no_bias, proj)
+        for i in range(D):
+            x[i] += proj[i]
+            x[i] = min(max(x[i], -limit), limit)
+        _rms(x, ff_norm[layer], h, eps)
+        _linear(h, ff_in[layer], ff_in_unit[layer], ff_in_b[layer], ff_hidden)
+        for i in range(ff_hidden.shape[0]):
+            ff_hidden[i] = max(ff_hidden[i], 0.0)
+        _linear(ff_hidden, ff_out[layer], ff_out_unit[layer], ff_out_b[layer], proj)
+        for i in range(D):
+            x[i] += proj[i]
+    for i in range(D):
+        x[i] = min(max(x[i], -limit), limit)
+    _rms(x, final_norm, h, eps)
+    logits = np.empty(head.shape[1])
+    _linear(h, head, head_unit, head_b, logits)
+    for j in range(logits.shape[0]):
+        logits[j] = math.floor(logits[j] / logit_div)
+    return logits
+
+
+if numba is not None:
+    _rms = numba.njit(cache=True)(_rms)
+    _linear = numba.njit(cache=True)(_linear)
+    _step = numba.njit(cache=True)(_step)
+
+
+class StepKernel:
+    """The weights of an ExactPrior laid out for `_step`, and one stream's key/value rings."""
+
+    def __init__(self, exact, act_bits: int, logit_bits: int, act_limit: float, rms_eps: float):
+        """exact: a prior_exact.ExactPrior; its fixed-point constants are passed in (this module imports nothing of
+        it, so that it can be imported by it)."""
+        ACT_BITS, LOGIT_BITS = act_bits, logit_bits
+        L = exact.layers
+
+        def stack(get, dtype=np.float64):
+            return np.ascontiguousarray(np.stack([get(layer) for layer in L]), dtype)
+
+        # The weight matrices as float32: integers below 2**WEIGHT_BITS are exact in it, and half the bytes read per
+        # token (reading them is most of a step's time); products and sums stay float64 in the kernel.
+        f32 = np.float32
+        self.exact = exact
+        self.weights = (
+            stack(lambda l: l.attn_norm), stack(lambda l: l.qkv._weight_t, f32), np.array([l.qkv._unit for l in L]),
+            stack(lambda l: l.out._weight_t, f32), np.array([l.out._unit for l in L]), stack(lambda l: l.distance_bias),
+            stack(lambda l: l.ff_norm), stack(lambda l: l.ff_in._weight_t, f32), stack(lambda l: l.ff_in.bias),
+            np.array([l.ff_in._unit for l in L]), stack(lambda l: l.ff_out._weight_t, f32), stack(lambda l: l.ff_out.bias),
+            np.array([l.ff_out._unit for l in L]))
+        self.constants = (exact.window, exact.heads, act_limit, rms_eps * float(1 << 2 * ACT_BITS),
+                          float(1 << (2 * ACT_BITS - LOGIT_BITS)))
+        self.tail = (np.asarray(exact.attention_exp, np.int64), np.asarray(exact.norm, np.float64), exact.head._weight_t.astype(np.float32),
+                     np.asarray(exact.head.bias, np.float64), exact.head._unit, float(1 << (ACT_BITS - LOGIT_BITS)),
+                     np.zeros(0))
+        D = exact.token_embedding.shape[1]
+        self.ring_shape = (len(L), exact.heads, exact.window, D // exact.heads)
+
+    def rings(self) -> tuple[np.ndarray, np.ndarray]:
+        return np.zeros(self.ring_shape), np.zeros(self.ring_shape)
+
+    def step(self, x: np.ndarray, position: int, keys: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """x [D] the embedding sum of the token before `position` -> logits [V]; the rings get this position."""
+        window, heads, limit, eps, score_div = self.constants
+        exp_table, norm, head, head_b, head_unit, logit_div, no_bias = self.tail
+        return _step(np.array(x, np.float64), position, window, heads, limit, eps, score_div, *self.weights, keys, values,
+                     exp_table, norm, head, head_b, head_unit, logit_div, no_bias)
