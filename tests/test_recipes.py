@@ -12,6 +12,7 @@ import sys
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 import soundfile as sf
 
@@ -221,3 +222,20 @@ def test_anyvoice_recipe_prepares_combines_trains_and_exports(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     model = checkpoint.load_model(tmp_path / "run" / "model.pt")
     assert model.config.voice == "vector" and model.speaker_names == ["SF1", "TM1", "so0001", "so0002"]
+
+    # The prior over that model's codes (recipes/prior), installed beside it: encode then range-codes under it,
+    # conditioned on the voice vector each file carries.
+    model_path = tmp_path / "run" / "model.pt"
+    prior_args = ["--model", str(model_path), "--manifest", str(tmp_path / "prep" / "combined" / "manifest.csv"),
+                  "--run-dir", str(tmp_path / "prior"), "--conf", str(REPO / "recipes" / "prior" / "conf" / "debug.yaml")]
+    trained = run("prior/run.sh", *prior_args, "--install", "yes")
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    assert (tmp_path / "prior" / "codes.npz").exists() and (tmp_path / "run" / "model.prior.pt").exists()
+    from vqspeech.codec import api, bitstream
+
+    loaded = checkpoint.load(model_path)
+    data = api.encode_audio(loaded, synthetic_voice(1.0, 150, seed=3))
+    parsed = bitstream.read(data)
+    assert parsed.header.version == 4 and parsed.header.voice is not None
+    plain = bitstream.read(api.encode_audio(loaded, synthetic_voice(1.0, 150, seed=3), prior=False))
+    np.testing.assert_array_equal(api.symbols(loaded, parsed)[0], plain.codes)
