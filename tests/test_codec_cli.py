@@ -331,3 +331,28 @@ def test_version_sample_rate_range_and_a_closed_pipe(model_file, tmp_path, capsy
     cmd = f"{sys.executable} -m vqspeech.cli info {many} | head -1"
     piped = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True)
     assert piped.stdout.startswith(str(tmp_path / "a.vqs")) and "Traceback" not in piped.stderr and "Broken" not in piped.stderr
+
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(lf0_mean=st.floats(width=32) | st.floats(0, 10, width=32), lf0_std=st.floats(width=32) | st.floats(0, 4, width=32),
+       seed=st.integers(0, 3))
+def test_any_header_with_a_valid_checksum_decodes_to_bounded_audio_or_is_refused(model, lf0_mean, lf0_std, seed):
+    """A forged file whose CRC is right: its header values either decode to audio no louder than a real file's, or
+    are refused with a BitstreamError; never full-scale noise, never a traceback."""
+    good = api.encode_audio(model, synthetic_voice(0.5, 150, seed))
+    header, codes, pitch = bitstream.unpack(good)
+    body = bytearray(good[:-4])
+    struct.pack_into(">ff", body, 12, lf0_mean, lf0_std)  # the v2/v3 fixed fields: magic, version, fingerprint, then these
+    forged = bytes(body)
+    forged = forged + struct.pack(">I", zlib.crc32(forged))
+    try:
+        wav, h = api.decode_bytes(model, forged)
+    except bitstream.BitstreamError:
+        assert not (0 <= lf0_mean <= 10 and 0 <= lf0_std <= 4)
+        return
+    assert 0 <= h.lf0_mean <= 10 and 0 <= h.lf0_std <= 4
+    assert np.isfinite(wav).all() and np.abs(wav).max() <= 1.0 and len(wav) == header.n_samples

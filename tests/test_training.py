@@ -82,6 +82,27 @@ def test_load_refuses_non_checkpoints(tmp_path):
     torch.save({"anything": 1}, tmp_path / "other.pt")
     with pytest.raises(checkpoint.CheckpointError, match="not a vqspeech model"):
         checkpoint.load_model(tmp_path / "other.pt")
+    (tmp_path / "text.pt").write_text("hello")
+    with pytest.raises(checkpoint.CheckpointError, match="text.pt: not a vqspeech model file .not a PyTorch file"):
+        checkpoint.load_model(tmp_path / "text.pt")
+    torch.save({"format": checkpoint.FORMAT, "config": {}}, tmp_path / "partial.pt")
+    with pytest.raises(checkpoint.CheckpointError, match="partial.pt: a damaged vqspeech model file .missing speakers, model"):
+        checkpoint.load_model(tmp_path / "partial.pt")
+
+
+class _RunsCode:
+    def __reduce__(self):
+        return (print, ("this must never run",))
+
+
+def test_a_pickle_is_refused_without_the_unsafe_advice(tmp_path, capsys):
+    import pickle
+
+    (tmp_path / "evil.pt").write_bytes(pickle.dumps(_RunsCode()))
+    with pytest.raises(checkpoint.CheckpointError) as e:
+        checkpoint.load_model(tmp_path / "evil.pt")
+    assert "could run code" in str(e.value) and "weights_only" not in str(e.value)
+    assert "this must never run" not in capsys.readouterr().out
 
 
 def test_cli_train_writes_checkpoint_and_logs(manifest, tmp_path):

@@ -40,16 +40,36 @@ def load_checkpoint(path: str | Path) -> dict:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise CheckpointError(f"{path}: not a readable vqspeech model ({str(e).splitlines()[0][:200]})") from None
+        raise CheckpointError(f"{path}: not a vqspeech model file ({_why_unreadable(e)})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a vqspeech model file")
+    missing = [k for k in ("config", "speakers", "model") if k not in ckpt]
+    if missing or not isinstance(ckpt["config"], dict) or not isinstance(ckpt["config"].get("model"), dict):
+        raise CheckpointError(f"{path}: a damaged vqspeech model file (missing {', '.join(missing) or 'the model config'})")
     return ckpt
 
 
-def model_from_checkpoint(ckpt: dict) -> VQSpeech:
+def _why_unreadable(e: Exception) -> str:
+    """torch.load's failure in a few words. Never its advice to retry with weights_only=False: that would run
+    whatever code a pickle holds."""
+    text = str(e)
+    if "Weights only load failed" in text or "Unsupported global" in text:
+        return "it holds Python objects, not only tensors; refused, since loading them could run code"
+    import pickle
+
+    if isinstance(e, (KeyError, EOFError, OSError, pickle.UnpicklingError)) or "zip" in text or "invalid load key" in text:
+        return "not a PyTorch file, or a truncated one"
+    return f"{type(e).__name__}: {text.splitlines()[0][:120]}" if text else type(e).__name__
+
+
+def model_from_checkpoint(ckpt: dict, path: str | Path = "model") -> VQSpeech:
     config = from_dict(ModelConfig, ckpt["config"]["model"])
     model = VQSpeech(config, ckpt["speakers"])
-    model.load_state_dict(ckpt["model"])  # strict: a mismatch is an error, never silently ignored
+    try:
+        model.load_state_dict(ckpt["model"])  # strict: a mismatch is an error, never silently ignored
+    except (RuntimeError, TypeError, AttributeError) as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise CheckpointError(f"{path}: its weights do not fit its config ({first[:160]})") from None
     model.float()
     model.speaker_info = ckpt.get("speaker_info") or {}  # name -> {gender, accent, region}, where the corpus said
     return model
@@ -57,7 +77,7 @@ def model_from_checkpoint(ckpt: dict) -> VQSpeech:
 
 def load_model(path: str | Path) -> VQSpeech:
     """Rebuild a VQSpeech from a checkpoint or a shipped model file, in eval mode."""
-    model = model_from_checkpoint(load_checkpoint(path))
+    model = model_from_checkpoint(load_checkpoint(path), path)
     model.eval()
     return model
 

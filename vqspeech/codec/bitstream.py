@@ -63,6 +63,9 @@ _V2_FIXED = struct.Struct(">3sB8sff")  # magic, version, fingerprint, lf0_mean, 
 _CRC = struct.Struct(">I")
 _MAX_VARINT = 8  # bytes: 56 bits, above every range below
 _F32_MAX = float(np.finfo(np.float32).max)
+# Log-F0 statistics a real recording can have: a mean of log(1 Hz) to log(22 kHz), a spread below 4 (a factor of
+# e**4 = 55 per standard deviation; speech is ~0.1-0.3).
+_LF0_RANGES = {"lf0_mean": (0.0, 10.0), "lf0_std": (0.0, 4.0)}
 MAX_BITS = 24  # widest symbol we pack (K up to 16.7 M); a header asking for more is corrupt
 
 
@@ -260,6 +263,9 @@ def _check_header(h: dict, version: int = PLAIN_VERSION) -> Header:
         v = h.get(name)
         if type(v) not in (int, float) or not abs(v) <= _F32_MAX:  # NaN fails too
             raise BitstreamError(f"header field {name!r} missing or not a finite float32")
+        lo, hi = _LF0_RANGES[name]
+        if not lo <= v <= hi:  # a valid CRC over an absurd value would decode to full-scale noise
+            raise BitstreamError(f"header field {name!r} = {v:g} out of range [{lo:g}, {hi:g}]")
         stats[name] = v
     if values["n_samples"] > values["n_frames"] * values["hop"]:
         raise BitstreamError(f"header says {values['n_samples']} samples but {values['n_frames']} codes cover only "
