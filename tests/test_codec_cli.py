@@ -356,3 +356,11 @@ def test_any_header_with_a_valid_checksum_decodes_to_bounded_audio_or_is_refused
         return
     assert 0 <= h.lf0_mean <= 10 and 0 <= h.lf0_std <= 4
     assert np.isfinite(wav).all() and np.abs(wav).max() <= 1.0 and len(wav) == header.n_samples
+
+
+def test_decoding_a_speaker_the_model_lacks_says_whose_voice_it_used(model, tmp_path, fake_decoder):
+    header, codes, pitch = bitstream.unpack(api.encode_audio(model, synthetic_voice(0.5, 150, 1)))
+    header.speaker = "zed"  # as a file of another model (--force-model) records its own speakers
+    (tmp_path / "z.vqs").write_bytes(bitstream.pack(header, codes, pitch))
+    _, voice = api.decode_file(model, tmp_path / "z.vqs", tmp_path / "z.wav")
+    assert voice.startswith("alice (the file's speaker 'zed' is not one of this model's")

@@ -20,6 +20,9 @@ def test_overrides_take_yaml_numbers_of_any_spelling():
     ({"train": {"steps": "many"}}, "TrainConfig.steps: 'many' is not of type int"),
     ({"model": {"parallel": {"phase": 3}}}, "ParallelDecoderConfig.phase: 3 is not of type str"),
     ({"train": {"stpes": 10}}, "unknown TrainConfig keys"),
+    ({"model": {"quantizer": {"codebook_size": -4}}}, r"model.quantizer.codebook_size=-4: must be at least 2"),
+    ({"data": {"batch_size": 0}}, r"data.batch_size=0: must be at least 1"),
+    ({"train": {"lr": -1}}, r"train.lr=-1.0: must be positive"),
 ])
 def test_bad_values_are_refused_by_name(overrides, message):
     with pytest.raises(ValueError, match=message):
@@ -32,3 +35,23 @@ def test_every_recipe_config_loads(path):
     from vqspeech.config import load_prior_config
 
     (load_prior_config if Path(path).parent.parent.name == "prior" else load_config)(path)
+
+
+def test_a_malformed_yaml_file_is_named_with_its_line(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train:\n  steps: [1, 2\n")
+    with pytest.raises(ValueError, match=r"bad.yaml: not valid YAML at line \d+"):
+        load_config(bad)
+    (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
+    with pytest.raises(ValueError, match="list.yaml: a config must be a mapping"):
+        load_config(tmp_path / "list.yaml")
+
+
+def test_training_without_a_manifest_leaves_no_run_folder(tmp_path):
+    from vqspeech.train.loop import Trainer
+
+    for manifest, message in (("", "data.manifest: not set"), (str(tmp_path / "nope.csv"), "nope.csv: no such manifest")):
+        with pytest.raises((ValueError, FileNotFoundError), match=message):
+            Trainer(load_config(REPO / "recipes" / "conf" / "debug.yaml", overrides={
+                "data": {"manifest": manifest}, "train": {"run_dir": str(tmp_path / "run")}}))
+        assert not (tmp_path / "run").exists()

@@ -124,3 +124,14 @@ def test_cli_reports_missing_manifest(tmp_path):
     assert result.returncode == 2
     assert "nope.csv: no such manifest" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_run_removes_the_temporaries_a_killed_writer_left(manifest, tmp_path):
+    from vqspeech.train.loop import Trainer
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / ".checkpoint-6.pt.0123abcd.tmp").write_bytes(b"half a checkpoint")  # what kill -9 mid-save leaves
+    (run / ".notes.tmp").write_text("not ours")
+    Trainer(load_config(DEBUG_OVERLAY, overrides={"data": {"manifest": str(manifest)}, "train": {"run_dir": str(run)}}))
+    assert sorted(p.name for p in run.glob(".*")) == [".notes.tmp"]

@@ -226,8 +226,7 @@ def load_prior_config(*paths: str | Path, overrides: dict | None = None) -> Prio
     """Read YAML prior configs, each overlaid on the one before, then `overrides`."""
     values: dict = {}
     for path in paths:
-        with open(path) as f:
-            values = merge(values, yaml.safe_load(f) or {})
+        values = merge(values, read_yaml(path))
     return from_dict(PriorConfig, merge(values, overrides or {}))
 
 def from_dict(cls: type, values: dict[str, Any] | None):
@@ -287,8 +286,7 @@ def load_config(*paths: str | Path, overrides: dict | None = None) -> Config:
     """Read YAML config files, each overlaid on the one before, then `overrides`."""
     values: dict = {}
     for path in paths:
-        with open(path) as f:
-            values = merge(values, yaml.safe_load(f) or {})
+        values = merge(values, read_yaml(path))
     values = merge(values, overrides or {})
     config = from_dict(Config, values)
     if config.data.crop_samples % config.model.pitch_hop:
@@ -296,7 +294,56 @@ def load_config(*paths: str | Path, overrides: dict | None = None) -> Config:
             f"data.crop_samples={config.data.crop_samples} must be a multiple of the pitch hop "
             f"({config.model.pitch_hop} samples)"
         )
+    validate(config)
     return config
+
+
+def read_yaml(path: str | Path) -> dict:
+    """A config file -> its mapping; a one-line ValueError naming the file if it is not YAML or not a mapping."""
+    try:
+        with open(path) as f:
+            values = yaml.safe_load(f)
+    except yaml.YAMLError as e:
+        where = getattr(e, "problem_mark", None)
+        at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
+        raise ValueError(f"{path}: not valid YAML{at} ({getattr(e, 'problem', None) or type(e).__name__})") from None
+    if values is not None and not isinstance(values, dict):
+        raise ValueError(f"{path}: a config must be a mapping of sections (model:, data:, train:), not a {type(values).__name__}")
+    return values or {}
+
+
+# (dotted name, test, what it must be): checked when a config is loaded, before a run folder or a model exists.
+_CHECKS = [
+    ("model.quantizer.codebook_size", lambda v: v >= 2, "at least 2"),
+    ("model.latent_dim", lambda v: v >= 1, "at least 1"),
+    ("model.speaker_dim", lambda v: v >= 1, "at least 1"),
+    ("model.pitch_levels", lambda v: v >= 2, "at least 2"),
+    ("model.pitch_frames", lambda v: v >= 1, "at least 1"),
+    ("data.batch_size", lambda v: v >= 1, "at least 1"),
+    ("data.crop_samples", lambda v: v >= 1, "at least 1"),
+    ("data.voice_swap", lambda v: 0 <= v <= 1, "a probability in [0, 1]"),
+    ("train.steps", lambda v: v >= 0, "0 or more"),
+    ("train.lr", lambda v: v > 0, "positive"),
+    ("train.lr_min", lambda v: 0 <= v, "0 or more"),
+    ("train.warmup_steps", lambda v: v >= 0, "0 or more"),
+    ("train.grad_clip", lambda v: v > 0, "positive"),
+    ("train.log_every", lambda v: v >= 1, "at least 1"),
+    ("train.val_every", lambda v: v >= 1, "at least 1"),
+    ("train.checkpoint_every", lambda v: v >= 1, "at least 1"),
+    ("train.keep_checkpoints", lambda v: v >= 1, "at least 1"),
+    ("train.threads", lambda v: v >= 0, "0 (torch's default) or more"),
+]
+
+
+def validate(config: "Config") -> None:
+    """Every value that would fail only later (after a run folder exists, or hours into training): one ValueError
+    naming the option."""
+    for name, ok, must in _CHECKS:
+        node = config
+        for part in name.split("."):
+            node = getattr(node, part)
+        if not ok(node):
+            raise ValueError(f"{name}={node!r}: must be {must}")
 
 
 def to_dict(config) -> dict:

@@ -70,3 +70,16 @@ def atomic_open(path: str | Path, overwrite: bool = True, newline: str = "", enc
     newline="" writes "\\n" as given, which the csv module needs."""
     with atomic_path(path, overwrite) as tmp, open(tmp, "w", newline=newline, encoding=encoding) as f:
         yield f
+
+
+def remove_stale_temporaries(folder: str | Path) -> list[Path]:
+    """Delete the temporary files temp_path left in `folder` when a writer was killed mid-write (kill -9, power
+    loss): hidden, named `.NAME.<8 hex>.tmp`. Call it where no other writer can be at work (a run starting or
+    resuming owns its folder). -> the files removed."""
+    import re
+
+    pattern = re.compile(r"^\..+\.[0-9a-f]{8}\.tmp$")
+    removed = [p for p in Path(folder).glob(".*.tmp") if pattern.match(p.name) and p.is_file()]
+    for p in removed:
+        p.unlink(missing_ok=True)
+    return removed

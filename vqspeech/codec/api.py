@@ -277,6 +277,9 @@ def decode_file(model: VQSpeech, in_path: str | Path, out_path: str | Path, forc
         for piece in stream.decode_stream(model, _encoded(header, codes, pitch), name, lf0, chunk_seconds,
                                           torch.Generator().manual_seed(seed), decoder):
             out.write(piece)
+    if name and speaker is None and header.speaker is not None and header.speaker not in model.speaker_names:
+        # --force-model on another model's file: say whose voice it became, not only its name.
+        return header, f"{name} (the file's speaker {header.speaker!r} is not one of this model's; its first voice)"
     return header, name or VOICE_OF_THE_FILE
 
 

@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from vqspeech import audio
 from vqspeech.config import Config, ModelConfig, from_dict, to_dict
+from vqspeech.fileio import remove_stale_temporaries
 from vqspeech.data.dataset import SpeechDataset, speaker_dvectors, speaker_pitch_stats
 from vqspeech.data.manifest import read_manifest, read_speakers
 from vqspeech.models.vqvae import VQSpeech
@@ -65,8 +66,11 @@ class Trainer:
         if not resume and checkpoint.latest_checkpoint(self.run_dir) is not None:
             # A fresh run here would interleave its checkpoints and CSV rows with the old run's.
             raise ValueError(f"{self.run_dir}: holds checkpoints of an earlier run; continue it with --resume, or give a new run_dir")
+        if not config.data.manifest:
+            raise ValueError("data.manifest: not set; give the training manifest (--set data.manifest=PATH/manifest.csv)")
+        rows = read_manifest(config.data.manifest)  # before the run folder exists: a wrong path leaves nothing behind
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        rows = read_manifest(config.data.manifest)
+        remove_stale_temporaries(self.run_dir)
         known = read_speakers(Path(config.data.manifest).parent / "speakers.csv")
         train_rows = [r for r in rows if r.split == "train"]
         speakers = sorted({r.speaker for r in train_rows})

@@ -24,7 +24,7 @@ import torch
 from vqspeech import checkpoint
 from vqspeech.config import PriorConfig, from_dict
 from vqspeech.data.codes import CodeCorpus, TokenLayout
-from vqspeech.fileio import atomic_path
+from vqspeech.fileio import atomic_path, remove_stale_temporaries
 from vqspeech.models.prior import PAD, CodePrior
 from vqspeech.train.loop import lr_lambda
 
@@ -115,6 +115,7 @@ class PriorTrainer:
         self.rng = np.random.default_rng(t.seed)
         self.step, self.cpu_seconds = 0, 0.0
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(self.run_dir)
         last = checkpoint.latest_checkpoint(self.run_dir)
         if resume and last is not None:
             self._resume(last)
