@@ -32,7 +32,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from vqspeech import audio, features  # noqa: E402
-from vqspeech.codec import api  # noqa: E402
+from vqspeech.codec import api, bitstream  # noqa: E402
 from vqspeech.models.vqvae import VQSpeech  # noqa: E402
 
 SPEAKER, REFERENCE = "A training speaker", "A reference clip"
@@ -195,10 +195,14 @@ def build(model: VQSpeech, workdir: Path, limits: Limits | None = None) -> gr.Bl
         path = _out_path(workdir, source, ".decoded.wav")
         audio.save(path, out, rate)
         seconds = header.duration
+        coded = bitstream.read(data).words
+        payload = (f"**{coded.nbytes * 8 / seconds / 1000:.2f} kbit/s** of payload: {header.n_frames} codes and "
+                   f"{header.n_pitch} pitch symbols range-coded under the model's prior ({coded.nbytes * 8 / max(1, header.n_frames):.2f} "
+                   f"bits a code, pitch included)" if coded is not None else
+                   f"**{header.bitrate / 1000:.2f} kbit/s** of payload: {header.n_frames} codes x {header.code_bits} bits"
+                   + (f" + {header.n_pitch} pitch symbols x {header.pitch_bits} bits" if header.pitch_levels else ""))
         info = (f"**{len(data) * 8 / seconds / 1000:.2f} kbit/s** for the whole file ({len(data)} bytes for "
-                f"{seconds:.2f} s), **{header.bitrate / 1000:.2f} kbit/s** of payload: {header.n_frames} codes x "
-                f"{header.code_bits} bits" + (f" + {header.n_pitch} pitch symbols x {header.pitch_bits} bits"
-                                               if header.pitch_levels else "")
+                f"{seconds:.2f} s), " + payload
                 + (f" + a voice vector of {len(header.voice)} values ({header.voice_bytes} bytes)" if header.voice else "")
                 + f". Decoded in {'the speaker' + chr(39) + 's own voice' if own else 'the voice of **' + voice + '**'}. "
                 f"(16-bit PCM at {rate} Hz: {16 * rate / 1000:g} kbit/s.)")

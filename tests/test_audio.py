@@ -57,3 +57,21 @@ def test_save_is_atomic_and_refuses_overwrite(tmp_path):
     with pytest.raises(FileExistsError):
         audio.save(path, np.zeros(100, np.float32), force=False)
     assert [p.name for p in tmp_path.iterdir()] == ["out.wav"]
+
+
+def test_a_wav_cut_short_is_read_with_a_warning_naming_it(tmp_path, caplog):
+    import soundfile as sf
+
+    from vqspeech import audio as audio_io
+
+    sf.write(tmp_path / "full.wav", 0.1 * np.sin(np.arange(16000) / 5.0).astype(np.float32), 16000, subtype="PCM_16")
+    data = (tmp_path / "full.wav").read_bytes()
+    (tmp_path / "cut.wav").write_bytes(data[: len(data) // 2])
+    with caplog.at_level("WARNING"):
+        wav = audio_io.load(tmp_path / "full.wav")
+    assert len(wav) == 16000 and not caplog.records
+    with caplog.at_level("WARNING"):
+        wav = audio_io.load(tmp_path / "cut.wav")
+        blocks = sum(len(b) for b in audio_io.read_blocks(tmp_path / "cut.wav", 16000))
+    assert len(wav) == blocks < 8000
+    assert len(caplog.records) == 2 and all("cut.wav: truncated" in r.getMessage() for r in caplog.records)

@@ -18,12 +18,12 @@ import pytest
 import soundfile as sf
 import torch
 
-from tests.conftest import DEBUG_OVERLAY, REPO, synthetic_voice
+from tests.conftest import REPO, synthetic_voice
 from tests.conftest import tiny_codec_model as make_model
 from vqspeech import audio, checkpoint, cli
 from vqspeech.codec import api, bitstream, stream
-from vqspeech.config import load_config, to_dict
-from vqspeech.models.vqvae import VQSpeech, model_fingerprint
+from vqspeech.config import to_dict
+from vqspeech.models.vqvae import model_fingerprint
 from vqspeech.checkpoint import load_model, save_checkpoint
 
 SR = 16000
@@ -102,7 +102,7 @@ def test_chunked_pitch_equals_one_shot(model):
 
 def test_streamed_reading_and_level_equal_audio_load(tmp_path):
     stereo = write(tmp_path / "s.flac", seconds=0.7, rate=44100, channels=2, seed=4)
-    blocks = list(stream.read_blocks(stereo, SR, block_frames=5000))
+    blocks = list(audio.read_blocks(stereo, SR, block_frames=5000))
     assert len(blocks) > 3
     raw = audio.load(stereo, normalise_level=False)
     np.testing.assert_array_equal(np.concatenate(blocks), raw)

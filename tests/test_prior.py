@@ -14,7 +14,7 @@ import torch
 from tests.conftest import REPO, synthetic_voice
 from vqspeech.codec import api, bitstream, entropy
 from vqspeech.config import PriorConfig, PriorModelConfig, to_dict
-from vqspeech.data.codes import CodeCorpus, TokenLayout, split_tokens, tokens_of
+from vqspeech.data.codes import TokenLayout, split_tokens, tokens_of
 from vqspeech.models.prior import CodePrior
 from vqspeech.models.prior_exact import ExactPrior
 

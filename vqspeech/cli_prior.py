@@ -10,7 +10,6 @@ from vqspeech.config import parse_overrides
 
 def cmd_train_prior(args) -> int:
     from vqspeech import checkpoint
-    from vqspeech.codec import entropy
     from vqspeech.config import load_prior_config
     from vqspeech.train.prior_loop import PriorTrainer, export_prior
 

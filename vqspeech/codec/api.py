@@ -20,6 +20,7 @@ import numpy as np
 import soxr
 import torch
 
+from vqspeech import audio
 from vqspeech.audio import AUDIO_EXTENSIONS, AudioError
 from vqspeech.codec import bitstream, entropy, stream
 from vqspeech.data import codes as code_streams
@@ -213,14 +214,14 @@ def encode_file(model: VQSpeech, in_path: str | Path, out_path: str | Path, forc
         raise ValueError(f"{dst}: an encoded file's name must end in {VQS_EXTENSION}")
     check_output(src, dst, force)
     rate = model.config.sample_rate
-    level = stream.measure_level(stream.read_blocks(src, rate), name=str(src))
+    level = stream.measure_level(audio.read_blocks(src, rate), name=str(src))
     head: list[np.ndarray] = []  # speaker "auto": the first seconds, which place the voice, kept as they stream by
 
     def blocks():
         from vqspeech.convert import FIT_MAX_SECONDS
 
         wanted = int(FIT_MAX_SECONDS * rate) if speaker == AUTO_SPEAKER and model.config.voice == "table" else 0
-        for x in stream.read_blocks(src, rate):
+        for x in audio.read_blocks(src, rate):
             x = (x * level.gain).astype(np.float32)
             if wanted > 0:
                 head.append(x[:wanted])
@@ -273,7 +274,7 @@ def decode_file(model: VQSpeech, in_path: str | Path, out_path: str | Path, forc
         raise type(e)(f"{src}: {e}") from None
     name, lf0 = _voice(model, header, speaker)
     rate = model.config.sample_rate
-    with stream.AudioWriter(dst, sample_rate or rate, rate, overwrite=force) as out:
+    with audio.AudioWriter(dst, sample_rate or rate, rate, overwrite=force) as out:
         for piece in stream.decode_stream(model, _encoded(header, codes, pitch), name, lf0, chunk_seconds,
                                           torch.Generator().manual_seed(seed), decoder):
             out.write(piece)
@@ -298,7 +299,7 @@ def convert_file(model: VQSpeech, in_path: str | Path, out_path: str | Path, tar
     if (target is None) == (voice is None):
         raise ValueError("give exactly one of a target speaker or a voice")
     rate = model.config.sample_rate
-    writer = stream.AudioWriter(dst, rate, rate, overwrite=force)  # refuses an unknown format now, not after the work
+    writer = audio.AudioWriter(dst, rate, rate, overwrite=force)  # refuses an unknown format now, not after the work
     check_output(src, dst, force)
     wav = audio.load(src, rate)
     start = time.perf_counter()

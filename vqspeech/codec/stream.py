@@ -18,59 +18,17 @@ Decoding runs `decode_chunk` on slices of the codes and writes each piece as it 
 
 from __future__ import annotations
 
-import contextlib
 import math
 from collections.abc import Iterable, Iterator
-from pathlib import Path
 
 import numpy as np
-import soundfile as sf
-import soxr
 import torch
 
 from vqspeech import audio, features
-from vqspeech.audio import AudioError
-from vqspeech.fileio import atomic_path
 from vqspeech.models.vqvae import VOICE_SECONDS, Encoded, VQSpeech
 
 # Praat's autocorrelation pitch needs 3 periods of the 60 Hz floor (features.extract_pitch) per window.
 _MIN_PITCH_SECONDS = 3 / 60.0
-OUTPUT_FORMATS = {".wav": ("WAV", "PCM_16"), ".flac": ("FLAC", "PCM_16"), ".ogg": ("OGG", "VORBIS")}
-
-
-def _first_line(e: Exception) -> str:
-    return (str(e).splitlines() or [type(e).__name__])[0]
-
-
-def read_blocks(path: str | Path, sample_rate: int, block_frames: int = 1 << 16) -> Iterator[np.ndarray]:
-    """Stream any soundfile-readable file as mono float32 blocks at `sample_rate` (resampled on the fly).
-
-    The samples equal audio.load(path, normalise_level=False) block for block: the same channel mean and
-    the same soxr resampler (streamed soxr equals one-shot soxr)."""
-    path = Path(path)
-    if not path.exists():
-        raise AudioError(f"{path}: no such file")
-    try:
-        f = sf.SoundFile(str(path))
-    except Exception as e:  # soundfile raises several types (LibsndfileError, RuntimeError, TypeError)
-        raise AudioError(f"{path}: not a readable audio file ({_first_line(e)})") from None
-    with f:
-        resampler = None
-        if f.samplerate != sample_rate:
-            resampler = soxr.ResampleStream(f.samplerate, sample_rate, 1, dtype="float32", quality="HQ")
-        blocks = f.blocks(blocksize=block_frames, dtype="float32", always_2d=True)
-        held = None  # one block of look-ahead: the resampler must be told which block is the last
-        while True:
-            try:
-                block = next(blocks, None)
-            except Exception as e:
-                raise AudioError(f"{path}: unreadable audio data ({_first_line(e)})") from None
-            if held is not None:
-                mono = held.mean(axis=1)
-                yield mono if resampler is None else resampler.resample_chunk(mono, last=block is None)
-            if block is None:
-                return
-            held = block
 
 
 Level = audio.Level
@@ -212,43 +170,3 @@ def decode_stream(model: VQSpeech, encoded: Encoded, speaker: str | int | None, 
         yield wav[:body]
 
 
-class AudioWriter:
-    """Write audio piece by piece to a temporary file beside `path`, renamed over it only on success.
-
-    Pieces come at `source_rate` and are resampled on the fly to `sample_rate`. Use as a context
-    manager: an exception inside leaves no file behind (and the old one, if any, untouched)."""
-
-    def __init__(self, path: str | Path, sample_rate: int, source_rate: int, overwrite: bool = False):
-        self.path, self.sample_rate, self.overwrite = Path(path), sample_rate, overwrite
-        suffix = self.path.suffix.lower()
-        if suffix not in OUTPUT_FORMATS:
-            raise ValueError(f"{self.path}: cannot write {suffix or 'files without an extension'} (use {', '.join(OUTPUT_FORMATS)})")
-        self._format, self._subtype = OUTPUT_FORMATS[suffix]
-        self._resampler = None
-        if sample_rate != source_rate:
-            self._resampler = soxr.ResampleStream(source_rate, sample_rate, 1, dtype="float32", quality="HQ")
-        self.n_written = 0
-
-    def __enter__(self) -> "AudioWriter":
-        with contextlib.ExitStack() as stack:
-            tmp = stack.enter_context(atomic_path(self.path, self.overwrite))
-            self._file = sf.SoundFile(tmp, "w", self.sample_rate, 1, self._subtype, format=self._format)
-            self._target = stack.pop_all()  # kept open until __exit__
-        return self
-
-    def write(self, wav: np.ndarray, last: bool = False) -> None:
-        wav = np.asarray(wav, np.float32)
-        if self._resampler is not None:
-            wav = self._resampler.resample_chunk(wav, last=last)
-        self._file.write(np.clip(wav, -1.0, 1.0))
-        self.n_written += wav.size
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        with self._target:  # leaving it renames the temp file over `path`, or removes it if anything failed
-            try:
-                if exc_type is None and self._resampler is not None:
-                    self.write(np.zeros(0, np.float32), last=True)
-            finally:
-                self._file.close()
-            if exc is not None:
-                raise exc  # so the temp file is removed, not renamed
