@@ -1,0 +1,230 @@
+"""The codec's commands: encode, decode, info, convert (registered on vqspeech's parser by cli.build_parser). Each
+only parses and checks; the work is codec/api.py's."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+MIN_RATE, MAX_RATE = 8000, 192000  # output rates soxr and soundfile handle sensibly; beyond them a typo, not a wish
+
+
+def _sample_rate(text: str) -> int:
+    """argparse type of --sample-rate: an integer in [MIN_RATE, MAX_RATE], else a usage error naming the option."""
+    try:
+        rate = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of Hz") from None
+    if not MIN_RATE <= rate <= MAX_RATE:
+        raise argparse.ArgumentTypeError(f"{rate} Hz is outside {MIN_RATE}..{MAX_RATE}")
+    return rate
+
+
+def _codec_model(args):
+    from vqspeech import checkpoint
+    from vqspeech.codec import api
+
+    model = checkpoint.load(args.model)  # with its voice bank, if any: encode's nearest-voice choice uses it
+    if args.speaker not in (None, api.AUTO_SPEAKER, "none"):  # a wrong name is a usage error, not one failure per file
+        api.speaker_name(model, args.speaker)
+    return model
+
+
+def _finish(n_inputs: int, failures: list) -> int:
+    """The summary: nothing when all went well, else 'k of n files failed:' and one line each."""
+    if not failures:
+        return 0
+    print(f"{len(failures)} of {n_inputs} files failed:", file=sys.stderr)
+    for _, message in failures:
+        print(f"  {message}", file=sys.stderr)
+    return 1
+
+
+def _plan(args, decode: bool):
+    from vqspeech.codec import api
+
+    inputs, failures, several = api.expand_inputs(args.inputs, api.input_extensions(decode))
+    rename = api.decoded_name if decode else api.encoded_name
+    jobs, clashes = api.plan_outputs(inputs, args.output, rename, several)
+    return jobs, failures + clashes
+
+
+def cmd_encode(args) -> int:
+    from vqspeech.codec import api
+
+    jobs, failures = _plan(args, decode=False)
+    model = _codec_model(args) if jobs else None
+
+    def work(src, dst):
+        h = api.encode_file(model, src, dst, force=args.force, speaker=None if args.speaker == "none" else args.speaker,
+                            prior=False if args.no_prior else (args.prior or True))
+        size = dst.stat().st_size
+        return (f"{src} -> {dst}: {h.duration:.2f} s, {size} bytes, {h.bitrate / 1000:.2f} kbit/s "
+                f"({size * 8 / h.duration / 1000:.2f} kbit/s with header), voice {h.speaker or 'not recorded'}")
+
+    n_inputs = len(jobs) + len(failures)
+    failures += api.run_batch(jobs, work, progress=not args.quiet)
+    return _finish(n_inputs, failures)
+
+
+def cmd_decode(args) -> int:
+    from vqspeech.codec import api
+
+    jobs, failures = _plan(args, decode=True)
+    model = _codec_model(args) if jobs else None
+
+    def work(src, dst):
+        h, speaker = api.decode_file(model, src, dst, force=args.force, force_model=args.force_model, speaker=args.speaker,
+                                     sample_rate=args.sample_rate, seed=args.seed, decoder=args.decoder, prior_path=args.prior)
+        return f"{src} -> {dst}: {h.duration:.2f} s, speaker {speaker}, {args.sample_rate or h.sample_rate} Hz"
+
+    n_inputs = len(jobs) + len(failures)
+    failures += api.run_batch(jobs, work, progress=not args.quiet)
+    return _finish(n_inputs, failures)
+
+
+def cmd_info(args) -> int:
+    from vqspeech.codec import api
+
+    failures = []
+    for name in args.files:
+        try:
+            parsed, size = api.read_vqs(name)
+        except (ValueError, OSError) as e:
+            failures.append((name, str(e)))
+            continue
+        h = parsed.header
+        payload = h.payload_bytes if parsed.words is None else parsed.words.nbytes
+        coding = (f"range-coded under prior {h.prior} ({payload * 8 / max(1, h.n_frames):.2f} bits a code, pitch included)"
+                  if h.prior else f"packed ({h.code_bits} bits a code, {h.pitch_bits} a pitch symbol)")
+        seconds = h.duration
+        pitch = (f"{h.n_pitch} x {h.pitch_bits} bits ({h.pitch_levels} levels, one per {h.pitch_frames} codes), "
+                 f"log-F0 mean {h.lf0_mean:.4f} std {h.lf0_std:.4f}") if h.pitch_levels else "none"
+        if seconds > 0:
+            rates = (f"payload {payload} bytes = {payload * 8 / seconds:.1f} bit/s; whole file {size} bytes = "
+                     f"{size * 8 / seconds:.1f} bit/s (header and checksum {size - payload} bytes)")
+        else:
+            rates = f"n/a for an empty recording (header and checksum {size - payload} bytes)"
+        print(f"{name}: vqs version {h.version}, {size} bytes\n"
+              f"  model      {h.model}\n"
+              f"  audio      {seconds:.3f} s, {h.n_samples} samples at {h.sample_rate} Hz\n"
+              f"  codes      {h.n_frames} x {h.code_bits} bits (codebook {h.codebook_size}, hop {h.hop}: {h.sample_rate / h.hop:g} codes/s)\n"
+              f"  pitch      {pitch}\n"
+              f"  speaker    {h.speaker if h.speaker is not None else '(not recorded)'}"
+              f"{' (nearest training voice)' if h.voice and h.speaker else ''}\n"
+              f"  voice      {_voice_line(h)}\n"
+              f"  coding     {coding}\n"
+              f"  bitrate    {h.bitrate:.1f} bit/s of codes and pitch packed (nominal)\n"
+              f"  real       {rates}")
+    return _finish(len(args.files), failures)
+
+
+def _voice_line(h) -> str:
+    if not h.voice:
+        return "none (a table-voice model's file: it decodes in the recorded speaker's voice)"
+    v = h.voice
+    return (f"vector of {len(v)} values, {h.voice_bytes} bytes (int8 with a float16 scale), "
+            f"norm {sum(x * x for x in v) ** 0.5:.3f}, first {', '.join(f'{x:+.3f}' for x in v[:3])}, ...")
+
+
+def _vc_model(args, read_voices: bool = True):
+    """The model with its speaker info and voice bank (--voices overrides the one beside the model)."""
+    from vqspeech import checkpoint, speaker_encoder
+
+    model = checkpoint.load(args.model)
+    if read_voices and getattr(args, "voices", None):
+        model.voice_bank = speaker_encoder.VoiceBank.load(args.voices, model)
+    return model
+
+
+def cmd_convert(args) -> int:
+    import math
+
+    from vqspeech import audio, convert
+    from vqspeech.codec import api
+
+    inputs, failures, several = api.expand_inputs(args.inputs, api.input_extensions(decode=False))
+    suffix = f".{args.to}.wav" if args.to else ".converted.wav"
+    jobs, clashes = api.plan_outputs(inputs, args.output, lambda name: Path(name).stem + suffix, several)
+    failures += clashes
+    n_inputs = len(jobs) + len(failures)
+    model = _vc_model(args) if jobs else None
+    voice = None
+    if jobs and args.decoder == "parallel" and model.parallel is None:
+        raise ValueError("this model has no parallel decoder; use --decoder autoregressive")
+    if jobs and args.to is not None:
+        args.to = api.speaker_name(model, args.to)  # a wrong name is a usage error, not one failure per file
+    elif jobs:  # one voice for every input: the references are read and analysed once
+        refs = [audio.load(r, model.config.sample_rate) for r in args.to_reference]
+        try:
+            voice = convert.reference_voice(model, refs, method=args.method, bank=model.voice_bank)
+        except ValueError as e:  # the references as a whole cannot place a voice: say which files they were
+            raise ValueError(f"--to-reference {' '.join(map(str, args.to_reference))}: {e}") from None
+        if voice.weights:
+            top = sorted(voice.weights.items(), key=lambda kv: -kv[1])[:3]
+            print("reference voice: " + ", ".join(f"{n} {w:.0%}" for n, w in top) +
+                  f" of the training voices; median F0 {math.exp(voice.lf0[0]):.0f} Hz", file=sys.stderr)
+
+    def work(src, dst):
+        seconds, rtf = api.convert_file(model, src, dst, target=args.to, voice=voice, force=args.force,
+                                            decoder=args.decoder, seed=args.seed)
+        return f"{src} -> {dst}: {seconds:.2f} s, voice {args.to or 'of the references'}, {rtf:.2f} s per second of audio"
+
+    failures += api.run_batch(jobs, work, progress=not args.quiet)
+    return _finish(n_inputs, failures)
+
+
+def add_commands(sub, model_help: str) -> None:
+    p = sub.add_parser("encode", help="compress audio files to .vqs")
+    p.add_argument("inputs", nargs="+", metavar="IN", help="audio files (any common format and rate), folders or glob patterns")
+    p.add_argument("-o", "--output", help="output file (one input) or folder (default: beside each input, as NAME.vqs)")
+    p.add_argument("--model", help=model_help)
+    p.add_argument("--speaker", default="auto",
+                   help="the speaker to record in the files (decoding renders this voice): one of the model's, "
+                        "'auto' (default: the nearest training voice, found from the recording) or 'none'")
+    p.add_argument("--prior", help="range-code under this prior file (default: the model's, MODEL.prior.pt, where it has one)")
+    p.add_argument("--no-prior", action="store_true", help="pack the codes plainly, 9 bits each (format version 3, no prior needed)")
+    p.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_encode)
+
+    p = sub.add_parser("decode", help="turn .vqs files back into speech")
+    p.add_argument("inputs", nargs="+", metavar="IN", help=".vqs files, folders or glob patterns")
+    p.add_argument("-o", "--output", help="output file (.wav/.flac/.ogg; one input) or folder (default: NAME.decoded.wav beside each input)")
+    p.add_argument("--model", help=model_help)
+    p.add_argument("--speaker", help="speaker to render (name or index; default: the one recorded in the file)")
+    p.add_argument("--sample-rate", type=_sample_rate, default=None,
+                   help=f"output sample rate, {MIN_RATE} to {MAX_RATE} Hz (default: the model's, 16000)")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed: the same seed gives the same audio")
+    p.add_argument("--decoder", choices=["autoregressive", "parallel"], default=None,
+                   help="the WaveNet sample by sample, or the fast parallel decoder "
+                        "(default: the parallel one if the model has it)")
+    p.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    p.add_argument("--force-model", action="store_true", help="decode files made by another model")
+    p.add_argument("--prior", help="the prior of range-coded files (default: the model's, MODEL.prior.pt)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_decode)
+
+    p = sub.add_parser("convert", help="say the same words in another voice")
+    p.add_argument("inputs", nargs="+", metavar="IN", help="audio files (any common format and rate), folders or glob patterns")
+    voice = p.add_mutually_exclusive_group(required=True)
+    voice.add_argument("--to", metavar="SPEAKER", help="one of the model's speakers (see `vqspeech speakers`)")
+    voice.add_argument("--to-reference", nargs="+", metavar="REF", help="a few seconds of an unseen voice (one or more audio files)")
+    p.add_argument("-o", "--output", help="output file (.wav/.flac/.ogg; one input) or folder (default: NAME.SPEAKER.wav or NAME.converted.wav beside each input)")
+    p.add_argument("--model", help=model_help)
+    p.add_argument("--method", choices=["embed", "fit", "blend", "ridge"], default=None,
+                   help="how --to-reference finds the voice (default: embed for a vector-voice model such as the shipped "
+                        "one, fit for a table-voice one; see vqspeech/convert.py)")
+    p.add_argument("--voices", help="voice bank for --method blend/ridge (default: MODEL.voices.npz)")
+    p.add_argument("--decoder", choices=["autoregressive", "parallel"], default=None,
+                   help="the WaveNet sample by sample, or the fast parallel decoder "
+                        "(default: the parallel one if the model has it)")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed: the same seed gives the same audio")
+    p.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_convert)
+
+    p = sub.add_parser("info", help="print the header and bitrate of .vqs files")
+    p.add_argument("files", nargs="+", metavar="FILE.vqs")
+    p.set_defaults(func=cmd_info)
