@@ -78,6 +78,22 @@ def test_range_coding_is_lossless_and_beats_packing_on_predictable_codes():
     assert abs(spent - entropy.token_bits(prior, tokens, voice).sum()) < 64
 
 
+def test_a_long_stream_codes_in_pieces_with_the_context_carried_across(monkeypatch):
+    """Pieces of CHUNK tokens (7 here, so that pieces and windows cross): the same words as in one piece, and the
+    stream decodes; the coder's state is the window's keys and values, whatever the length."""
+    prior = entropy.Prior(ExactPrior.freeze(tiny_prior()), "0" * 16, "abcd0123", {})
+    voice = np.full(8, 0.1, np.float32)
+    tokens = stream_of(60, 5)
+    whole = entropy.encode_tokens(prior, tokens, voice)
+    monkeypatch.setattr(entropy, "CHUNK", 7)
+    np.testing.assert_array_equal(entropy.encode_tokens(prior, tokens, voice), whole)
+    np.testing.assert_array_equal(entropy.decode_tokens(prior, whole, len(tokens), voice), tokens)
+    stream = prior.exact.stepper(voice)
+    for t in np.concatenate([[prior.exact.start_token], tokens[:-1]]):
+        stream.next(int(t))
+    assert stream.keys.shape[2] == prior.exact.window  # a ring of one window, not the stream
+
+
 def golden_prior() -> entropy.Prior:
     """An exact prior made from integers alone (no float training, no torch init): the same everywhere."""
     template = ExactPrior.freeze(tiny_prior())

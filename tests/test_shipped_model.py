@@ -34,6 +34,25 @@ def test_default_model_ships_small_and_complete():
 
 
 ANYVOICE = MODEL.with_name("anyvoice.pt")
+PRIOR = checkpoint.prior_path(MODEL)
+
+
+def test_the_default_model_ships_its_prior_and_codes_losslessly_under_it():
+    """The prior beside the default model is that model's (a prior of another model would be refused by name), and
+    the default encode range-codes under it: fewer bytes, the same codes, the same audio."""
+    from vqspeech.codec import api, bitstream, entropy
+    from conftest import synthetic_voice
+
+    assert PRIOR.exists()
+    model = checkpoint.load()
+    prior = entropy.prior_for(model)
+    assert prior.info["steps"] > 0 and "heldout" in prior.info
+    wav = synthetic_voice(2.0, 140, seed=5)
+    coded, plain = api.encode_audio(model, wav), api.encode_audio(model, wav, prior=False)
+    parsed = bitstream.read(coded)
+    assert parsed.header.version == 4 and parsed.header.prior == prior.id and len(coded) < len(plain)
+    np.testing.assert_array_equal(api.symbols(model, parsed)[0], bitstream.read(plain).codes)
+    np.testing.assert_array_equal(api.decode_bytes(model, coded)[0], api.decode_bytes(model, plain)[0])
 
 
 @pytest.mark.skipif(not ANYVOICE.exists(), reason="no anyvoice model in the package")
