@@ -31,6 +31,8 @@ def test_default_model_ships_small_and_complete():
     assert model.parallel is not None and model.default_decoder == "parallel"
     cost = checkpoint.load_checkpoint(MODEL)["training_cost"]
     assert cost["vqvae"]["steps"] > 0 and cost["parallel"]["steps"] > 0
+    for path in (MODEL, MODEL.with_name("anyvoice.pt")):  # loading verified them: a damaged copy would have failed
+        assert "weights_sha256" in checkpoint.load_checkpoint(path)
 
 
 ANYVOICE = MODEL.with_name("anyvoice.pt")

@@ -135,3 +135,20 @@ def test_a_run_removes_the_temporaries_a_killed_writer_left(manifest, tmp_path):
     (run / ".notes.tmp").write_text("not ours")
     Trainer(load_config(DEBUG_OVERLAY, overrides={"data": {"manifest": str(manifest)}, "train": {"run_dir": str(run)}}))
     assert sorted(p.name for p in run.glob(".*")) == [".notes.tmp"]
+
+
+def test_an_exported_model_with_damaged_weights_is_refused(tmp_path):
+    from tests.conftest import tiny_codec_model
+    from vqspeech.config import to_dict
+
+    model, config = tiny_codec_model(0)
+    checkpoint.save_checkpoint(tmp_path / "run.pt", {"config": to_dict(config), "speakers": model.speaker_names, "step": 1,
+                                                     "cpu_seconds": 1.0, "model": model.state_dict()})
+    checkpoint.export_model(tmp_path / "run.pt", tmp_path / "model.pt")
+    checkpoint.load_model(tmp_path / "model.pt")  # intact: loads
+    ckpt = torch.load(tmp_path / "model.pt", weights_only=True)
+    name = next(k for k in ckpt["model"] if k.endswith("weight"))
+    ckpt["model"][name].view(-1)[0] += 1  # one value changed, the recorded checksum kept
+    torch.save(ckpt, tmp_path / "damaged.pt")
+    with pytest.raises(checkpoint.CheckpointError, match="damaged.pt: damaged: its weights do not match"):
+        checkpoint.load_model(tmp_path / "damaged.pt")

@@ -62,7 +62,23 @@ def _why_unreadable(e: Exception) -> str:
     return f"{type(e).__name__}: {text.splitlines()[0][:120]}" if text else type(e).__name__
 
 
+def weights_digest(state: dict) -> str:
+    """sha256 over a state dict (names, dtypes, shapes and bytes, in name order): what an exported model records,
+    so that a file damaged after export (one flipped byte) is refused instead of silently encoding wrongly."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        t = state[name].detach().cpu().contiguous()
+        digest.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+        digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()
+
+
 def model_from_checkpoint(ckpt: dict, path: str | Path = "model") -> VQSpeech:
+    expected = ckpt.get("weights_sha256")
+    if expected is not None and weights_digest(ckpt["model"]) != expected:
+        raise CheckpointError(f"{path}: damaged: its weights do not match the checksum recorded when it was exported")
     config = from_dict(ModelConfig, ckpt["config"]["model"])
     model = VQSpeech(config, ckpt["speakers"])
     try:
@@ -164,7 +180,7 @@ def export_model(src: str | Path, dst: str | Path, half: bool = True) -> dict:
     save_checkpoint(dst, {"config": ckpt["config"], "speakers": ckpt["speakers"], "speaker_info": ckpt.get("speaker_info") or {},
                           "step": ckpt["step"], "cpu_seconds": ckpt["cpu_seconds"], "base_training": ckpt.get("base_training"),
                           "init_training": ckpt.get("init_training"),
-                          "training_cost": cost, "model": weights})
+                          "training_cost": cost, "model": weights, "weights_sha256": weights_digest(weights)})
     return cost
 
 
