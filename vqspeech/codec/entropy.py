@@ -164,10 +164,11 @@ def token_bits(prior: Prior, tokens: np.ndarray, voice: np.ndarray) -> np.ndarra
     """-log2 p of each token under the exact prior [N] (what the coder spends, to ~1e-4 bits a token)."""
     exact = prior.exact
     tokens = np.asarray(tokens, np.int64)
-    inputs = _inputs(tokens, exact.start_token)
-    state = exact.start(voice)
-    bits = []
-    for a in range(0, len(tokens), CHUNK):
-        lp = exact.log2_probabilities(exact.feed(state, inputs[a : a + CHUNK]), a)
-        bits.append(-lp[np.arange(lp.shape[0]), tokens[a : a + CHUNK]])
-    return np.concatenate(bits) if bits else np.zeros(0)
+    stream = exact.stepper(voice)
+    bits = np.empty(len(tokens))
+    previous = exact.start_token
+    for t, token in enumerate(tokens):
+        f = exact.frequencies_of(stream.next(previous), t)
+        bits[t] = np.log2(f.sum()) - np.log2(f[token])
+        previous = int(token)
+    return bits

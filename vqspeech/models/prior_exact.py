@@ -240,11 +240,6 @@ class ExactPrior:
         f[lo:hi] = self.frequency_exp[np.minimum(below, len(self.frequency_exp) - 1)]
         return f
 
-    def log2_probabilities(self, logits: np.ndarray, first_position: int) -> np.ndarray:
-        """log2 of the probabilities the coder uses (approximately: the coder's own quantisation adds ~1e-4 bits)."""
-        f = self.frequencies(logits, first_position)
-        with np.errstate(divide="ignore"):
-            return np.log2(f) - np.log2(f.sum(-1, keepdims=True))
 
 
 class Stepper:
