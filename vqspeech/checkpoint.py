@@ -43,9 +43,6 @@ def load_checkpoint(path: str | Path) -> dict:
         raise CheckpointError(f"{path}: not a vqspeech model file ({_why_unreadable(e)})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a vqspeech model file")
-    missing = [k for k in ("config", "speakers", "model") if k not in ckpt]
-    if missing or not isinstance(ckpt["config"], dict) or not isinstance(ckpt["config"].get("model"), dict):
-        raise CheckpointError(f"{path}: a damaged vqspeech model file (missing {', '.join(missing) or 'the model config'})")
     return ckpt
 
 
@@ -76,6 +73,9 @@ def weights_digest(state: dict) -> str:
 
 
 def model_from_checkpoint(ckpt: dict, path: str | Path = "model") -> VQSpeech:
+    missing = [k for k in ("config", "speakers", "model") if k not in ckpt]
+    if missing or not isinstance(ckpt["config"], dict) or not isinstance(ckpt["config"].get("model"), dict):
+        raise CheckpointError(f"{path}: a damaged vqspeech model file (missing {', '.join(missing) or 'the model config'})")
     expected = ckpt.get("weights_sha256")
     if expected is not None and weights_digest(ckpt["model"]) != expected:
         raise CheckpointError(f"{path}: damaged: its weights do not match the checksum recorded when it was exported")
