@@ -32,6 +32,14 @@ def _rms(x, gain, out, eps):
         out[i] = math.floor(x[i] * gain[i] / r)
 
 
+def _row_dot(q, offset, rows, row, n):
+    """sum_c q[offset + c] * rows[row, c] over c < n: a sum of integer products, exact in any order."""
+    s = 0.0
+    for c in range(n):
+        s += q[offset + c] * rows[row, c]
+    return s
+
+
 def _linear(x, w, unit, bias, out):
     """x [in], w [in, out] -> out[j] = floor(sum_i x[i] w[i, j] * unit) + bias[j] (bias of length 0: none)."""
     n_out = w.shape[1]
@@ -75,12 +83,10 @@ def _step(x, position, window, heads, limit, eps, score_div, attn_norm, qkv, qkv
                 keys[layer, hh, slot, c] = qkv_out[D + hh * hd + c]
                 values[layer, hh, slot, c] = qkv_out[2 * D + hh * hd + c]
             best = -1e300
+            ring = keys[layer, hh]
             for k in range(n_keys):
                 j = first + k
-                s = 0.0
-                for c in range(hd):
-                    s += qkv_out[hh * hd + c] * keys[layer, hh, j % window, c]
-                s = math.floor(s / score_div) + distance_bias[layer, hh, position - j]
+                s = math.floor(_row_dot(qkv_out, hh * hd, ring, j % window, hd) / score_div) + distance_bias[layer, hh, position - j]
                 scores[k] = s
                 if s > best:
                     best = s
@@ -117,6 +123,9 @@ def _step(x, position, window, heads, limit, eps, score_div, attn_norm, qkv, qkv
 
 
 if numba is not None:
+    # Reassociation only where every term is an integer product below 2**53 (so any order gives the same sum);
+    # never on the divisions and floors, whose operands it could regroup.
+    _row_dot = numba.njit(cache=True, fastmath={"reassoc", "contract"})(_row_dot)
     _rms = numba.njit(cache=True)(_rms)
     _linear = numba.njit(cache=True)(_linear)
     _step = numba.njit(cache=True)(_step)
