@@ -31,20 +31,25 @@ def synthetic_voice(seconds: float, f0: float, seed: int, sample_rate: int = 160
     return (0.3 * (voiced * syllables * (1 - gate) + noise * gate)).astype(np.float32)
 
 
-def tiny_codec_model(seed: int):
-    """A tiny untrained table-voice model (speakers alice, bob) whose codebook is set from encoder outputs of
-    speech-like audio, so that its codes vary -> (model in eval mode, its Config)."""
+def tiny_codec_model(seed: int = 0, speakers: tuple[str, ...] = ("alice", "bob"), lf0: dict | None = None, **model):
+    """The tests' one model factory: a tiny untrained model (the debug config; `model` overrides ModelConfig fields,
+    e.g. voice="vector") whose codebook is set from encoder outputs of speech-like audio, so that its codes vary.
+    lf0: {speaker: (median F0 in Hz, log-F0 std)} for the pitch ranges "measured in training" (default: bob at
+    220 Hz). -> (model in eval mode, its Config)."""
     from vqspeech.models.vqvae import VQSpeech
 
     config = load_config(DEBUG_OVERLAY)
-    config.model.n_speakers = 2
+    config.model.n_speakers = len(speakers)
+    for key, value in model.items():
+        setattr(config.model, key, value)
     torch.manual_seed(seed)
-    model = VQSpeech(config.model, ["alice", "bob"]).eval()
+    net = VQSpeech(config.model, list(speakers)).eval()
     with torch.no_grad():
-        z = model.encoder(torch.from_numpy(synthetic_voice(1.024, 140, seed))[None, None])[0].T
-        model.quantizer.codebook.copy_(z[torch.randperm(z.shape[0])[: config.model.quantizer.codebook_size]])
-    model.speaker_lf0[1] = torch.tensor([np.log(220.0), 0.15])
-    return model, config
+        z = net.encoder(torch.from_numpy(synthetic_voice(1.024, 140, seed))[None, None])[0].T
+        net.quantizer.codebook.copy_(z[torch.randperm(z.shape[0])[: config.model.quantizer.codebook_size]])
+        for name, (hz, std) in (lf0 if lf0 is not None else {"bob": (220.0, 0.15)}).items():
+            net.speaker_lf0[list(speakers).index(name)] = torch.tensor([np.log(hz), std])
+    return net, config
 
 
 @pytest.fixture

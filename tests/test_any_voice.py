@@ -10,7 +10,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from tests.conftest import DEBUG_OVERLAY, synthetic_voice
+from tests.conftest import DEBUG_OVERLAY, synthetic_voice, tiny_codec_model
 from vqspeech import audio, convert, speaker_encoder
 from vqspeech.codec import api, bitstream
 from vqspeech.config import load_config, to_dict
@@ -124,15 +124,9 @@ def test_corpus_weights_and_voice_swap(tmp_path, corpus_dir, fake_resemblyzer):
 # --- the vector-voice model ----------------------------------------------------------------------------------
 
 def vector_model(seed: int = 0) -> VQSpeech:
-    config = load_config(DEBUG_OVERLAY).model
-    config.voice, config.n_speakers, config.parallel_decoder = "vector", 2, True
-    torch.manual_seed(seed)
-    model = VQSpeech(config, ["alice", "bob"]).eval()
+    model, _ = tiny_codec_model(seed, voice="vector", parallel_decoder=True, lf0={"bob": (110.0, 0.15)})
     with torch.no_grad():
-        z = model.encoder(torch.from_numpy(synthetic_voice(1.024, 140, seed))[None, None])[0].T
-        model.quantizer.codebook.copy_(z[torch.randperm(z.shape[0])[: config.quantizer.codebook_size]])
         model.speaker_dvectors.copy_(torch.from_numpy(np.stack([fake_embed(synthetic_voice(1.0, f, 3)) for f in (210, 110)])))
-        model.speaker_lf0[1] = torch.tensor([np.log(110.0), 0.15])
     return model
 
 

@@ -13,7 +13,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from tests.conftest import DEBUG_OVERLAY, synthetic_voice
+from tests.conftest import DEBUG_OVERLAY, synthetic_voice, tiny_codec_model
 from vqspeech import audio, cli, convert, features, speaker_encoder
 from vqspeech.config import load_config, to_dict
 from vqspeech.eval import mcd, speaker_id, words
@@ -26,16 +26,7 @@ PITCH = {"alice": 220.0, "bob": 105.0, "carol": 160.0}  # the speakers' median F
 
 
 def make_model(seed: int = 0) -> tuple[VQSpeech, object]:
-    config = load_config(DEBUG_OVERLAY)
-    config.model.n_speakers = len(NAMES)
-    torch.manual_seed(seed)
-    model = VQSpeech(config.model, NAMES).eval()
-    with torch.no_grad():  # codebook = encoder outputs of speech-like audio, so the codes are not all one
-        z = model.encoder(torch.from_numpy(synthetic_voice(1.024, 140, seed))[None, None])[0].T
-        model.quantizer.codebook.copy_(z[torch.randperm(z.shape[0])[: config.model.quantizer.codebook_size]])
-        for i, name in enumerate(NAMES):
-            model.speaker_lf0[i] = torch.tensor([np.log(PITCH[name]), 0.1 + 0.05 * i])
-    return model, config
+    return tiny_codec_model(seed, tuple(NAMES), lf0={n: (PITCH[n], 0.1 + 0.05 * i) for i, n in enumerate(NAMES)})
 
 
 @pytest.fixture(scope="module")
