@@ -87,3 +87,19 @@ def test_a_shipped_model_is_named_by_its_stem():
     assert "default" in checkpoint.shipped_models() and checkpoint.resolve("default") == checkpoint.default_model_path()
     assert checkpoint.resolve("no-such-model") == checkpoint.Path("no-such-model")  # a path, refused later by name
     assert checkpoint.resolve("default.pt") == checkpoint.Path("default.pt")  # a file name is a path, not a name
+
+
+def test_info_needs_no_torch(tmp_path):
+    """`vqspeech info` reads headers only: it must not pay torch's import (seconds) for that."""
+    import subprocess
+    import sys
+
+    from tests.test_bitstream import example
+    from vqspeech.codec.bitstream import pack
+
+    (tmp_path / "a.vqs").write_bytes(pack(*example(512, 40, 32)))
+    code = (f"import sys; from vqspeech import cli; rc = cli.main(['info', {str(tmp_path / 'a.vqs')!r}]); "
+            "assert rc == 0; assert 'torch' not in sys.modules, 'torch was imported'")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "vqs version 3" in done.stdout

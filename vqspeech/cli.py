@@ -238,9 +238,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"vqspeech: error: --threads {args.threads}: give 1 or more", file=sys.stderr)
         return 2
     if args.threads or "OMP_NUM_THREADS" not in os.environ:
-        import torch
-
-        torch.set_num_threads(args.threads or default_threads())
+        threads = args.threads or default_threads()
+        os.environ["OMP_NUM_THREADS"] = str(threads)  # read by torch when it loads: commands that never need it stay quick
+        if "torch" in sys.modules:  # already loaded (library use of main, tests)
+            sys.modules["torch"].set_num_threads(threads)
     try:
         return args.func(args)
     except (FileNotFoundError, FileExistsError, ValueError) as e:  # our errors carry the file and the problem

@@ -85,12 +85,12 @@ def cmd_decode(args) -> int:
 
 
 def cmd_info(args) -> int:
-    from vqspeech.codec import api
+    from vqspeech.codec import bitstream
 
     failures = []
     for name in args.files:
         try:
-            parsed, size = api.read_vqs(name)
+            parsed, size = bitstream.read_file(name)
         except (ValueError, OSError) as e:
             failures.append((name, str(e)))
             continue

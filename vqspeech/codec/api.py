@@ -239,20 +239,8 @@ def encode_file(model: VQSpeech, in_path: str | Path, out_path: str | Path, forc
 
 
 def read_vqs(path: str | Path) -> tuple[bitstream.Parsed, int]:
-    """A .vqs file -> (its Parsed contents, file size in bytes); BitstreamError naming the file."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such file")
-    with open(path, "rb") as f:
-        head = f.read(4)  # look before reading everything: a large non-.vqs file is refused at once
-        if not head.startswith(bitstream.MAGIC[: len(head)]) or not head:
-            raise BitstreamError(f"{path}: not a .vqs file (wrong magic bytes)" if head else f"{path}: empty file")
-        data = head + f.read()
-    try:
-        parsed = bitstream.read(data)
-    except BitstreamError as e:
-        raise BitstreamError(f"{path}: {e}") from None
-    return parsed, len(data)
+    """A .vqs file -> (its Parsed contents, file size in bytes); BitstreamError naming the file (bitstream.read_file)."""
+    return bitstream.read_file(path)
 
 
 def decode_file(model: VQSpeech, in_path: str | Path, out_path: str | Path, force: bool = False,
