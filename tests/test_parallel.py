@@ -181,11 +181,18 @@ def test_code_adversary_pushes_the_encoder_against_its_classifier_and_resumes(ma
     assert "adversary/speaker" in losses and 0 <= metrics["adversary/accuracy"] <= 1
     trained = adversary.state_dict()
     assert not torch.equal(trained["out.weight"], before["out.weight"]), "the adversary did not train"
+
     # A resumed run takes the adversary back from the checkpoint, not a fresh one.
     config.train.steps = 7
     again = ParallelTrainer(config, resume=True)
     for k, v in trained.items():
         torch.testing.assert_close(again.adversary.state_dict()[k], v)
+    # Its gradients are clipped too, on their own budget (the model's norm is reported apart).
+    again.config.train.grad_clip = 1e-3
+    _, step_metrics = again.train_step(batch)
+    assert step_metrics["train/adversary_grad_norm"] > 1e-3 and "train/grad_norm" in step_metrics
+    clipped = torch.cat([p.grad.flatten() for p in again.adversary.parameters() if p.grad is not None]).norm()
+    assert clipped <= 1e-3 * 1.01
     config.train.code_adversary_weight = 0.0  # nor the other way round
     with pytest.raises(checkpoint.CheckpointError, match="has a code adversary"):
         ParallelTrainer(config, resume=True)

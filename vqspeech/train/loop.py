@@ -117,6 +117,11 @@ class Trainer:
         """The module whose parameters this objective trains (the one DDP wraps)."""
         return self.model
 
+    def clipped_modules(self) -> dict[str, torch.nn.Module]:
+        """{metric prefix: module} whose gradients are clipped apart (train.grad_clip each): the model, and what an
+        objective trains beside it."""
+        return {"": self.model}
+
     def compute(self, net: torch.nn.Module, batch: dict) -> tuple[dict, dict]:
         """(weighted loss terms, metrics) for one batch; `net` is trained_module() or its DDP wrapper."""
         return net(**batch)
@@ -193,8 +198,11 @@ class Trainer:
         loss = sum(losses.values())
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        trainable = [p for p in self.model.parameters() if p.requires_grad]
-        metrics["train/grad_norm"] = torch.nn.utils.clip_grad_norm_(trainable, self.config.train.grad_clip)
+        # Each trained network clipped on its own (the model's norm as it always was, then any helper's, such as the code
+        # adversary's), so that one cannot take the other's budget.
+        for name, module in self.clipped_modules().items():
+            trainable = [p for p in module.parameters() if p.requires_grad]
+            metrics[f"train/{name}grad_norm"] = torch.nn.utils.clip_grad_norm_(trainable, self.config.train.grad_clip)
         self.optimizer.step()
         self.scheduler.step()
         return losses, metrics

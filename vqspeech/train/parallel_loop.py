@@ -167,6 +167,9 @@ class ParallelTrainer(Trainer):
             metrics["convert/profile_gap"] = gap.detach()
         return losses, metrics
 
+    def clipped_modules(self) -> dict[str, torch.nn.Module]:
+        return {"": self.model, **({"adversary_": self.adversary} if self.adversary is not None else {})}
+
     def trained_module(self) -> torch.nn.Module:
         # Joint: the whole model (the frozen WaveNet's parameters get no gradient, so Adam leaves them be), and
         # the code adversary if there is one.
