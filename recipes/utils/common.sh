@@ -68,10 +68,11 @@ train() {
 
 # Train the parallel decoder on the newest VQ-VAE checkpoint of run folder $2 (kept frozen), with manifest $1
 # and config $3, into $2/parallel-on-<step>: a newer VQ-VAE gets a parallel decoder of its own. Each further
-# config fine-tunes the previous run's result into a subfolder named after the config (e.g. .../convert for
-# parallel-convert.yaml): a chain of runs, each starting from the last checkpoint of the one before.
+# config is an overlay: it fine-tunes the previous run's result with all the configs so far, overlaid in order,
+# into a subfolder named after it (e.g. .../convert for parallel-convert.yaml): a chain of runs, each starting
+# from the last checkpoint of the one before.
 train_parallel() {
-    local manifest=$1 run_dir=$2 base step dir conf first=1
+    local manifest=$1 run_dir=$2 base step dir conf first=1 opts=()
     shift 2
     base=$(latest_checkpoint "$run_dir")
     step=${base##*/checkpoint-}; step=${step%.pt}
@@ -80,7 +81,8 @@ train_parallel() {
         [ -f "$conf" ] || die "$conf: no such config"
         [ $first = 1 ] || dir="$dir/$(basename "$conf" .yaml | sed 's/^parallel-//')"
         first=0
-        vqspeech train-parallel --base-model "$base" --config "$conf" --set "data.manifest=$manifest" --set "train.run_dir=$dir" --resume
+        opts+=(--config "$conf")
+        vqspeech train-parallel --base-model "$base" "${opts[@]}" --set "data.manifest=$manifest" --set "train.run_dir=$dir" --resume
         base=$(latest_checkpoint "$dir")
     done
 }
