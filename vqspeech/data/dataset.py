@@ -28,9 +28,11 @@ def _cached(cache: Path, make) -> np.ndarray:
     return value
 
 
-def pitch_track(path: str | Path, wav: np.ndarray, hop: int) -> np.ndarray:
-    """F0 [ceil(T / hop)] for a prepared file, cached beside it (keyed by hop)."""
-    return _cached(Path(f"{path}.f0-{hop}.npy"), lambda: features.extract_pitch(wav, hop).f0)
+def pitch_track(path: str | Path, wav: np.ndarray, hop: int, sample_rate: int = 16000) -> np.ndarray:
+    """F0 [ceil(T / hop)] for a prepared file at `sample_rate`, cached beside it (keyed by hop, and by the rate
+    where it is not 16 kHz, so that the caches of our 16 kHz models keep their names)."""
+    rate = "" if sample_rate == 16000 else f"-{sample_rate}"
+    return _cached(Path(f"{path}.f0-{hop}{rate}.npy"), lambda: features.extract_pitch(wav, hop, sample_rate).f0)
 
 
 def dvector(path: str | Path, wav: np.ndarray) -> np.ndarray:
@@ -66,12 +68,12 @@ class SpeechDataset:
         p = np.array([weights.get(r.corpus, 1.0) / count[r.corpus] for r in rows], np.float64)
         self.draw_p = torch.from_numpy(p / p.sum()) if rows and p.sum() > 0 else None
         for row in tqdm(rows, desc="load", unit="file", leave=False):
-            wav = audio.load(row.path, normalise_level=False)
+            wav = audio.load(row.path, config.sample_rate, normalise_level=False)  # the model's rate, whatever the files'
             if config.voice == "vector":
                 self.dvectors.append(torch.from_numpy(dvector(row.path, wav)))
             n = max(self.crop, len(wav) // unit * unit)
             wav = np.pad(wav, (0, max(0, n - len(wav))))[:n]
-            f0 = pitch_track(row.path, wav, unit)[: n // unit] if config.pitch else np.zeros(n // unit, np.float32)
+            f0 = pitch_track(row.path, wav, unit, config.sample_rate)[: n // unit] if config.pitch else np.zeros(n // unit, np.float32)
             track = features.Pitch(f0, unit)
             mean, std = track.log_stats()
             self.wavs.append(torch.from_numpy((wav * 32767).astype(np.int16)))

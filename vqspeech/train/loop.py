@@ -229,7 +229,7 @@ class Trainer:
         scores: list[dict[str, float]] = []
         gen = torch.Generator().manual_seed(1234)
         for row in self.valid_rows[:: max(1, len(self.valid_rows) // self.config.train.eval_utterances)][: self.config.train.eval_utterances]:
-            wav = audio.load(row.path, normalise_level=False)[:n]
+            wav = audio.load(row.path, self.config.model.sample_rate, normalise_level=False)[:n]
             encoded = self.model.encode(wav)
             # A table model renders its own speaker's row; a vector model the voice the encoding carries.
             speaker = row.speaker if self.model.config.voice == "table" else None
