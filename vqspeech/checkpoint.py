@@ -40,13 +40,13 @@ def load_checkpoint(path: str | Path) -> dict:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise CheckpointError(f"{path}: not a vqspeech model file ({_why_unreadable(e)})") from None
+        raise CheckpointError(f"{path}: not a vqspeech model file ({why_unreadable(e)})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a vqspeech model file")
     return ckpt
 
 
-def _why_unreadable(e: Exception) -> str:
+def why_unreadable(e: Exception) -> str:
     """torch.load's failure in a few words. Never its advice to retry with weights_only=False: that would run
     whatever code a pickle holds."""
     text = str(e)

@@ -83,7 +83,9 @@ def load_prior(path: str | Path, model=None) -> Prior:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise PriorError(f"{path}: not a readable prior file ({str(e).splitlines()[0][:160]})") from None
+        from vqspeech.checkpoint import why_unreadable
+
+        raise PriorError(f"{path}: not a readable prior file ({why_unreadable(e)})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise PriorError(f"{path}: not a vqspeech prior file")
     try:

@@ -26,6 +26,18 @@ from vqspeech.train import distributed
 log = logging.getLogger(__name__)
 
 
+def append_row(path: Path, step: int, cpu_seconds: float, values: dict[str, float], digits: int = 5) -> None:
+    """One row of a run's learning curve (step, CPU-hours, then `values`), appended to the CSV at `path`; the
+    header is written with the first row."""
+    row = {"step": step, "cpu_hours": round(cpu_seconds / 3600, 4), **{k: round(v, digits) for k, v in values.items()}}
+    new = not path.exists()
+    with open(path, "a", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(row))
+        if new:
+            w.writeheader()
+        w.writerow(row)
+
+
 def lr_lambda(config: Config):
     """Linear warmup, then cosine decay from lr to lr_min at the last step (values fixed at creation)."""
     lr, lr_min, warmup, total = config.train.lr, config.train.lr_min, config.train.warmup_steps, config.train.steps
@@ -241,14 +253,7 @@ class Trainer:
         return {k: float(np.nanmean([s[k] for s in scores])) for k in scores[0]}
 
     def _log_csv(self, name: str, values: dict[str, float]) -> None:
-        path = self.run_dir / f"{name}.csv"
-        row = {"step": self.step, "cpu_hours": round(self.cpu_seconds / 3600, 4), **{k: round(v, 5) for k, v in values.items()}}
-        new = not path.exists()
-        with open(path, "a", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(row))
-            if new:
-                w.writeheader()
-            w.writerow(row)
+        append_row(self.run_dir / f"{name}.csv", self.step, self.cpu_seconds, values)
 
     def fit(self) -> None:
         t = self.config.train

@@ -11,7 +11,6 @@ Held-out sets: the "valid" split per corpus (other sentences of the training spe
 
 from __future__ import annotations
 
-import csv
 import logging
 import math
 import time
@@ -26,7 +25,7 @@ from vqspeech.config import PriorConfig, from_dict
 from vqspeech.data.codes import CodeCorpus, TokenLayout
 from vqspeech.fileio import atomic_path, remove_stale_temporaries
 from vqspeech.models.prior import PAD, CodePrior
-from vqspeech.train.loop import lr_lambda
+from vqspeech.train.loop import append_row, lr_lambda
 
 log = logging.getLogger(__name__)
 FORMAT = "vqspeech-prior-checkpoint"
@@ -156,14 +155,7 @@ class PriorTrainer:
         return row
 
     def _log(self, values: dict[str, float]) -> None:
-        path = self.run_dir / "valid.csv"
-        row = {"step": self.step, "cpu_hours": round(self.cpu_seconds / 3600, 4), **{k: round(v, 4) for k, v in values.items()}}
-        new = not path.exists()
-        with open(path, "a", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(row))
-            if new:
-                w.writeheader()
-            w.writerow(row)
+        append_row(self.run_dir / "valid.csv", self.step, self.cpu_seconds, values, digits=4)
 
     def fit(self) -> Path:
         t = self.config.train
