@@ -5,7 +5,8 @@
 
 For each training speaker of the model found in the manifest's valid split: `per_speaker` samples of `seconds`
 from the prior conditioned on that speaker (temperature 1 and 0.8), beside the same number of that speaker's
-held-out recordings (real) and their resyntheses through the codec (codec: the decoder's own ceiling). Measured
+held-out recordings (real), their resyntheses through the codec (codec: the decoder's own ceiling), and those
+recordings' codes and pitch symbols shuffled in time (the floor: each code's frequency kept, the sequence lost). Measured
 on each: share of voiced frames (Praat pitch), identified as the conditioning speaker among the model's speakers by
 resemblyzer (nearest voice-bank centroid) and by the MFCC judge (fitted on the speakers' training recordings, no
 embedding model), code statistics (unigram entropy, conditional bigram entropy, mean run length; from the
@@ -80,7 +81,7 @@ def main() -> None:
     train_rec = {n: v for n, v in train_rec.items() if v}
     judge = SpeakerJudge.fit(train_rec)
     bank = model.voice_bank or speaker_encoder.VoiceBank.build(list(train_rec), train_rec)
-    results = {"real": [], "codec": [], "prior T=1": [], "prior T=0.8": []}
+    results = {"real": [], "codec": [], "shuffled codes": [], "prior T=1": [], "prior T=0.8": []}
     n_frames = round(args.seconds * model.config.sample_rate / model.config.pitch_hop)
     for name in names:
         index = model.speaker_index(name)
@@ -93,6 +94,13 @@ def main() -> None:
             _, codes, _ = bitstream.unpack(data)
             results["real"].append(measure(wav, codes, name, bank, judge, K))
             results["codec"].append(measure(api.decode_bytes(model, data)[0], codes, name, bank, judge, K))
+            # The floor: the same codes and pitch symbols in random order (their unigram kept, their sequence lost).
+            header, _, pitch = bitstream.unpack(data)
+            rng = np.random.default_rng(len(results["shuffled codes"]))
+            shuffled, pitch_shuffled = rng.permutation(codes), rng.permutation(pitch)
+            enc = Encoded(torch.from_numpy(shuffled), torch.from_numpy(pitch_shuffled), header.lf0_mean, header.lf0_std,
+                          header.n_samples, voice=torch.from_numpy(voice))
+            results["shuffled codes"].append(measure(model.decode(enc, index), shuffled, name, bank, judge, K))
         for label, temperature in (("prior T=1", 1.0), ("prior T=0.8", 0.8)):
             for seed in range(args.per_speaker):
                 tokens = sample_tokens(prior, voice, n_frames * layout.period, None, temperature, 0, seed)
