@@ -19,7 +19,7 @@ def cmd_train_prior(args) -> int:
     run_dir = trainer.fit()
     out = Path(args.out) if args.out else run_dir / "prior.pt"
     last = checkpoint.latest_checkpoint(run_dir)
-    prior = export_prior(last, out, info={"heldout": trainer.validate()})
+    prior = export_prior(last, out, info={"heldout": trainer.last_validation or trainer.validate()})
     print(f"done: {run_dir}; prior {prior.id} -> {out}" + ("" if args.out else
           f" (to ship it with the model: cp {out} {checkpoint.prior_path(model_path)})"))
     return 0

@@ -113,6 +113,7 @@ class PriorTrainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(config))
         self.rng = np.random.default_rng(t.seed)
         self.step, self.cpu_seconds = 0, 0.0
+        self.last_validation: dict[str, float] | None = None  # of the step fit() ended on, for the prior file
         self.run_dir.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(self.run_dir)
         last = checkpoint.latest_checkpoint(self.run_dir)
@@ -177,7 +178,7 @@ class PriorTrainer:
                 log.info("step %d  %.3f bits/code  %.3f bits/pitch  (%.3f CPU-h)", self.step, float(metrics["bits/code"]),
                          float(metrics.get("bits/pitch", math.nan)), self.cpu_seconds / 3600)
             if self.step % t.val_every == 0 or self.step == t.steps:
-                row = self.validate()
+                row = self.last_validation = self.validate()
                 self._log(row)
                 log.info("held out: %s", "  ".join(f"{k} {v:.3f}" for k, v in row.items() if "bits/code" in k))
             if self.step % t.checkpoint_every == 0 or self.step == t.steps:
