@@ -41,13 +41,16 @@ problem raises `BitstreamError` with a one-line message. Nothing else escapes `u
 from __future__ import annotations
 
 import json
-import math
 import struct
 import unicodedata
 import zlib
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+
+# How symbols and the voice vector become bytes lives in packing.py; re-exported here with the format's other names.
+from vqspeech.codec.packing import (MAX_BITS, BitstreamError, bits_for, pack_bits, quantise_voice,  # noqa: F401
+                                    unpack_bits, voice_to_int8)
 
 MAGIC = b"VQS"
 VERSION = 4  # the newest version we write (range-coded, needs the prior); we read 1 to 4
@@ -57,7 +60,7 @@ FINGERPRINT_BYTES = 8  # of the model fingerprint kept in a file (v1 files may h
 MAX_SPEAKER_BYTES = 255  # a name's UTF-8 length fits the uint8 before it
 MAX_VOICE_DIM = 255  # the voice vector's length fits a uint8
 MAX_VOICE_SCALE = 1.0  # a mapped d-vector's entries are O(0.1-1): an int8 step above 1 (|v| > 127) is corrupt
-_VOICE_SCALE = struct.Struct(">e")
+_VOICE_SCALE = struct.Struct(">e")  # the voice's float16 step (packing.voice_to_int8)
 _V1_PREFIX = struct.Struct(">3sBI")  # magic, version, JSON header length
 _V2_FIXED = struct.Struct(">3sB8sff")  # magic, version, fingerprint, lf0_mean, lf0_std
 _CRC = struct.Struct(">I")
@@ -66,83 +69,11 @@ _F32_MAX = float(np.finfo(np.float32).max)
 # Log-F0 statistics a real recording can have: a mean of log(1 Hz) to log(22 kHz), a spread below 4 (a factor of
 # e**4 = 55 per standard deviation; speech is ~0.1-0.3).
 _LF0_RANGES = {"lf0_mean": (0.0, 10.0), "lf0_std": (0.0, 4.0)}
-MAX_BITS = 24  # widest symbol we pack (K up to 16.7 M); a header asking for more is corrupt
-
-
-class BitstreamError(ValueError):
-    """A .vqs file that cannot be read: truncated, corrupted, of an unknown version, or not ours."""
-
-
-def bits_for(levels: int) -> int:
-    """Bits per symbol for an alphabet of `levels` symbols: ceil(log2 levels), at least 1."""
-    return max(1, math.ceil(math.log2(levels)))
-
-
-def pack_bits(values: np.ndarray, bits: int) -> bytes:
-    """values [N] integers in [0, 2**bits) -> ceil(N * bits / 8) bytes, MSB first, zero-padded."""
-    v = np.asarray(values)
-    if v.ndim != 1:
-        raise BitstreamError(f"can only pack a 1-D array of symbols, got shape {v.shape}")
-    if not 1 <= bits <= MAX_BITS:
-        raise BitstreamError(f"cannot pack {bits}-bit symbols (1..{MAX_BITS})")
-    if v.size and (v.min() < 0 or v.max() >= 1 << bits):
-        raise BitstreamError(f"symbol out of range for {bits} bits: min {v.min()}, max {v.max()}")
-    shifts = np.arange(bits - 1, -1, -1, dtype=np.uint32)
-    matrix = (v.astype(np.uint32)[:, None] >> shifts) & 1  # [N, bits], one bit per cell
-    return np.packbits(matrix.astype(np.uint8).ravel()).tobytes()
-
-
-def unpack_bits(data: bytes, bits: int, count: int) -> np.ndarray:
-    """Inverse of pack_bits: exactly ceil(count * bits / 8) bytes -> int64 [count].
-
-    Raises BitstreamError if the byte count is wrong or the padding bits are not zero."""
-    if not 1 <= bits <= MAX_BITS:
-        raise BitstreamError(f"cannot unpack {bits}-bit symbols (1..{MAX_BITS})")
-    n_bits = count * bits
-    if len(data) != -(-n_bits // 8):
-        raise BitstreamError(f"{count} symbols of {bits} bits need {-(-n_bits // 8)} bytes, found {len(data)}")
-    flat = np.unpackbits(np.frombuffer(data, dtype=np.uint8))
-    if flat[n_bits:].any():
-        raise BitstreamError("non-zero padding bits after the last symbol")
-    weights = (1 << np.arange(bits - 1, -1, -1)).astype(np.int64)
-    return flat[:n_bits].reshape(count, bits).astype(np.int64) @ weights
 
 
 def _f32(x: float) -> float:
     """Round to float32: the log-F0 statistics travel as float32 (7 significant digits are plenty)."""
     return float(np.float32(x))
-
-
-def _voice_scale(v: np.ndarray) -> float:
-    """The float16 step for int8 values: the nearest to max |v| / 127, or the next one up where that would
-    need |q| > 127 (so clipping never adds error beyond half a step)."""
-    peak = float(np.abs(v).max()) if v.size else 0.0
-    scale = np.float16(peak / 127)
-    # Bump only where the largest value would round past 127.5 steps: a vector that was quantised already (whose
-    # peak is 127 steps up to float32 rounding) keeps its scale, which makes quantise_voice idempotent.
-    if peak > 0 and (scale == 0 or peak / float(scale) > 127.5):
-        scale = np.nextafter(scale, np.float16(np.inf))
-    return float(scale)
-
-
-def voice_to_int8(voice) -> tuple[float, np.ndarray]:
-    """A voice vector [D] -> (float16 scale, int8 [D]) with voice ~= q * scale; the file's representation."""
-    v = np.asarray(voice, np.float64).reshape(-1)
-    if not np.isfinite(v).all():
-        raise BitstreamError("voice vector holds non-finite values")
-    scale = _voice_scale(v)
-    q = np.zeros(v.shape, np.int8) if scale == 0 else np.clip(np.round(v / scale), -127, 127).astype(np.int8)
-    return scale, q
-
-
-def quantise_voice(voice):
-    """The voice vector as a file carries it (int8 times a float16 scale), as the input's type: encode applies this
-    before decoding, so a file decodes exactly as the in-memory result it was written from. Idempotent."""
-    import torch
-
-    scale, q = voice_to_int8(voice.detach().cpu().numpy() if isinstance(voice, torch.Tensor) else voice)
-    out = q.astype(np.float32) * np.float32(scale)
-    return torch.from_numpy(out) if isinstance(voice, torch.Tensor) else out
 
 
 @dataclass
