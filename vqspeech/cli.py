@@ -77,6 +77,9 @@ def cmd_export(args) -> int:
 
 
 def cmd_demo(args) -> int:
+    """The demo lives in the source checkout's app/, which owns its launcher (`python -m app`): start that, in a
+    process of its own, rather than import the checkout from the package."""
+    import subprocess
     from pathlib import Path
 
     import vqspeech
@@ -84,18 +87,16 @@ def cmd_demo(args) -> int:
 
     if args.max_seconds <= 0 or args.max_file_mb <= 0:
         raise SystemExit("vqspeech demo: --max-seconds and --max-file-mb must be positive")
-    model = checkpoint.load(args.model)  # before gradio's slow import: a missing model is said at once
-    root = Path(vqspeech.__file__).resolve().parents[1]  # the demo lives in the source checkout's app/
-    if not (root / "app" / "ui.py").exists():
+    checkpoint.load(args.model)  # here, so that a missing model is said at once and by this command
+    root = Path(vqspeech.__file__).resolve().parents[1]
+    if not (root / "app" / "__main__.py").exists():
         raise SystemExit(f"vqspeech demo: the demo is not installed ({root / 'app'} is missing): run it from a source checkout")
-    sys.path.insert(0, str(root))  # that app/, not some other package called `app`
+    argv = [sys.executable, "-m", "app", "--model", str(checkpoint.resolve(args.model).resolve()), "--host", args.host,
+            "--port", str(args.port), "--max-seconds", str(args.max_seconds), "--max-file-mb", str(args.max_file_mb)]
     try:
-        from app.ui import Limits, serve
-    except ImportError as e:
-        raise SystemExit(f"vqspeech demo: {e}; install the demo's packages: pip install 'vqspeech[demo]'") from None
-    print(f"vqspeech demo on http://{args.host}:{args.port} (Ctrl-C to stop)", flush=True)
-    serve(model, host=args.host, port=args.port, limits=Limits(max_seconds=args.max_seconds, max_file_mb=args.max_file_mb))
-    return 0
+        return subprocess.run(argv, cwd=root).returncode
+    except KeyboardInterrupt:  # Ctrl-C reached both processes; the demo cleans up on its own
+        return 0
 
 
 def _training_options(p: argparse.ArgumentParser) -> None:
