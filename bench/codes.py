@@ -60,6 +60,9 @@ def main() -> None:
     ap.add_argument("--text", required=True)
     ap.add_argument("--sentences", type=int, default=40)
     ap.add_argument("--voices", nargs="+", default=list(VOICES))
+    ap.add_argument("--manifest", default=None,
+                    help="a prepared manifest of real speakers (e.g. VCC 2016's): also name them from their codes")
+    ap.add_argument("--per-speaker", type=int, default=12, help="utterances per speaker and split for --manifest")
     ap.add_argument("--out", default="bench/results")
     ap.add_argument("--name", default="codes")
     args = ap.parse_args()
@@ -104,12 +107,31 @@ def main() -> None:
     named = [max(means, key=lambda v: float(means[v] @ histogram(u[2]))) == u[0] for u in test]
     voice_accuracy = float(np.mean(named))
     used = len({int(k) for _, _, codes, _ in utts for k in codes})
+    real = real_voices(model, args.manifest, args.per_speaker, histogram) if args.manifest else None
     result = dict(phone_accuracy=accuracy, phone_accuracy_without_pauses=accuracy_speech, majority_baseline=baseline,
                   majority_phone=majority, chance=1 / len(phones), phones=len(phones), codes_used=used,
                   frames_scored=len(pairs), voice_accuracy=voice_accuracy, voice_chance=1 / len(args.voices),
-                  utterances_scored=len(test))
+                  utterances_scored=len(test), real_speakers=real)
     plot_confusion(args, pairs, phones, mapping, counts)
     report(args, model, result, time.time() - started)
+
+
+def real_voices(model, manifest: str, per_speaker: int, histogram) -> dict:
+    """Real speakers named from their codes: class means of code histograms over `per_speaker` training
+    utterances each, scored on as many held-out ("valid") utterances each."""
+    from vqspeech.data.manifest import read_manifest
+
+    rows = read_manifest(manifest)
+    names = sorted({r.speaker for r in rows if r.split == "valid"})
+    hist = {}
+    for split in ("train", "valid"):
+        for name in names:
+            chosen = [r for r in rows if r.speaker == name and r.split == split][:per_speaker]
+            hist[split, name] = [histogram(model.encode(audio.load(r.path, model.config.sample_rate)).codes.numpy())
+                                 for r in chosen]
+    means = {n: np.mean(hist["train", n], 0) for n in names}
+    right = [max(means, key=lambda m: float(means[m] @ h)) == n for n in names for h in hist["valid", n]]
+    return {"speakers": len(names), "utterances": len(right), "accuracy": float(np.mean(right)), "chance": 1 / len(names)}
 
 
 def plot_confusion(args, pairs, phones, mapping, counts) -> None:
@@ -142,7 +164,8 @@ def report(args, model, r, elapsed) -> None:
              f"{r['utterances_scored']} utterances, {r['frames_scored']} code frames). Run took {elapsed / 60:.1f} min; "
              f"{machine_note()}.",
              f"Command: `python bench/codes.py --model {args.model} --text {args.text} --sentences {args.sentences} "
-             f"--name {args.name}`", "",
+             + (f"--manifest {args.manifest} --per-speaker {args.per_speaker} " if args.manifest else "")
+             + f"--name {args.name}`", "",
              "| measure | vqspeech codes | majority baseline | chance | the paper (VCTK, 41 phones) |",
              "|---|---|---|---|---|",
              f"| frame phone accuracy, code -> its most frequent phone | **{100 * r['phone_accuracy']:.1f} %** | "
@@ -150,7 +173,12 @@ def report(args, model, r, elapsed) -> None:
              "49.3 % against 7.2 % |",
              f"| the same, frames inside pauses left out | {100 * r['phone_accuracy_without_pauses']:.1f} % | | | |",
              f"| speaker named from the codes alone (code histogram) | {100 * r['voice_accuracy']:.0f} % | | "
-             f"{100 * r['voice_chance']:.0f} % ({len(args.voices)} voices) | |", "",
+             f"{100 * r['voice_chance']:.0f} % ({len(args.voices)} voices) | |"]
+    if r.get("real_speakers"):
+        rs = r["real_speakers"]
+        lines.append(f"| real speakers named from their codes (`{args.manifest}`: {rs['speakers']} speakers, "
+                     f"{rs['utterances']} held-out utterances) | {100 * rs['accuracy']:.0f} % | | {100 * rs['chance']:.0f} % | |")
+    lines += ["",
              f"{r['codes_used']} of {model.config.quantizer.codebook_size} codes occur. Confusion matrix: "
              f"`{args.name}-confusion.png`. flite's voices are synthetic and none was in training; phone timings are "
              "flite's own, so the labels are exact for what it said."]
