@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from vqspeech.codec.entropy import Prior
-from vqspeech.data.codes import TokenLayout, default_voice, split_tokens, tokens_of
+from vqspeech.data.codes import TokenLayout, default_speaker, default_voice, split_tokens, tokens_of
 from vqspeech.models.prior_exact import LOGIT_BITS
 from vqspeech.models.vqvae import Encoded, VQSpeech
 
@@ -25,7 +25,9 @@ def sample_tokens(prior: Prior, voice: np.ndarray, n: int, prompt: np.ndarray | 
     """n new tokens after `prompt` (tokens [P], P a multiple of the period; none: from a stream's start) ->
     tokens [n], drawn one at a time."""
     if temperature <= 0:
-        raise ValueError(f"temperature {temperature}: must be > 0")
+        raise ValueError(f"--temperature {temperature:g}: must be above 0")
+    if top_k < 0:
+        raise ValueError(f"--top-k {top_k}: give 0 (all tokens) or more")
     exact, rng = prior.exact, np.random.default_rng(seed)
     stream = exact.stepper(voice)
     prompt = np.zeros(0, np.int64) if prompt is None else np.asarray(prompt, np.int64)
@@ -82,7 +84,5 @@ def continue_speech(model: VQSpeech, prior: Prior, wav: np.ndarray, seconds: flo
     codes, pitch = split_tokens(np.concatenate([prompt, more]), layout)
     enc = Encoded(torch.from_numpy(codes), None if pitch is None else torch.from_numpy(pitch), header.lf0_mean,
                   header.lf0_std, len(codes) * model.config.hop, voice=torch.from_numpy(voice))
-    speaker = None if (header.voice is not None and model.config.voice == "vector") else \
-        (header.speaker if header.speaker in model.speaker_names else model.speaker_names[0])
-    out = model.decode(enc, speaker, generator=torch.Generator().manual_seed(seed))
+    out = model.decode(enc, default_speaker(model, header), generator=torch.Generator().manual_seed(seed))
     return out, len(prompt) // layout.period * model.config.pitch_hop

@@ -157,10 +157,7 @@ def _voice(model: VQSpeech, header: Header, speaker: str | int | None) -> tuple[
     unless `speaker` names someone other than the recorded speaker: then it moves into the target's range
     (voice conversion)."""
     if speaker is None:
-        if header.voice is not None and model.config.voice == "vector":
-            return None, None
-        name = header.speaker if header.speaker in model.speaker_names else model.speaker_names[0]
-        return name, None
+        return code_streams.default_speaker(model, header), None
     name = speaker_name(model, speaker)
     converting = header.speaker is not None and name != header.speaker and model.config.pitch
     return name, (model.speaker_pitch(name) if converting else None)

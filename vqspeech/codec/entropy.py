@@ -120,8 +120,13 @@ def prior_for(model, path: str | Path | None = None) -> Prior:
     return cached
 
 
-def _inputs(tokens: np.ndarray, start: int) -> np.ndarray:
-    return np.concatenate([[start], tokens[:-1]]).astype(np.int64) if len(tokens) else np.zeros(0, np.int64)
+def _frequencies_along(exact: ExactPrior, tokens: np.ndarray, voice: np.ndarray):
+    """The exact prior run along a known stream: yields (position, frequencies [V] that position is coded under)."""
+    stream = exact.stepper(voice)
+    previous = exact.start_token
+    for t, token in enumerate(tokens):
+        yield t, exact.frequencies_of(stream.next(previous), t)
+        previous = int(token)
 
 
 def encode_tokens(prior: Prior, tokens: np.ndarray, voice: np.ndarray) -> np.ndarray:
@@ -133,17 +138,14 @@ def encode_tokens(prior: Prior, tokens: np.ndarray, voice: np.ndarray) -> np.nda
 
     exact = prior.exact
     tokens = np.asarray(tokens, np.int64)
-    stream = exact.stepper(voice)
     encoder = constriction.stream.queue.RangeEncoder()
     family = constriction.stream.model.Categorical(perfect=False)
-    previous = exact.start_token
-    for a in range(0, len(tokens), CHUNK):
-        piece = tokens[a : a + CHUNK]
-        freqs = np.empty((len(piece), exact.vocab))
-        for i, token in enumerate(piece):
-            freqs[i] = exact.frequencies_of(stream.next(previous), a + i)
-            previous = int(token)
-        encoder.encode(piece.astype(np.int32), family, freqs)
+    freqs = np.empty((min(CHUNK, len(tokens)), exact.vocab))
+    for t, f in _frequencies_along(exact, tokens, voice):
+        freqs[t % CHUNK] = f
+        if t % CHUNK == CHUNK - 1 or t == len(tokens) - 1:  # a piece full, or the stream's end: code it
+            a = t - t % CHUNK
+            encoder.encode(tokens[a : t + 1].astype(np.int32), family, freqs[: t + 1 - a])
     return encoder.get_compressed()
 
 
@@ -164,13 +166,8 @@ def decode_tokens(prior: Prior, words: np.ndarray, n: int, voice: np.ndarray) ->
 
 def token_bits(prior: Prior, tokens: np.ndarray, voice: np.ndarray) -> np.ndarray:
     """-log2 p of each token under the exact prior [N] (what the coder spends, to ~1e-4 bits a token)."""
-    exact = prior.exact
     tokens = np.asarray(tokens, np.int64)
-    stream = exact.stepper(voice)
     bits = np.empty(len(tokens))
-    previous = exact.start_token
-    for t, token in enumerate(tokens):
-        f = exact.frequencies_of(stream.next(previous), t)
-        bits[t] = np.log2(f.sum()) - np.log2(f[token])
-        previous = int(token)
+    for t, f in _frequencies_along(prior.exact, tokens, voice):
+        bits[t] = np.log2(f.sum()) - np.log2(f[tokens[t]])
     return bits

@@ -71,15 +71,22 @@ def split_tokens(tokens: np.ndarray, layout: TokenLayout) -> tuple[np.ndarray, n
     return frames[:, 1:].reshape(-1), frames[:, 0] - layout.codebook_size
 
 
+def default_speaker(model, header) -> str | None:
+    """The training speaker a decoder renders this file in when asked for nothing else, None for the voice vector
+    the file carries (a vector-voice model's file): the speaker it names if the model knows them, else the model's
+    first. codec.api, the prior's conditioning and `vqspeech continue` all take this choice."""
+    if header.voice is not None and model.config.voice == "vector":
+        return None
+    return header.speaker if header.speaker in model.speaker_names else model.speaker_names[0]
+
+
 def default_voice(model, header) -> np.ndarray:
-    """The voice vector [speaker_dim] float32 a decoder renders this file in when asked for nothing else
-    (codec.api's choice): the file's own voice vector, else the row of the training speaker it names, else the
-    model's first speaker."""
+    """The voice vector [speaker_dim] float32 of default_speaker: the file's own, or that training speaker's."""
     import torch
 
-    if header.voice is not None and model.config.voice == "vector":
+    name = default_speaker(model, header)
+    if name is None:
         return np.asarray(header.voice, np.float32)
-    name = header.speaker if header.speaker in model.speaker_names else model.speaker_names[0]
     with torch.no_grad():
         return model.speaker_voice(torch.tensor([model.speaker_names.index(name)]))[0].float().numpy()
 

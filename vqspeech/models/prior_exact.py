@@ -18,7 +18,8 @@ The twin's predictions differ from the float model's only by the rounding (bench
     exact = ExactPrior.freeze(prior)         from a trained models.prior.CodePrior
     state = exact.start(voice)               voice [voice_dim] float32 -> a fresh stream
     logits = exact.feed(state, inputs)       inputs [n] (token before each position) -> int logits [n, V]
-    freqs = exact.frequencies(logits, first) -> integer frequencies [n, V] for the range coder
+    freqs = exact.frequencies_of(logits[i], t) -> integer frequencies [V] of stream position t, for the range coder
+    stream = exact.stepper(voice)            one token at a time: stream.next(previous token) -> logits [V]
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from vqspeech.models.prior import RMS_EPS
 
 ACT_BITS = 8  # fractional bits of activations
 WEIGHT_BITS = 11  # |integer weight| < 2**WEIGHT_BITS
@@ -70,15 +73,13 @@ class Linear:
         return y if self.bias is None else y + self.bias
 
     @classmethod
-    def of(cls, weight, bias=None, scale: float = 1.0) -> "Linear":
-        w, shift = _int_weight(weight.detach().double().numpy() * scale)
+    def of(cls, weight, bias=None) -> "Linear":
+        w, shift = _int_weight(weight.detach().double().numpy())
         return cls(w, shift, None if bias is None else _int_act(bias.detach().double().numpy()))
 
 
 def _rms_norm(x: np.ndarray, gain: np.ndarray) -> np.ndarray:
     """x [n, D] fixed point, gain [D] fixed point -> [n, D] fixed point: x / rms(x) * gain."""
-    from vqspeech.models.prior import RMS_EPS
-
     rms = np.sqrt((x * x).sum(-1, keepdims=True) / x.shape[-1] + RMS_EPS * float(1 << 2 * ACT_BITS))
     return np.floor(x * gain / rms)
 
@@ -136,9 +137,7 @@ class ExactPrior:
         shifts: dict[str, int] = {}
 
         def put_linear(name, weight, bias=None, scale=None):
-            lin = Linear.of(weight, bias)
-            if scale is not None:
-                lin = Linear.of(weight * scale[:, None], bias)
+            lin = Linear.of(weight if scale is None else weight * scale[:, None], bias)
             tensors[f"{name}.weight"], shifts[name] = lin.weight, lin.shift
             if lin.bias is not None:
                 tensors[f"{name}.bias"] = lin.bias
@@ -214,25 +213,23 @@ class ExactPrior:
         return layer.out(y.transpose(1, 0, 2).reshape(n, D))
 
     def stepper(self, voice: np.ndarray) -> "Stepper":
-        """A stream to advance one token at a time (range decoding, sampling): the compiled step where numba is
+        """A stream to advance one token at a time (range coding, sampling): the compiled step where numba is
         installed, else feed. Both give the same integers."""
         return Stepper(self, voice)
 
-    def frequencies(self, logits: np.ndarray, first_position: int) -> np.ndarray:
-        """logits [n, V] (feed's) for positions first_position.. -> integer frequencies [n, V] as float64: 0 for
-        the other kind of symbol, else max(1, round(2**20 exp(logit - max))) over this kind."""
-        n = logits.shape[0]
-        is_pitch = ((first_position + np.arange(n)) % self.period == 0) if self.pitch_levels else np.zeros(n, bool)
-        kind = np.zeros((n, self.vocab), bool)
-        kind[~is_pitch, : self.codebook_size] = True
-        kind[is_pitch, self.codebook_size :] = True
-        masked = np.where(kind, logits, MASKED)
-        below = (masked.max(-1, keepdims=True) - masked).astype(np.int64)
-        f = self.frequency_exp[np.minimum(below, len(self.frequency_exp) - 1)]
-        return np.where(kind, f, 0).astype(np.float64)
+    def step_kernel(self):
+        """The weights laid out for the compiled step (prior_step.StepKernel), built once per prior; None without
+        numba."""
+        if not hasattr(self, "_kernel"):
+            from vqspeech.models import prior_step
+
+            self._kernel = (prior_step.StepKernel(self, ACT_BITS, LOGIT_BITS, ACT_LIMIT, RMS_EPS)
+                            if prior_step.available() else None)
+        return self._kernel
 
     def frequencies_of(self, logits: np.ndarray, position: int) -> np.ndarray:
-        """One position's frequencies [V] (what `frequencies` gives for that row), without building the 2-D mask."""
+        """logits [V] (feed's or the step's) of stream position `position` -> integer frequencies [V] as float64: 0
+        for the other kind of symbol, else max(1, round(2**20 exp(logit - max))) over this kind."""
         lo, hi = (self.codebook_size, self.vocab) if self.pitch_levels and position % self.period == 0 else (0, self.codebook_size)
         f = np.zeros(self.vocab)
         part = logits[lo:hi]
@@ -246,12 +243,9 @@ class Stepper:
     """One stream advanced a token at a time: next(previous token) -> logits [V] of the next position."""
 
     def __init__(self, exact: ExactPrior, voice: np.ndarray):
-        from vqspeech.models import prior_step
-        from vqspeech.models.prior import RMS_EPS
-
         self.exact, self.position = exact, 0
         self.state = exact.start(voice)
-        self.kernel = prior_step.StepKernel(exact, ACT_BITS, LOGIT_BITS, ACT_LIMIT, RMS_EPS) if prior_step.available() else None
+        self.kernel = exact.step_kernel()
         if self.kernel is not None:
             self.keys, self.values = self.kernel.rings()
 
