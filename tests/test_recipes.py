@@ -239,3 +239,15 @@ def test_anyvoice_recipe_prepares_combines_trains_and_exports(tmp_path):
     assert parsed.header.version == 4 and parsed.header.voice is not None
     plain = bitstream.read(api.encode_audio(loaded, synthetic_voice(1.0, 150, seed=3), prior=False))
     np.testing.assert_array_equal(api.symbols(loaded, parsed)[0], plain.codes)
+
+    # The WaveNet of that model trained alone (recipes/wavenet), reading its parallel decoder's rendering: the export
+    # keeps the codes (same fingerprint) and decodes with either decoder.
+    wn = run("wavenet/run.sh", "--model", str(model_path), "--manifest", str(tmp_path / "prep" / "combined" / "manifest.csv"),
+             "--run-dir", str(tmp_path / "wn"), "--overlay", str(overlay), "--set", "train.steps=2", "--stop-stage", "1")
+    assert wn.returncode == 0, wn.stderr[-3000:]
+    from vqspeech.models.vqvae import model_fingerprint
+
+    trained_wn = checkpoint.load_model(tmp_path / "wn" / "model.pt")
+    assert trained_wn.config.decoder.parallel_input and model_fingerprint(trained_wn) == model_fingerprint(loaded)
+    wav = synthetic_voice(0.2, 150, seed=4)
+    assert trained_wn.decode(trained_wn.encode(wav), None, decoder="autoregressive").shape == wav.shape

@@ -124,12 +124,17 @@ def save(path: str | Path, wav: np.ndarray, sample_rate: int = SAMPLE_RATE, forc
         sf.write(tmp, np.clip(wav, -1, 1), sample_rate, format=fmt, subtype="VORBIS" if fmt == "OGG" else "PCM_16")
 
 
+def mu_law_compress(x: torch.Tensor, bits: int = 8) -> torch.Tensor:
+    """Float in [-1, 1] -> float in [-1, 1], mu-law companded (mu = 2**bits - 1), not yet quantised."""
+    mu = 2**bits - 1
+    x = x.clamp(-1, 1)
+    return torch.sign(x) * torch.log1p(mu * x.abs()) / np.log1p(mu)
+
+
 def mu_law_encode(x: torch.Tensor, bits: int = 8) -> torch.Tensor:
     """Float in [-1, 1] -> integer class in [0, 2**bits) (mu-law companding, mu = 2**bits - 1)."""
     mu = 2**bits - 1
-    x = x.clamp(-1, 1)
-    y = torch.sign(x) * torch.log1p(mu * x.abs()) / np.log1p(mu)
-    return ((y + 1) / 2 * mu + 0.5).long()
+    return ((mu_law_compress(x, bits) + 1) / 2 * mu + 0.5).long()
 
 
 def mu_law_decode(q: torch.Tensor, bits: int = 8) -> torch.Tensor:

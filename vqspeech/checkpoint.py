@@ -147,23 +147,40 @@ def load(path: str | Path | None = None) -> VQSpeech:
 
 
 def decoder_training(ckpt: dict) -> dict:
-    """{steps, cpu_seconds} of the run that wrote `ckpt`, plus those of the earlier runs it was fine-tuned from
-    (recorded as init_training by train-parallel)."""
+    """{steps, cpu_seconds} of the parallel decoder of `ckpt`: those of the run that wrote it plus those of the earlier
+    runs it was fine-tuned from (recorded as init_training by train-parallel). A train-wavenet checkpoint's own
+    steps are its WaveNet's: its parallel decoder is its base's (init_training)."""
     earlier = ckpt.get("init_training") or {"steps": 0, "cpu_seconds": 0.0}
+    if ckpt.get("wavenet_training"):
+        return dict(earlier)
+    return {"steps": earlier["steps"] + ckpt["step"], "cpu_seconds": earlier["cpu_seconds"] + ckpt["cpu_seconds"]}
+
+
+def wavenet_training(ckpt: dict) -> dict | None:
+    """{steps, cpu_seconds} spent on the WaveNet alone by train-wavenet runs (this one and those before it), or None
+    when no such run trained it (then its cost is the VQ-VAE's)."""
+    earlier = ckpt.get("wavenet_training")
+    if not earlier:
+        return None
     return {"steps": earlier["steps"] + ckpt["step"], "cpu_seconds": earlier["cpu_seconds"] + ckpt["cpu_seconds"]}
 
 
 def training_cost(ckpt: dict) -> dict:
-    """{"vqvae": {steps, cpu_hours}, "parallel": {...} or None}: what training the model in `ckpt` took. A
-    parallel-decoder run records the frozen VQ-VAE's cost as base_training; a VQ-VAE run has no parallel part."""
+    """{"vqvae": {steps, cpu_hours}, "parallel": {...} or None, "wavenet": {...} or None}: what training the model in
+    `ckpt` took. A parallel-decoder run records the frozen VQ-VAE's cost as base_training; a VQ-VAE run has no
+    parallel part; a train-wavenet run adds the WaveNet's own part on top of its base's."""
     def part(steps: int, cpu_seconds: float) -> dict:
         return {"steps": int(steps), "cpu_hours": round(float(cpu_seconds) / 3600, 3)}
 
-    own = part(**decoder_training(ckpt))
+    wavenet = wavenet_training(ckpt)
     base = ckpt.get("base_training")
+    if wavenet is not None:
+        parallel = part(**decoder_training(ckpt)) if ckpt["config"]["model"].get("parallel_decoder") else None
+        return {"vqvae": part(**base), "parallel": parallel, "wavenet": part(**wavenet)}
+    own = part(**decoder_training(ckpt))
     if ckpt["config"]["model"].get("parallel_decoder") and base:
-        return {"vqvae": part(**base), "parallel": own}
-    return {"vqvae": own, "parallel": None}
+        return {"vqvae": part(**base), "parallel": own, "wavenet": None}
+    return {"vqvae": own, "parallel": None, "wavenet": None}
 
 
 def export_model(src: str | Path, dst: str | Path, half: bool = True) -> dict:
@@ -179,7 +196,7 @@ def export_model(src: str | Path, dst: str | Path, half: bool = True) -> dict:
     cost = training_cost(ckpt)
     save_checkpoint(dst, {"config": ckpt["config"], "speakers": ckpt["speakers"], "speaker_info": ckpt.get("speaker_info") or {},
                           "step": ckpt["step"], "cpu_seconds": ckpt["cpu_seconds"], "base_training": ckpt.get("base_training"),
-                          "init_training": ckpt.get("init_training"),
+                          "init_training": ckpt.get("init_training"), "wavenet_training": ckpt.get("wavenet_training"),
                           "training_cost": cost, "model": weights, "weights_sha256": weights_digest(weights)})
     return cost
 

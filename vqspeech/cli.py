@@ -64,6 +64,18 @@ def cmd_train_parallel(args) -> int:
     return 0
 
 
+def cmd_train_wavenet(args) -> int:
+    from vqspeech.config import load_config
+    from vqspeech.train.wavenet_loop import train_wavenet
+
+    overrides = parse_overrides(args.set)
+    overrides.setdefault("train", {})["base_model"] = args.base_model
+    config = load_config(*args.config, overrides=overrides)
+    run_dir = train_wavenet(config, resume=args.resume)
+    print(f"done: {run_dir}")
+    return 0
+
+
 def cmd_export(args) -> int:
     from vqspeech import checkpoint
 
@@ -191,6 +203,13 @@ def build_parser() -> argparse.ArgumentParser:
                                                        "parallel decoder already (fine-tuning)")
     _training_options(p)
     p.set_defaults(func=cmd_train_parallel)
+
+    p = sub.add_parser("train-wavenet", help="train the autoregressive WaveNet decoder alone, on the frozen codes, voice and "
+                                            "parallel decoder of a model (model.decoder.parallel_input: it reads that "
+                                            "decoder's rendering)")
+    p.add_argument("--base-model", required=True, help="the model whose WaveNet is trained (a checkpoint or model file)")
+    _training_options(p)
+    p.set_defaults(func=cmd_train_wavenet)
 
     from vqspeech import cli_codec, cli_prior
 

@@ -45,6 +45,11 @@ class DecoderConfig:
     dilation_cycle: int = 10  # dilation of layer i is 2 ** (i % dilation_cycle)
     cond_channels: int = 128  # width of the frame-rate conditioning network
     cond_layers: int = 2  # non-causal conv layers (kernel 3) over the codes at frame rate
+    # The WaveNet also reads the parallel decoder's rendering of the same codes (pre-emphasised and mu-law
+    # companded, as the WaveNet's own output) as one more sample-rate input beside the pitch excitation: it then
+    # models what that rendering misses (phase, fine structure, noise) instead of the waveform from the codes
+    # alone. Needs model.parallel_decoder; trained by `vqspeech train-wavenet` on a model that has one.
+    parallel_input: bool = False
 
 
 @dataclass

@@ -74,7 +74,10 @@ class VQSpeech(nn.Module):
             layers += [nn.Conv1d(cond_in if i == 0 else c.decoder.cond_channels, c.decoder.cond_channels, 3, padding=1), nn.ReLU()]
         self.cond_net = nn.Sequential(*layers) if layers else nn.Conv1d(cond_in, c.decoder.cond_channels, 1)
         self.mel_head = nn.Conv1d(c.decoder.cond_channels, c.n_mels, 1) if c.mel_weight > 0 else None
-        self.decoder = WaveNet(c.decoder, c.decoder.cond_channels, c.pitch_harmonics if c.pitch else 0, 2**c.mu_law_bits, c.hop)
+        if c.decoder.parallel_input and not c.parallel_decoder:
+            raise ValueError("model.decoder.parallel_input reads the parallel decoder's rendering: it needs model.parallel_decoder")
+        wavenet_inputs = (c.pitch_harmonics if c.pitch else 0) + (1 if c.decoder.parallel_input else 0)
+        self.decoder = WaveNet(c.decoder, c.decoder.cond_channels, wavenet_inputs, 2**c.mu_law_bits, c.hop)
         self.parallel = ParallelDecoder(c.parallel, c.decoder.cond_channels, c.hop, c.sample_rate) if c.parallel_decoder else None
 
     # --- building blocks ------------------------------------------------------------------------
@@ -133,6 +136,20 @@ class VQSpeech(nn.Module):
         f0 = self.f0(pitch, lf0)
         return None if f0 is None else features.excitation(f0, self.config.pitch_harmonics, self.config.sample_rate)
 
+    def wavenet_inputs(self, cond: torch.Tensor, pitch: torch.Tensor | None, lf0: torch.Tensor,
+                       generator: torch.Generator | None = None) -> torch.Tensor | None:
+        """The WaveNet's sample-rate inputs: cond [B, C, F], pitch [B, P] symbols, lf0 [B, 2] -> [B, H, F * hop]
+        (the pitch excitation's harmonics, then with decoder.parallel_input the parallel decoder's rendering of the
+        same conditioning, pre-emphasised and mu-law companded: the WaveNet's own output domain), or None."""
+        c = self.config
+        parts = [] if pitch is None or not c.pitch else [self.excitation(pitch, lf0)]
+        if c.decoder.parallel_input:
+            with torch.no_grad():  # the rendering is an input here: no gradient reaches the parallel decoder
+                noise = torch.randn(cond.shape[0], cond.shape[-1] * c.hop, generator=generator, device=cond.device)
+                rendered = self.parallel(cond.float(), self.f0(pitch, lf0), noise).clamp(-1, 1)
+                parts.append(audio.mu_law_compress(audio.preemphasis(rendered, c.preemphasis), c.mu_law_bits)[:, None])
+        return torch.cat(parts, 1) if parts else None
+
     def jitter(self, quantized: torch.Tensor) -> torch.Tensor:
         """Replace each frame by a neighbour with probability `jitter` (half each side)."""
         p = self.config.jitter
@@ -151,7 +168,7 @@ class VQSpeech(nn.Module):
         vq, cond, code_losses, metrics = self.code_side(wav, speaker, pitch, dvector)
         target = audio.mu_law_encode(audio.preemphasis(wav, c.preemphasis), c.mu_law_bits)
         prev = F.pad(target[:, :-1], (1, 0), value=2 ** (c.mu_law_bits - 1))
-        logits = self.decoder(prev, cond, self.excitation(pitch, lf0))
+        logits = self.decoder(prev, cond, self.wavenet_inputs(cond, pitch, lf0))
         return {"recon/ce": F.cross_entropy(logits.float(), target), **code_losses}, metrics
 
     def training_voice(self, speaker: torch.Tensor, dvector: torch.Tensor | None) -> torch.Tensor:
@@ -251,7 +268,7 @@ class VQSpeech(nn.Module):
             return np.clip(wav, -1.0, 1.0)[: encoded.n_samples]
         if decoder != "autoregressive":
             raise ValueError(f"unknown decoder {decoder!r}: choose autoregressive or parallel")
-        classes = self.generate(cond, self.excitation(pitch, lf0_t), temperature, generator)
+        classes = self.generate(cond, self.wavenet_inputs(cond, pitch, lf0_t, generator), temperature, generator)
         return self.to_waveform(classes)[0, : encoded.n_samples]
 
     @torch.no_grad()

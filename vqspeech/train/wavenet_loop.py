@@ -1,0 +1,128 @@
+"""train-wavenet: the autoregressive WaveNet decoder trained alone, on the frozen codes, conditioning network, voice
+and parallel decoder of a finished model (issue: the paper's decoder speaks).
+
+Everything but `decoder.*` keeps the base model's weights, so the codes, their bitstream and the parallel decoder
+are exactly the base's: the WaveNet can be swapped into a shipped model without touching anything else. With
+model.decoder.parallel_input the WaveNet also reads the parallel decoder's rendering of the same codes (see
+VQSpeech.wavenet_inputs): it learns what that rendering misses rather than speech from scratch.
+
+The base model's WaveNet is the start where its shape fits this run's decoder config (the new input channel of
+the parallel rendering starts at zero weight, so step 0 is the base's WaveNet exactly); otherwise the WaveNet
+starts fresh. The base's training cost stays with it (base_costs); this run's is the WaveNet's.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+from torch.nn import functional as F
+
+from vqspeech import audio, checkpoint
+from vqspeech.config import ModelConfig, from_dict
+from vqspeech.models.vqvae import VQSpeech
+from vqspeech.train.loop import Trainer
+
+log = logging.getLogger(__name__)
+
+
+def wavenet_start(base_state: dict, model: VQSpeech) -> dict:
+    """The base's `decoder.*` weights adapted to `model`'s WaveNet: {} when the shapes differ beyond the input
+    channel that parallel_input adds (then the WaveNet starts from its init); the new channel gets zero weight."""
+    own = {k: v for k, v in model.state_dict().items() if k.startswith("decoder.")}
+    base = {k: v.float() for k, v in base_state.items() if k.startswith("decoder.")}
+    if set(base) != set(own):
+        return {}
+    start = {}
+    for k, v in base.items():
+        want = own[k]
+        if v.shape == want.shape:
+            start[k] = v
+        elif k == "decoder.excitation.weight" and v.shape[0] == want.shape[0] and v.shape[2:] == want.shape[2:] \
+                and v.shape[1] < want.shape[1]:
+            start[k] = torch.cat([v, torch.zeros(want.shape[0], want.shape[1] - v.shape[1], *want.shape[2:])], 1)
+        else:
+            return {}
+    return start
+
+
+def base_costs(base: dict) -> dict:
+    """What a train-wavenet checkpoint records of its base's training (see checkpoint.training_cost): the VQ-VAE's
+    (base_training), the parallel decoder's (init_training, None without one), the WaveNet's earlier train-wavenet
+    runs (wavenet_training; zero when the base's WaveNet came with its VQ-VAE, whose cost then holds it)."""
+    if base.get("wavenet_training"):
+        return {"base_training": dict(base["base_training"]), "init_training": base.get("init_training"),
+                "wavenet_training": checkpoint.wavenet_training(base)}
+    if base["config"]["model"].get("parallel_decoder"):
+        if not base.get("base_training"):
+            raise checkpoint.CheckpointError("a parallel decoder without the record of its VQ-VAE's training")
+        parallel = checkpoint.decoder_training(base)
+        return {"base_training": dict(base["base_training"]), "init_training": parallel,
+                "wavenet_training": {"steps": 0, "cpu_seconds": 0.0}}
+    return {"base_training": {"steps": base["step"], "cpu_seconds": base["cpu_seconds"]}, "init_training": None,
+            "wavenet_training": {"steps": 0, "cpu_seconds": 0.0}}
+
+
+class WaveNetTrainer(Trainer):
+    eval_decoder = "autoregressive"
+
+    def build_model(self, speakers: list[str]) -> VQSpeech:
+        path = self.config.train.base_model
+        if not path:
+            raise ValueError("train.base_model: give the model whose WaveNet this run trains (train-wavenet --base-model)")
+        base = checkpoint.load_checkpoint(path)
+        model_config = from_dict(ModelConfig, base["config"]["model"])
+        if base["speakers"] != speakers:
+            raise ValueError(f"{path}: its speakers {base['speakers']} are not this manifest's training speakers {speakers}")
+        if not model_config.parallel_decoder and self.config.model.decoder.parallel_input:
+            raise ValueError(f"{path}: has no parallel decoder, so its rendering cannot be the WaveNet's input "
+                             "(model.decoder.parallel_input)")
+        model_config.decoder = self.config.model.decoder  # the one part of the model this run decides
+        self.config.model = model_config
+        self.costs = base_costs(base)
+        model = VQSpeech(model_config, speakers)
+        state = {k: v.float() for k, v in base["model"].items() if not k.startswith("decoder.")}
+        start = wavenet_start(base["model"], model)
+        log.info("WaveNet %s", "from the base model's" if start else "from scratch (the base's has another shape)")
+        missing, unexpected = model.load_state_dict({**state, **start}, strict=False)
+        if unexpected or any(not k.startswith("decoder.") for k in missing):
+            raise checkpoint.CheckpointError(f"{path}: does not fit this model (missing {missing[:3]}, unexpected {unexpected[:3]})")
+        for name, p in model.named_parameters():
+            p.requires_grad = name.startswith("decoder.")
+        model.eval()
+        model.speaker_info = base.get("speaker_info") or {}
+        log.info("WaveNet on the frozen codes of %s: %.2f M trainable parameters", path,
+                 sum(p.numel() for p in model.decoder.parameters()) / 1e6)
+        return model
+
+    def after_data(self) -> None:
+        pass  # the speakers' pitch ranges and d-vectors are the base model's, frozen with it
+
+    def trained_module(self) -> torch.nn.Module:
+        return self.model.decoder
+
+    def clipped_modules(self) -> dict[str, torch.nn.Module]:
+        return {"": self.model.decoder}
+
+    def extra_state(self) -> dict:
+        return dict(self.costs)
+
+    def compute(self, net: torch.nn.Module, batch: dict) -> tuple[dict, dict]:
+        model, c = self.model, self.model.config
+        wav, pitch, lf0 = batch["wav"], batch["pitch"], batch["lf0"]
+        with torch.no_grad():  # the frozen model up to the WaveNet's inputs
+            vq = model.quantizer(model.encoder(wav[:, None]))
+            cond = model.condition(vq.quantized, model.training_voice(batch["speaker"], batch.get("dvector")), pitch)
+            inputs = model.wavenet_inputs(cond, pitch, lf0)
+        target = audio.mu_law_encode(audio.preemphasis(wav, c.preemphasis), c.mu_law_bits)
+        prev = F.pad(target[:, :-1], (1, 0), value=2 ** (c.mu_law_bits - 1))
+        logits = net(prev, cond, inputs).float()
+        ce = F.cross_entropy(logits, target)
+        return {"recon/ce": ce}, {"recon/accuracy": (logits.argmax(1) == target).float().mean().detach()}
+
+
+def train_wavenet(config, resume: bool = False):
+    """Train the WaveNet of `config.train.base_model` as `config` says; -> the run folder."""
+    trainer = WaveNetTrainer(config, resume)
+    trainer.fit()
+    return trainer.run_dir
