@@ -22,6 +22,7 @@ from tests.conftest import REPO, synthetic_voice
 from tests.conftest import tiny_codec_model as make_model
 from vqspeech import audio, checkpoint, cli
 from vqspeech.codec import api, bitstream, stream
+from vqspeech.models import encoding
 from vqspeech.config import to_dict
 from vqspeech.models.vqvae import model_fingerprint
 from vqspeech.checkpoint import load_model, save_checkpoint
@@ -85,17 +86,17 @@ def test_chunked_codes_equal_one_shot_and_need_their_context(model):
     blocks = [wav[i : i + 1000] for i in range(0, len(wav), 1000)]  # blocks unaligned with chunks
     small = dict(chunk_seconds=0.128, encoder_seconds=0.032, pitch_context_seconds=0.064)
     ref = model.encode(wav).codes
-    chunked = stream.encode_stream(model, blocks, len(wav), **small).codes
+    chunked = encoding.encode_stream(model, blocks, len(wav), **small).codes
     torch.testing.assert_close(chunked, ref, rtol=0, atol=0)
     # The control: without the receptive field as context the codes at chunk edges change.
-    starved = stream.encode_stream(model, blocks, len(wav), **small, context=0).codes
+    starved = encoding.encode_stream(model, blocks, len(wav), **small, context=0).codes
     assert (starved != ref).sum() > 0
 
 
 def test_chunked_pitch_equals_one_shot(model):
     wav = audio.normalise(synthetic_voice(1.0, 150, 0))
     ref = model.encode(wav)
-    enc = stream.encode_stream(model, [wav], len(wav), chunk_seconds=0.256, encoder_seconds=0.032, pitch_context_seconds=0.2,
+    enc = encoding.encode_stream(model, [wav], len(wav), chunk_seconds=0.256, encoder_seconds=0.032, pitch_context_seconds=0.2,
                                peak=float(np.abs(wav).max()))
     torch.testing.assert_close(enc.pitch, ref.pitch, rtol=0, atol=0)
 
@@ -107,10 +108,10 @@ def test_streamed_reading_and_level_equal_audio_load(tmp_path):
     raw = audio.load(stereo, normalise_level=False)
     np.testing.assert_array_equal(np.concatenate(blocks), raw)
     for wav in [raw, raw[:300], raw * 1e-3, np.r_[raw, np.zeros(10000, np.float32)]]:
-        level = stream.measure_level([wav[i : i + 777] for i in range(0, len(wav), 777)])
+        level = audio.measure_level([wav[i : i + 777] for i in range(0, len(wav), 777)])
         np.testing.assert_array_equal((wav * level.gain).astype(np.float32), audio.normalise(wav))
     with pytest.raises(audio.AudioError, match="silent"):
-        stream.measure_level([np.zeros(1000, np.float32)])
+        audio.measure_level([np.zeros(1000, np.float32)])
 
 
 def test_decode_stream_slices_codes_and_pitch_in_step(model, fake_decoder):

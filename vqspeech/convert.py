@@ -68,7 +68,7 @@ def convert(model: VQSpeech, wav: np.ndarray, target: str | None = None, referen
     encoded = model.encode(wav)
     if target is not None:
         return model.decode(encoded, target, lf0=model.speaker_pitch(target), decoder=decoder, generator=generator)
-    voice = reference_voice(model, references, bank=getattr(model, "voice_bank", None))
+    voice = reference_voice(model, references, bank=model.voice_bank)
     return render(model, encoded, voice, decoder=decoder, generator=generator)
 
 
@@ -87,7 +87,7 @@ def render(model: VQSpeech, encoded, voice: Voice, decoder: str | None = None,
 def speakers(model: VQSpeech) -> list[dict]:
     """The model's training speakers: name, gender and accent (where the checkpoint's `speaker_info`
     says; else None) and median F0 in Hz (exp of the log-F0 mean measured on the training data)."""
-    info = getattr(model, "speaker_info", None) or {}
+    info = model.speaker_info
     out = []
     for name in model.speaker_names:
         mean, _ = model.speaker_pitch(name)
@@ -181,7 +181,7 @@ def nearest_speaker(model: VQSpeech, wav: np.ndarray) -> str | None:
     if model.config.voice == "vector":
         _, dvector = model.voice_of(head)
         return model.nearest_voice(dvector)[0]
-    bank = getattr(model, "voice_bank", None)
+    bank = model.voice_bank
     if bank is not None and speaker_encoder.available():
         d = speaker_encoder.embed_speaker([head])
         return bank.names[int(np.argmax(bank.centroids @ d))]

@@ -26,6 +26,7 @@ from vqspeech.codec import bitstream, entropy, stream
 from vqspeech.data import codes as code_streams
 from vqspeech.codec.bitstream import BitstreamError, Header
 from vqspeech.fileio import atomic_path
+from vqspeech.models import encoding
 from vqspeech.models.vqvae import Encoded, VQSpeech, model_fingerprint
 
 VQS_EXTENSION = ".vqs"
@@ -97,7 +98,7 @@ def _entropy_model(model: VQSpeech, prior) -> "entropy.Prior | None":
     if prior is False or prior is None:
         return None
     if prior is True:
-        path = getattr(model, "prior_path", None)
+        path = model.prior_path
         if path is None or not Path(path).exists():
             return None
         return entropy.prior_for(model)
@@ -143,9 +144,9 @@ def encode_audio(model: VQSpeech, wav: np.ndarray, sample_rate: int | None = Non
     rate = sample_rate or model.config.sample_rate
     if wav.size and rate != model.config.sample_rate:
         wav = soxr.resample(wav, rate, model.config.sample_rate, quality="HQ").astype(np.float32)
-    level = stream.measure_level([wav])
+    level = audio.measure_level([wav])
     wav = (wav * level.gain).astype(np.float32)
-    enc = stream.encode_stream(model, [wav], level.n_samples, peak=level.peak, **chunking)
+    enc = encoding.encode_stream(model, [wav], level.n_samples, peak=level.peak, **chunking)
     return _pack(model, enc, _resolve_speaker(model, speaker, wav, enc), prior)
 
 
@@ -211,7 +212,7 @@ def encode_file(model: VQSpeech, in_path: str | Path, out_path: str | Path, forc
         raise ValueError(f"{dst}: an encoded file's name must end in {VQS_EXTENSION}")
     check_output(src, dst, force)
     rate = model.config.sample_rate
-    level = stream.measure_level(audio.read_blocks(src, rate), name=str(src))
+    level = audio.measure_level(audio.read_blocks(src, rate), name=str(src))
     head: list[np.ndarray] = []  # speaker "auto": the first seconds, which place the voice, kept as they stream by
 
     def blocks():
@@ -226,7 +227,7 @@ def encode_file(model: VQSpeech, in_path: str | Path, out_path: str | Path, forc
             yield x
 
     try:
-        enc = stream.encode_stream(model, blocks(), level.n_samples, peak=level.peak, **chunking)
+        enc = encoding.encode_stream(model, blocks(), level.n_samples, peak=level.peak, **chunking)
     except ValueError as e:
         raise AudioError(f"{src}: {e}") from None
     speaker = _resolve_speaker(model, speaker, np.concatenate(head) if head else np.zeros(0, np.float32), enc)

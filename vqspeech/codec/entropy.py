@@ -111,7 +111,7 @@ def load_prior(path: str | Path, model=None) -> Prior:
 def prior_for(model, path: str | Path | None = None) -> Prior:
     """The prior of `model`: the file at `path`, else the one beside the model's file (checkpoint.prior_path), read
     once and kept on the model."""
-    path = Path(path) if path else getattr(model, "prior_path", None)
+    path = Path(path) if path else model.prior_path
     if path is None:
         raise PriorError("this model was not loaded from a file, so no prior lies beside it: give the prior's path")
     cached = getattr(model, "_prior", None)

@@ -12,8 +12,6 @@ Public face:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 from torch import nn
@@ -22,25 +20,10 @@ from torch.nn import functional as F
 from vqspeech import audio, features
 from vqspeech.config import ModelConfig
 from vqspeech.models.encoder import Encoder
+from vqspeech.models.encoding import VOICE_SECONDS, Encoded, encode_stream
 from vqspeech.models.parallel import ParallelDecoder
 from vqspeech.models.quantizer import VectorQuantizer
 from vqspeech.models.wavenet import WaveNet
-
-
-@dataclass
-class Encoded:
-    """One utterance as the codec carries it."""
-
-    codes: torch.Tensor  # [F] long, F = padded length // hop
-    pitch: torch.Tensor | None  # [F // pitch_frames] long symbols (0 = unvoiced), None without pitch
-    lf0_mean: float  # log-F0 statistics of the utterance: the speaker-normalised pitch is undone with them
-    lf0_std: float
-    n_samples: int  # original length in samples
-    voice: torch.Tensor | None = None  # [speaker_dim] the speaker's voice vector (voice="vector" models), as quantised
-    dvector: np.ndarray | None = None  # [256] the d-vector it was mapped from (in memory only; no file carries it)
-
-
-VOICE_SECONDS = 20.0  # the voice vector is computed on a recording's first seconds: enough to place a voice
 
 
 class VQSpeech(nn.Module):
@@ -49,6 +32,10 @@ class VQSpeech(nn.Module):
         self.config = config
         self.speaker_names = list(speakers or [f"spk{i}" for i in range(config.n_speakers)])
         self.speaker_info: dict[str, dict] = {}  # name -> {gender, accent, region}; filled by load_model
+        # What lies beside the model's file, set by checkpoint.load: the voice bank (speaker_encoder.VoiceBank: the
+        # training speakers' resemblyzer centroids) and the path of the prior over its codes (read when needed).
+        self.voice_bank = None
+        self.prior_path = None
         if len(self.speaker_names) != config.n_speakers:
             raise ValueError(f"{len(self.speaker_names)} speaker names for n_speakers={config.n_speakers}")
         c = config
@@ -197,20 +184,11 @@ class VQSpeech(nn.Module):
 
     # --- inference ------------------------------------------------------------------------------
 
-    @torch.no_grad()
     def encode(self, wav: np.ndarray | torch.Tensor) -> Encoded:
-        """One waveform [T] at the model's sample rate -> Encoded (codes [F], pitch [F // pitch_frames])."""
-        wav = torch.as_tensor(wav, dtype=torch.float32).flatten()
-        n = wav.shape[0]
-        padded = F.pad(wav, (0, self.pad_length(n) - n))
-        codes = self.quantizer.encode(self.encoder(padded[None, None]))[0]
-        pitch, mean, std = None, float(np.log(150.0)), 0.2
-        if self.config.pitch:
-            track = features.extract_pitch(padded.numpy(), self.config.pitch_hop, self.config.sample_rate)
-            mean, std = track.log_stats()
-            pitch = torch.from_numpy(features.quantise_pitch(track, mean, std, self.config.pitch_levels, self.config.pitch_z_range))
-        voice, dvector = self.voice_of(wav.numpy())
-        return Encoded(codes=codes, pitch=pitch, lf0_mean=mean, lf0_std=std, n_samples=n, voice=voice, dvector=dvector)
+        """One waveform [T] at the model's sample rate -> Encoded (codes [F], pitch [F // pitch_frames], log-F0
+        statistics, the voice vector): models/encoding.encode_stream, the codec's own path, on it as one block."""
+        wav = torch.as_tensor(wav, dtype=torch.float32).flatten().numpy()
+        return encode_stream(self, [wav], wav.shape[0])
 
     @torch.no_grad()
     def voice_of(self, wav: np.ndarray) -> tuple[torch.Tensor | None, np.ndarray | None]:

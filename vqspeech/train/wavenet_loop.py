@@ -90,7 +90,6 @@ class WaveNetTrainer(Trainer):
         for name, p in model.named_parameters():
             p.requires_grad = name.startswith("decoder.")
         model.eval()
-        model.speaker_info = base.get("speaker_info") or {}
         log.info("WaveNet on the frozen codes of %s: %.2f M trainable parameters", path,
                  sum(p.numel() for p in model.decoder.parameters()) / 1e6)
         return model
