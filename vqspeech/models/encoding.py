@@ -118,8 +118,8 @@ def encode_stream(model, blocks: Iterable[np.ndarray], n_samples: int, *, chunk_
         for s2 in range(s, e, enc_chunk):
             e2 = min(s2 + enc_chunk, e)
             a2, b2 = max(a, s2 - enc_ctx), min(b, e2 + enc_ctx)
-            z = model.encoder(w[a2 - a : b2 - a][None, None])
-            codes.append(model.quantizer.encode(z)[0, (s2 - a2) // c.hop : (e2 - a2) // c.hop])
+            z = model.encoder(w[a2 - a : b2 - a][None, None].to(model.device))
+            codes.append(model.quantizer.encode(z)[0, (s2 - a2) // c.hop : (e2 - a2) // c.hop].cpu())
         if c.pitch:
             f0.append(features.extract_pitch(w.numpy(), P, sr, reference_peak=peak).f0[(s - a) // P : (e - a) // P])
     pitch, (mean, std) = None, NO_PITCH_LF0

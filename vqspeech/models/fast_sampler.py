@@ -138,11 +138,11 @@ def _run(decoder, cond, excitation, threads, start, forced, u, temperature, logi
         raise RuntimeError("the fast sampler needs numba (pip install numba); use method='reference'")
     w = pack(decoder)
     B, T = cond.shape[0], cond.shape[2] * decoder.hop
-    c = cond.detach().numpy().astype(np.float32, copy=False).transpose(2, 0, 1)  # [F, B, Cc]
+    c = cond.detach().cpu().numpy().astype(np.float32, copy=False).transpose(2, 0, 1)  # [F, B, Cc]
     if excitation is None:
         e = np.zeros((0, B, 0), np.float32)
     else:
-        e = excitation.detach().numpy().astype(np.float32, copy=False).transpose(2, 0, 1)  # [T, B, H]
+        e = excitation.detach().cpu().numpy().astype(np.float32, copy=False).transpose(2, 0, 1)  # [T, B, H]
     C = decoder.embed.num_embeddings
     n_groups = max(1, min(B, threads or torch.get_num_threads()))
     bounds = np.linspace(0, B, n_groups + 1).round().astype(int)

@@ -70,6 +70,12 @@ class VQSpeech(nn.Module):
     # --- building blocks ------------------------------------------------------------------------
 
     @property
+    def device(self) -> torch.device:
+        """Where the weights are. What inference makes itself (codes from numpy audio, indices, noise) goes there, and
+        what it returns comes back to the CPU, so encode and decode work the same on a GPU (training's evaluation)."""
+        return next(self.parameters()).device
+
+    @property
     def default_decoder(self) -> str:
         """The parallel decoder when the model has one (far faster, and in our measurements better), else the WaveNet."""
         return "parallel" if self.parallel is not None else "autoregressive"
@@ -132,7 +138,8 @@ class VQSpeech(nn.Module):
         parts = [] if pitch is None or not c.pitch else [self.excitation(pitch, lf0)]
         if c.decoder.parallel_input:
             with torch.no_grad():  # the rendering is an input here: no gradient reaches the parallel decoder
-                noise = torch.randn(cond.shape[0], cond.shape[-1] * c.hop, generator=generator, device=cond.device)
+                # drawn on the CPU (where generators live) so that a seed gives the same rendering on any device
+                noise = torch.randn(cond.shape[0], cond.shape[-1] * c.hop, generator=generator).to(cond.device)
                 rendered = self.parallel(cond.float(), self.f0(pitch, lf0), noise).clamp(-1, 1)
                 parts.append(audio.mu_law_compress(audio.preemphasis(rendered, c.preemphasis), c.mu_law_bits)[:, None])
         return torch.cat(parts, 1) if parts else None
@@ -141,8 +148,9 @@ class VQSpeech(nn.Module):
         """Replace each frame by a neighbour with probability `jitter` (half each side)."""
         p = self.config.jitter
         B, _, n = quantized.shape
-        shift = torch.multinomial(torch.tensor([p / 2, 1 - p, p / 2]), B * n, replacement=True).view(B, n) - 1
-        idx = (torch.arange(n)[None] + shift).clamp(0, n - 1)
+        dev = quantized.device
+        shift = torch.multinomial(torch.tensor([p / 2, 1 - p, p / 2], device=dev), B * n, replacement=True).view(B, n) - 1
+        idx = (torch.arange(n, device=dev)[None] + shift).clamp(0, n - 1)
         return quantized.gather(2, idx[:, None].expand_as(quantized))
 
     # --- training -------------------------------------------------------------------------------
@@ -200,11 +208,11 @@ class VQSpeech(nn.Module):
         from vqspeech.codec.bitstream import quantise_voice
 
         d = speaker_encoder.embed(wav[: int(VOICE_SECONDS * self.config.sample_rate)])
-        return quantise_voice(self.dvector_voice(torch.from_numpy(d)[None])[0]), d
+        return quantise_voice(self.dvector_voice(torch.from_numpy(d)[None].to(self.device))[0]), d
 
     def nearest_voice(self, dvector: np.ndarray) -> tuple[str, float]:
         """The training speaker whose mean d-vector is nearest (cosine) to `dvector` [256], and the cosine."""
-        sims = self.speaker_dvectors @ torch.as_tensor(dvector, dtype=self.speaker_dvectors.dtype)
+        sims = self.speaker_dvectors.cpu() @ torch.as_tensor(dvector, dtype=self.speaker_dvectors.dtype)
         i = int(sims.argmax())
         return self.speaker_names[i], float(sims[i])
 
@@ -225,24 +233,25 @@ class VQSpeech(nn.Module):
         sample by sample) or "parallel" (the fast decoder, if the model has one); None: `default_decoder`."""
         decoder = decoder or self.default_decoder
         lf0 = lf0 or (encoded.lf0_mean, encoded.lf0_std)
+        dev = self.device
         if speaker_vector is not None:
-            vector = torch.as_tensor(speaker_vector, dtype=torch.float32).reshape(1, -1)
+            vector = torch.as_tensor(speaker_vector, dtype=torch.float32).reshape(1, -1).to(dev)
         elif speaker is not None:
-            vector = self.speaker_voice(torch.tensor([self.speaker_index(speaker)]))
+            vector = self.speaker_voice(torch.tensor([self.speaker_index(speaker)], device=dev))
         elif encoded.voice is not None:
-            vector = encoded.voice.float().reshape(1, -1)
+            vector = encoded.voice.float().reshape(1, -1).to(dev)
         else:
             raise ValueError("no voice to decode in: name a training speaker (this file carries no voice vector)")
         if vector.shape[1] != self.config.speaker_dim:
             raise ValueError(f"speaker vector of size {vector.shape[1]}; this model's voices have {self.config.speaker_dim}")
-        pitch = None if encoded.pitch is None else encoded.pitch[None]
-        cond = self.condition(self.quantizer.lookup(encoded.codes[None]), vector, pitch)
-        lf0_t = torch.tensor([lf0], dtype=torch.float32)
+        pitch = None if encoded.pitch is None else encoded.pitch[None].to(dev)
+        cond = self.condition(self.quantizer.lookup(encoded.codes[None].to(dev)), vector, pitch)
+        lf0_t = torch.tensor([lf0], dtype=torch.float32, device=dev)
         if decoder == "parallel":
             if self.parallel is None:
                 raise ValueError("this model has no parallel decoder; use the autoregressive one")
-            noise = torch.randn(1, cond.shape[-1] * self.config.hop, generator=generator)
-            wav = self.parallel(cond, self.f0(pitch, lf0_t), noise)[0].numpy()
+            noise = torch.randn(1, cond.shape[-1] * self.config.hop, generator=generator).to(dev)
+            wav = self.parallel(cond, self.f0(pitch, lf0_t), noise)[0].cpu().numpy()
             return np.clip(wav, -1.0, 1.0)[: encoded.n_samples]
         if decoder != "autoregressive":
             raise ValueError(f"unknown decoder {decoder!r}: choose autoregressive or parallel")
@@ -279,7 +288,7 @@ class VQSpeech(nn.Module):
 
     def to_waveform(self, classes: torch.Tensor) -> np.ndarray:
         """mu-law classes [B, T] -> float32 waveform [B, T] (de-emphasised)."""
-        y = audio.mu_law_decode(classes, self.config.mu_law_bits).numpy()
+        y = audio.mu_law_decode(classes.cpu(), self.config.mu_law_bits).numpy()
         return np.clip(audio.deemphasis(y, self.config.preemphasis), -1.0, 1.0)
 
 

@@ -197,7 +197,7 @@ class ParallelTrainer(Trainer):
             # Each crop decoded in another training speaker's voice and pitch range, as `convert` does. When
             # joint, this also presses the codes to leave the voice to the speaker table.
             n = model.config.n_speakers
-            target = (speaker + torch.randint(1, n, speaker.shape)) % n
+            target = (speaker + torch.randint(1, n, speaker.shape, device=speaker.device)) % n
             with torch.set_grad_enabled(joint and torch.is_grad_enabled()):
                 cond_t = model.condition(vq.quantized, model.speaker_voice(target), pitch)
             f0_t = model.f0(pitch, model.speaker_lf0[target])
