@@ -63,6 +63,9 @@ def main() -> None:
     ap.add_argument("--manifest", default=None,
                     help="a prepared manifest of real speakers (e.g. VCC 2016's): also name them from their codes")
     ap.add_argument("--per-speaker", type=int, default=12, help="utterances per speaker and split for --manifest")
+    ap.add_argument("--speechocean", default=None,
+                    help="speechocean762's folder: also score code -> phone on its held-out speakers' real speech, the "
+                         "phones from pocketsphinx's forced alignment of the transcripts")
     ap.add_argument("--out", default="bench/results")
     ap.add_argument("--name", default="codes")
     args = ap.parse_args()
@@ -83,19 +86,8 @@ def main() -> None:
                 utts.append((voice, i, codes, frame_labels(segments, len(codes), c.hop, c.sample_rate)))
     fit = [u for u in utts if u[1] < half]
     test = [u for u in utts if u[1] >= half]
-    counts: dict[int, Counter] = {}
-    for _, _, codes, labels in fit:
-        for k, ph in zip(codes, labels):
-            counts.setdefault(int(k), Counter())[ph] += 1
-    mapping = {k: ctr.most_common(1)[0][0] for k, ctr in counts.items()}
-    phone_counts = Counter(ph for _, _, _, labels in fit for ph in labels)
-    majority = phone_counts.most_common(1)[0][0]
-    pairs = [(mapping.get(int(k), majority), ph) for _, _, codes, labels in test for k, ph in zip(codes, labels)]
-    accuracy = float(np.mean([p == t for p, t in pairs]))
-    baseline = float(np.mean([t == majority for _, t in pairs]))
-    phones = sorted(phone_counts)
-    no_pause = [(p, t) for p, t in pairs if t != "pau"]
-    accuracy_speech = float(np.mean([p == t for p, t in no_pause]))
+    scores, mapping, counts, pairs = code_phone_scores([(u[2], u[3]) for u in fit], [(u[2], u[3]) for u in test])
+    phones = sorted({ph for u in fit for ph in u[3]})
     # Voice from the codes: code histograms, nearest class mean by cosine.
     K = c.quantizer.codebook_size
 
@@ -108,12 +100,59 @@ def main() -> None:
     voice_accuracy = float(np.mean(named))
     used = len({int(k) for _, _, codes, _ in utts for k in codes})
     real = real_voices(model, args.manifest, args.per_speaker, histogram) if args.manifest else None
-    result = dict(phone_accuracy=accuracy, phone_accuracy_without_pauses=accuracy_speech, majority_baseline=baseline,
-                  majority_phone=majority, chance=1 / len(phones), phones=len(phones), codes_used=used,
+    real_phones = speechocean_phones(model, args.speechocean) if args.speechocean else None
+    result = dict(phone_accuracy=scores["accuracy"], phone_accuracy_without_pauses=scores["accuracy_speech"],
+                  majority_baseline=scores["majority"], majority_phone=scores["majority_phone"], chance=scores["chance"],
+                  phones=scores["phones"], codes_used=used,
                   frames_scored=len(pairs), voice_accuracy=voice_accuracy, voice_chance=1 / len(args.voices),
-                  utterances_scored=len(test), real_speakers=real)
+                  utterances_scored=len(test), real_speakers=real, real_phones=real_phones)
     plot_confusion(args, pairs, phones, mapping, counts)
     report(args, model, result, time.time() - started)
+
+
+def code_phone_scores(fit: list[tuple], test: list[tuple]) -> tuple[dict, dict, dict, list]:
+    """fit, test: [(codes [F], phone labels [F])] -> (scores: code -> most frequent phone (fitted on `fit`) scored on
+    `test`, against the fitting half's majority phone and chance, also without the silence frames; the map; the fitting
+    counts per code; the scored (predicted, true) pairs)."""
+    counts: dict[int, Counter] = {}
+    for codes, labels in fit:
+        for k, ph in zip(codes, labels):
+            counts.setdefault(int(k), Counter())[ph] += 1
+    mapping = {k: ctr.most_common(1)[0][0] for k, ctr in counts.items()}
+    phone_counts = Counter(ph for _, labels in fit for ph in labels)
+    majority = phone_counts.most_common(1)[0][0]
+    pairs = [(mapping.get(int(k), majority), ph) for codes, labels in test for k, ph in zip(codes, labels)]
+    speech = [(p, t) for p, t in pairs if t not in ("pau", "SIL")]
+    speech_majority = Counter(t for _, labels in fit for t in labels if t not in ("pau", "SIL")).most_common(1)[0][0]
+    scores = {"accuracy": float(np.mean([p == t for p, t in pairs])), "majority": float(np.mean([t == majority for _, t in pairs])),
+              "majority_phone": majority, "accuracy_speech": float(np.mean([p == t for p, t in speech])),
+              "majority_speech": float(np.mean([t == speech_majority for _, t in speech])), "phones": len(phone_counts),
+              "chance": 1 / len(phone_counts), "frames": len(pairs)}
+    return scores, mapping, counts, pairs
+
+
+def speechocean_phones(model, root: str) -> dict:
+    """Code -> phone on real speech no training run heard: the 20 held-out speechocean762 speakers (adults and children,
+    Mandarin L1), every code frame labelled with the phone pocketsphinx force-aligns at its centre. The map is fitted on
+    half of the speakers and scored on the other half (other voices, other sentences)."""
+    from vqspeech.data import corpora
+    from vqspeech.eval.words import align_phones
+
+    c = model.config
+    items = sorted((it for it in corpora.speechocean762(root) if it.split == "unseen"), key=lambda it: it.utterance)
+    speakers = sorted({it.speaker for it in items})
+    fit_speakers = set(speakers[::2])
+    utts, failed = {"fit": [], "test": []}, 0
+    for it in items:
+        wav = audio.load(it.path, c.sample_rate)
+        segments = align_phones(wav, it.text)
+        if segments is None:
+            failed += 1
+            continue
+        codes = model.encode(wav).codes.numpy()[: len(wav) // c.hop]
+        utts["fit" if it.speaker in fit_speakers else "test"].append((codes, frame_labels(segments, len(codes), c.hop, c.sample_rate)))
+    return {**code_phone_scores(utts["fit"], utts["test"])[0], "speakers": len(speakers), "utterances": len(items) - failed,
+            "unaligned": failed}
 
 
 def real_voices(model, manifest: str, per_speaker: int, histogram) -> dict:
@@ -165,6 +204,7 @@ def report(args, model, r, elapsed) -> None:
              f"{machine_note()}.",
              f"Command: `python bench/codes.py --model {args.model} --text {args.text} --sentences {args.sentences} "
              + (f"--manifest {args.manifest} --per-speaker {args.per_speaker} " if args.manifest else "")
+             + (f"--speechocean {args.speechocean} " if args.speechocean else "")
              + f"--name {args.name}`", "",
              "| measure | vqspeech codes | majority baseline | chance | the paper (VCTK, 41 phones) |",
              "|---|---|---|---|---|",
@@ -174,6 +214,13 @@ def report(args, model, r, elapsed) -> None:
              f"| the same, frames inside pauses left out | {100 * r['phone_accuracy_without_pauses']:.1f} % | | | |",
              f"| speaker named from the codes alone (code histogram) | {100 * r['voice_accuracy']:.0f} % | | "
              f"{100 * r['voice_chance']:.0f} % ({len(args.voices)} voices) | |"]
+    if r.get("real_phones"):
+        rp = r["real_phones"]
+        lines.append(f"| frame phone accuracy on real speech: the {rp['speakers']} held-out speechocean762 speakers "
+                     f"(pocketsphinx forced alignment; fitted on half of them, scored on the others: {rp['frames']} frames "
+                     f"of {rp['utterances']} utterances, {rp['unaligned']} not aligned) | **{100 * rp['accuracy']:.1f} %** | "
+                     f"{100 * rp['majority']:.1f} % ('{rp['majority_phone']}') | {100 * rp['chance']:.1f} % ({rp['phones']} phones) | |")
+        lines.append(f"| the same, silence frames left out | {100 * rp['accuracy_speech']:.1f} % | {100 * rp['majority_speech']:.1f} % | | |")
     if r.get("real_speakers"):
         rs = r["real_speakers"]
         lines.append(f"| real speakers named from their codes (`{args.manifest}`: {rs['speakers']} speakers, "

@@ -43,3 +43,31 @@ def agreement(source: list[str], converted: list[str]) -> float:
     if not source:
         return float("nan")
     return max(0.0, 1.0 - edit_distance(source, converted) / len(source))
+
+
+ALIGN_FRAME_SECONDS = 0.01  # pocketsphinx's frame rate
+
+
+def align_phones(wav: np.ndarray, text: str) -> list[tuple[str, float]] | None:
+    """Forced alignment of a known transcript: float32 [T] at 16 kHz, its words -> [(phone, end time in s)] over the
+    whole signal (pocketsphinx's en-us model and dictionary: 39 phones without stress, SIL for silence), or None
+    where it cannot align (a word outside the dictionary, or the search not reaching the end).
+
+    Two passes, as pocketsphinx's API has them: the words first, then the phones inside each word. `bestpath` is off
+    (with it the second pass often fails to reach the final state: cmusphinx/pocketsphinx#339)."""
+    from pocketsphinx import Decoder
+
+    data = (np.clip(wav, -1, 1) * 32767).astype("<i2").tobytes()
+    d = Decoder(samprate=16000, logfn="/dev/null", bestpath=False)
+    try:
+        d.set_align_text(text.lower())
+        for second in (False, True):
+            if second:
+                d.set_alignment()
+            d.start_utt()
+            d.process_raw(data, full_utt=True)
+            d.end_utt()
+        phones = [(p.name, (p.start + p.duration) * ALIGN_FRAME_SECONDS) for p in d.get_alignment().phones()]
+    except (RuntimeError, KeyError, ValueError):
+        return None
+    return phones or None
