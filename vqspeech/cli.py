@@ -52,28 +52,27 @@ def cmd_train(args) -> int:
     return 0
 
 
-def cmd_train_parallel(args) -> int:
+def _train_on_base(args, train) -> int:
+    """train-parallel and train-wavenet: the config with --base-model as train.base_model, then `train(config, resume)`."""
     from vqspeech.config import load_config
-    from vqspeech.train.parallel_loop import train_parallel
 
     overrides = parse_overrides(args.set)
     overrides.setdefault("train", {})["base_model"] = args.base_model
-    config = load_config(*args.config, overrides=overrides)
-    run_dir = train_parallel(config, resume=args.resume)
+    run_dir = train(load_config(*args.config, overrides=overrides), resume=args.resume)
     print(f"done: {run_dir}")
     return 0
+
+
+def cmd_train_parallel(args) -> int:
+    from vqspeech.train.parallel_loop import train_parallel
+
+    return _train_on_base(args, train_parallel)
 
 
 def cmd_train_wavenet(args) -> int:
-    from vqspeech.config import load_config
     from vqspeech.train.wavenet_loop import train_wavenet
 
-    overrides = parse_overrides(args.set)
-    overrides.setdefault("train", {})["base_model"] = args.base_model
-    config = load_config(*args.config, overrides=overrides)
-    run_dir = train_wavenet(config, resume=args.resume)
-    print(f"done: {run_dir}")
-    return 0
+    return _train_on_base(args, train_wavenet)
 
 
 def cmd_export(args) -> int:
