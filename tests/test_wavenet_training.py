@@ -101,3 +101,20 @@ def test_refuses_a_parallel_input_without_a_parallel_decoder(manifest, tmp_path)
     with pytest.raises(ValueError, match="no parallel decoder"):
         WaveNetTrainer(_config(manifest, tmp_path / "wn", 2, base, parallel_input=True))
     assert not (tmp_path / "wn" / "checkpoint-2.pt").exists()
+
+
+def test_input_noise_moves_the_fed_past_but_not_the_target(manifest, tmp_path):
+    base_path = _base(manifest, tmp_path)
+    config = _config(manifest, tmp_path / "wn", 1, base_path, parallel_input=True)
+    config.train.input_noise = 3.0
+    trainer = WaveNetTrainer(config)
+    seen = []
+    trainer.model.decoder.register_forward_pre_hook(lambda module, args: seen.append(args[0].clone()))
+    batch = trainer.valid_set.fixed_batches(2, 1)[0]
+    trainer.model.decoder.train()
+    noisy = trainer.compute(trainer.model.decoder, batch)[0]["recon/ce"]
+    trainer.model.decoder.eval()
+    clean = trainer.compute(trainer.model.decoder, batch)[0]["recon/ce"]  # validation sees the true past
+    moved = (seen[0] != seen[1]).float().mean()
+    assert 0.3 < moved < 1.0 and seen[0].min() >= 0 and seen[0].max() < 256
+    assert noisy != clean

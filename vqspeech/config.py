@@ -178,6 +178,10 @@ class TrainConfig:
     # speech frames, features.spectral_profile) is pulled toward the other crop's own (L1, times this weight); 0 =
     # none. A second teacher of the voice that does not share resemblyzer's blind spots.
     voice_profile_weight: float = 0.0
+    # train-wavenet only: the previous samples the WaveNet is fed in training are moved by Gaussian noise of this many
+    # mu-law classes (std), and it still predicts the clean next sample; 0 = none. Against exposure bias: teacher-forced
+    # on the true past it leans on that past, which sampling does not have (LPCNet injects noise likewise).
+    input_noise: float = 0.0
 
 
 @dataclass
@@ -337,6 +341,7 @@ _CHECKS = [
     ("train.checkpoint_every", lambda v: v >= 1, "at least 1"),
     ("train.keep_checkpoints", lambda v: v >= 1, "at least 1"),
     ("train.threads", lambda v: v >= 0, "0 (torch's default) or more"),
+    ("train.input_noise", lambda v: v >= 0, "0 (none) or more"),
 ]
 
 

@@ -115,6 +115,9 @@ class WaveNetTrainer(Trainer):
             inputs = model.wavenet_inputs(cond, pitch, lf0)
         target = audio.mu_law_encode(audio.preemphasis(wav, c.preemphasis), c.mu_law_bits)
         prev = F.pad(target[:, :-1], (1, 0), value=2 ** (c.mu_law_bits - 1))
+        noise = self.config.train.input_noise
+        if noise > 0 and net.training:
+            prev = (prev + torch.randn(prev.shape, device=prev.device) * noise).round().long().clamp(0, 2**c.mu_law_bits - 1)
         logits = net(prev, cond, inputs).float()
         ce = F.cross_entropy(logits, target)
         return {"recon/ce": ce}, {"recon/accuracy": (logits.argmax(1) == target).float().mean().detach()}
