@@ -107,20 +107,6 @@ class ModelConfig:
     def pitch_hop(self) -> int:
         return self.hop * self.pitch_frames
 
-    @property
-    def code_bits(self) -> int:
-        return math.ceil(math.log2(self.quantizer.codebook_size))
-
-    @property
-    def pitch_bits(self) -> int:
-        return math.ceil(math.log2(self.pitch_levels)) if self.pitch else 0
-
-    @property
-    def bitrate(self) -> float:
-        """Bits per second of codes plus pitch side information (headers excluded)."""
-        codes = self.sample_rate / self.hop * self.code_bits
-        return codes + self.sample_rate / self.pitch_hop * self.pitch_bits
-
 
 @dataclass
 class DataConfig:
