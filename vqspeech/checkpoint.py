@@ -3,14 +3,14 @@ and `load`, the one way every command, the demo and library code get a model.
 
     load(path=None) -> VQSpeech        the shipped model by default, with its voice bank where one lies beside it
 
-A checkpoint is a plain dict of tensors and primitives, so it loads with ``weights_only=True``:
-    format, version, config (the whole Config as a dict), speakers, speaker_info, step, cpu_seconds,
-    model (state dict), and for resuming: optimizer, scheduler, generator.
+A checkpoint is a plain dict of tensors and primitives, so that it loads with ``weights_only=True``; `Checkpoint`
+names its fields and their types, one place for every writer (the trainers, export) and reader.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TypedDict
 
 import torch
 
@@ -26,14 +26,47 @@ class CheckpointError(ValueError):
     pass
 
 
-def save_checkpoint(path: str | Path, state: dict) -> None:
+class Cost(TypedDict):
+    steps: int
+    cpu_seconds: float
+
+
+class Checkpoint(TypedDict, total=False):
+    """What a checkpoint or model file holds. Written by Trainer.save (and its objectives' extra_state) and by
+    export_model; read by load_checkpoint. Required in every file: format, version, config, speakers, model."""
+
+    format: str  # FORMAT
+    version: str  # the package version that wrote it
+    config: dict  # the whole Config (config.to_dict); its "model" part rebuilds the model
+    speakers: list[str]  # the training speakers, in table order
+    speaker_info: dict[str, dict]  # name -> {gender, accent, region, age}, where the corpus said
+    step: int  # steps of the run that wrote it
+    cpu_seconds: float  # CPU time of that run (all processes)
+    model: dict[str, torch.Tensor]  # the state dict (float16 parameters in an export)
+    # Resuming only (not in exports):
+    optimizer: dict
+    scheduler: dict
+    generator: list[torch.Tensor]  # each process's data generator state
+    torch_rng: torch.Tensor
+    code_adversary: dict  # train-parallel with train.code_adversary_weight: the adversary's state dict
+    # What earlier runs cost (training_cost): the VQ-VAE's under a parallel-decoder or WaveNet run, the parallel
+    # decoder's earlier runs, a train-wavenet run's earlier WaveNet runs.
+    base_training: Cost | None
+    init_training: Cost | None
+    wavenet_training: Cost | None
+    # Exports only:
+    training_cost: dict  # training_cost(): {"vqvae", "parallel", "wavenet"} parts in steps and CPU-hours
+    weights_sha256: str  # weights_digest(model): a damaged file is refused
+
+
+def save_checkpoint(path: str | Path, state: Checkpoint) -> None:
     """Write `state` (plus format and version) to a temporary file beside `path`, then rename: a crash
     at any moment leaves either the old file or the new one, never half of one."""
     with atomic_path(path) as tmp:
         torch.save({"format": FORMAT, "version": vqspeech.__version__, **state}, tmp)
 
 
-def load_checkpoint(path: str | Path) -> dict:
+def load_checkpoint(path: str | Path) -> Checkpoint:
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"{path}: no such model file")
@@ -72,7 +105,7 @@ def weights_digest(state: dict) -> str:
     return digest.hexdigest()
 
 
-def model_from_checkpoint(ckpt: dict, path: str | Path = "model") -> VQSpeech:
+def model_from_checkpoint(ckpt: Checkpoint, path: str | Path = "model") -> VQSpeech:
     missing = [k for k in ("config", "speakers", "model") if k not in ckpt]
     if missing or not isinstance(ckpt["config"], dict) or not isinstance(ckpt["config"].get("model"), dict):
         raise CheckpointError(f"{path}: a damaged vqspeech model file (missing {', '.join(missing) or 'the model config'})")
@@ -146,7 +179,7 @@ def load(path: str | Path | None = None) -> VQSpeech:
     return model
 
 
-def decoder_training(ckpt: dict) -> dict:
+def decoder_training(ckpt: Checkpoint) -> Cost:
     """{steps, cpu_seconds} of the parallel decoder of `ckpt`: those of the run that wrote it plus those of the earlier
     runs it was fine-tuned from (recorded as init_training by train-parallel). A train-wavenet checkpoint's own
     steps are its WaveNet's: its parallel decoder is its base's (init_training)."""
@@ -156,7 +189,7 @@ def decoder_training(ckpt: dict) -> dict:
     return {"steps": earlier["steps"] + ckpt["step"], "cpu_seconds": earlier["cpu_seconds"] + ckpt["cpu_seconds"]}
 
 
-def wavenet_training(ckpt: dict) -> dict | None:
+def wavenet_training(ckpt: Checkpoint) -> Cost | None:
     """{steps, cpu_seconds} spent on the WaveNet alone by train-wavenet runs (this one and those before it), or None
     when no such run trained it (then its cost is the VQ-VAE's)."""
     earlier = ckpt.get("wavenet_training")
@@ -165,7 +198,7 @@ def wavenet_training(ckpt: dict) -> dict | None:
     return {"steps": earlier["steps"] + ckpt["step"], "cpu_seconds": earlier["cpu_seconds"] + ckpt["cpu_seconds"]}
 
 
-def training_cost(ckpt: dict) -> dict:
+def training_cost(ckpt: Checkpoint) -> dict:
     """{"vqvae": {steps, cpu_hours}, "parallel": {...} or None, "wavenet": {...} or None}: what training the model in
     `ckpt` took. A parallel-decoder run records the frozen VQ-VAE's cost as base_training; a VQ-VAE run has no
     parallel part; a train-wavenet run adds the WaveNet's own part on top of its base's."""

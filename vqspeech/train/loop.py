@@ -182,7 +182,7 @@ class Trainer:
         states = self._gather_generator_states()
         if self.rank != 0:
             return
-        state = {
+        state: checkpoint.Checkpoint = {
             "config": to_dict(self.config),
             "speakers": self.model.speaker_names,
             "speaker_info": self.model.speaker_info,
