@@ -141,27 +141,21 @@ class StepKernel:
         L = exact.layers
 
         def stack(get, dtype=np.float64):
-            return as_type(np.stack([get(layer) for layer in L]), dtype)
+            return np.ascontiguousarray(np.stack([get(layer) for layer in L]), dtype)
 
-        def as_type(a, dtype):
-            out = np.ascontiguousarray(a, dtype)
-            if not np.array_equal(out, a):  # an integer weight outside int16 would change silently
-                raise ValueError(f"prior weights do not fit {np.dtype(dtype).name} exactly")
-            return out
-
-        # The weight matrices as int16: integers below 2**WEIGHT_BITS are exact in it, and a quarter of the bytes of
-        # float64 read per token (reading them is most of a step's time); products and sums stay float64 in the kernel.
-        i16 = np.int16
+        # The weight matrices as float32: integers below 2**WEIGHT_BITS are exact in it, and half the bytes read per
+        # token (reading them is most of a step's time); products and sums stay float64 in the kernel.
+        f32 = np.float32
         self.exact = exact
         self.weights = (
-            stack(lambda l: l.attn_norm), stack(lambda l: l.qkv._weight_t, i16), np.array([l.qkv._unit for l in L]),
-            stack(lambda l: l.out._weight_t, i16), np.array([l.out._unit for l in L]), stack(lambda l: l.distance_bias),
-            stack(lambda l: l.ff_norm), stack(lambda l: l.ff_in._weight_t, i16), stack(lambda l: l.ff_in.bias),
-            np.array([l.ff_in._unit for l in L]), stack(lambda l: l.ff_out._weight_t, i16), stack(lambda l: l.ff_out.bias),
+            stack(lambda l: l.attn_norm), stack(lambda l: l.qkv._weight_t, f32), np.array([l.qkv._unit for l in L]),
+            stack(lambda l: l.out._weight_t, f32), np.array([l.out._unit for l in L]), stack(lambda l: l.distance_bias),
+            stack(lambda l: l.ff_norm), stack(lambda l: l.ff_in._weight_t, f32), stack(lambda l: l.ff_in.bias),
+            np.array([l.ff_in._unit for l in L]), stack(lambda l: l.ff_out._weight_t, f32), stack(lambda l: l.ff_out.bias),
             np.array([l.ff_out._unit for l in L]))
         self.constants = (exact.window, exact.heads, act_limit, rms_eps * float(1 << 2 * ACT_BITS),
                           float(1 << (2 * ACT_BITS - LOGIT_BITS)))
-        self.tail = (np.asarray(exact.attention_exp, np.int64), np.asarray(exact.norm, np.float64), as_type(exact.head._weight_t, i16),
+        self.tail = (np.asarray(exact.attention_exp, np.int64), np.asarray(exact.norm, np.float64), exact.head._weight_t.astype(np.float32),
                      np.asarray(exact.head.bias, np.float64), exact.head._unit, float(1 << (ACT_BITS - LOGIT_BITS)),
                      np.zeros(0))
         D = exact.token_embedding.shape[1]
