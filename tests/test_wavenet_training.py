@@ -35,12 +35,9 @@ def test_trains_only_the_wavenet_and_starts_from_the_base(manifest, tmp_path):
     # Step 0 is the base's WaveNet exactly: the new input (the parallel rendering) starts at zero weight.
     batch = trainer.valid_set.fixed_batches(2, 1)[0]
     torch.manual_seed(0)
-    c = base.config
     with torch.no_grad():
         cond = base.condition(base.quantizer(base.encoder(batch["wav"][:, None])).quantized, base.training_voice(batch["speaker"], None), batch["pitch"])
-        from vqspeech import audio
-        target = audio.mu_law_encode(audio.preemphasis(batch["wav"], c.preemphasis), c.mu_law_bits)
-        prev = torch.nn.functional.pad(target[:, :-1], (1, 0), value=2 ** (c.mu_law_bits - 1))
+        target, prev = base.teacher_forcing(batch["wav"])
         base_ce = torch.nn.functional.cross_entropy(base.decoder(prev, cond, base.excitation(batch["pitch"], batch["lf0"])), target).item()
     before = trainer.compute(model.decoder, batch)[0]["recon/ce"].item()
     assert before == pytest.approx(base_ce, rel=1e-4)
@@ -75,13 +72,11 @@ def test_trains_only_the_wavenet_and_starts_from_the_base(manifest, tmp_path):
 
 
 @pytest.mark.skipif(not fast_sampler.available(), reason="numba is not installed")
-def test_compiled_sampler_reads_the_rendering_input(tiny_config):
-    from tests.conftest import tiny_codec_model
-
-    model, config = tiny_codec_model(parallel_decoder=True)
-    config.model.decoder.parallel_input = True
+def test_compiled_sampler_reads_the_rendering_input():
     from vqspeech.models.vqvae import VQSpeech
 
+    config = load_config(DEBUG_OVERLAY, overrides={"model": {"n_speakers": 2, "parallel_decoder": True,
+                                                             "decoder": {"parallel_input": True}}})
     torch.manual_seed(1)
     model = VQSpeech(config.model, ["alice", "bob"]).eval()
     encoded = model.encode(synthetic_voice(0.1, 150, 1))

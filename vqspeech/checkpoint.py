@@ -189,6 +189,20 @@ def decoder_training(ckpt: Checkpoint) -> Cost:
     return {"steps": earlier["steps"] + ckpt["step"], "cpu_seconds": earlier["cpu_seconds"] + ckpt["cpu_seconds"]}
 
 
+def costs_before(base: Checkpoint, path: str | Path) -> tuple[Cost, Cost | None]:
+    """What the model a run starts from (`base`, read from `path`) cost so far: (its VQ-VAE's, its parallel decoder's
+    or None without one). A VQ-VAE checkpoint's own steps are its VQ-VAE's; a later run's record them as
+    base_training, which a file with a parallel decoder must have."""
+    parallel = bool(base["config"]["model"].get("parallel_decoder"))
+    if base.get("base_training"):
+        vqvae = dict(base["base_training"])
+    elif parallel:
+        raise CheckpointError(f"{path}: a parallel decoder without the record of its VQ-VAE's training")
+    else:
+        vqvae = {"steps": base["step"], "cpu_seconds": base["cpu_seconds"]}
+    return vqvae, (decoder_training(base) if parallel else None)
+
+
 def wavenet_training(ckpt: Checkpoint) -> Cost | None:
     """{steps, cpu_seconds} spent on the WaveNet alone by train-wavenet runs (this one and those before it), or None
     when no such run trained it (then its cost is the VQ-VAE's)."""

@@ -41,7 +41,6 @@ NO_PITCH_LF0 = (float(np.log(150.0)), 0.2)  # the log-F0 (mean, std) recorded by
 _MIN_PITCH_SECONDS = 3 / 60.0
 
 
-
 def encoder_context(model) -> int:
     """Samples of context each side of a window that make chunked codes equal one-shot codes.
 

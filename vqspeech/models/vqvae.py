@@ -159,12 +159,17 @@ class VQSpeech(nn.Module):
                 dvector: torch.Tensor | None = None):
         """wav [B, T] float (T a multiple of pitch_hop), speaker [B], pitch [B, T // pitch_hop], lf0 [B, 2],
         dvector [B, 256] (voice="vector") -> (losses: dict of weighted scalar terms, metrics: dict of scalars)."""
-        c = self.config
         vq, cond, code_losses, metrics = self.code_side(wav, speaker, pitch, dvector)
-        target = audio.mu_law_encode(audio.preemphasis(wav, c.preemphasis), c.mu_law_bits)
-        prev = F.pad(target[:, :-1], (1, 0), value=2 ** (c.mu_law_bits - 1))
+        target, prev = self.teacher_forcing(wav)
         logits = self.decoder(prev, cond, self.wavenet_inputs(cond, pitch, lf0))
         return {"recon/ce": F.cross_entropy(logits.float(), target), **code_losses}, metrics
+
+    def teacher_forcing(self, wav: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """wav [B, T] -> (target [B, T], prev [B, T]): the WaveNet's mu-law classes of the pre-emphasised signal, and
+        the same shifted by one sample (mid-scale first), what it is fed to predict them."""
+        c = self.config
+        target = audio.mu_law_encode(audio.preemphasis(wav, c.preemphasis), c.mu_law_bits)
+        return target, F.pad(target[:, :-1], (1, 0), value=2 ** (c.mu_law_bits - 1))
 
     def training_voice(self, speaker: torch.Tensor, dvector: torch.Tensor | None) -> torch.Tensor:
         """The voice a training crop is decoded in: its speaker's table row, or its utterance's d-vector mapped."""

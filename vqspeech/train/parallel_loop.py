@@ -69,14 +69,7 @@ class ParallelTrainer(Trainer):
         # The VQ-VAE's training cost, carried into every checkpoint (and shipped model) of this run. A base that
         # already has a parallel decoder starts this one from it (fine-tuning, e.g. with a new loss or joint):
         # its VQ-VAE's cost stays the VQ-VAE's, and its decoder's cost adds to this run's.
-        if base["config"]["model"].get("parallel_decoder"):
-            if not base.get("base_training"):
-                raise checkpoint.CheckpointError(f"{path}: a parallel decoder without the record of its VQ-VAE's training")
-            self.base_training = dict(base["base_training"])
-            self.init_training = checkpoint.decoder_training(base)
-        else:
-            self.base_training = {"steps": base["step"], "cpu_seconds": base["cpu_seconds"]}
-            self.init_training = None
+        self.base_training, self.init_training = checkpoint.costs_before(base, path)
         model_config.parallel_decoder = True
         model_config.parallel = self.config.model.parallel  # the one part of the model this run decides
         state = {k: v.float() for k, v in base["model"].items()}  # a float16 export is a base too

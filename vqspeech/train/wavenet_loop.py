@@ -18,7 +18,7 @@ import logging
 import torch
 from torch.nn import functional as F
 
-from vqspeech import audio, checkpoint
+from vqspeech import checkpoint
 from vqspeech.config import ModelConfig, from_dict
 from vqspeech.models.vqvae import VQSpeech
 from vqspeech.train.loop import Trainer
@@ -46,21 +46,13 @@ def wavenet_start(base_state: dict, model: VQSpeech) -> dict:
     return start
 
 
-def base_costs(base: dict) -> dict:
+def base_costs(base: checkpoint.Checkpoint, path) -> dict:
     """What a train-wavenet checkpoint records of its base's training (see checkpoint.training_cost): the VQ-VAE's
     (base_training), the parallel decoder's (init_training, None without one), the WaveNet's earlier train-wavenet
     runs (wavenet_training; zero when the base's WaveNet came with its VQ-VAE, whose cost then holds it)."""
-    if base.get("wavenet_training"):
-        return {"base_training": dict(base["base_training"]), "init_training": base.get("init_training"),
-                "wavenet_training": checkpoint.wavenet_training(base)}
-    if base["config"]["model"].get("parallel_decoder"):
-        if not base.get("base_training"):
-            raise checkpoint.CheckpointError("a parallel decoder without the record of its VQ-VAE's training")
-        parallel = checkpoint.decoder_training(base)
-        return {"base_training": dict(base["base_training"]), "init_training": parallel,
-                "wavenet_training": {"steps": 0, "cpu_seconds": 0.0}}
-    return {"base_training": {"steps": base["step"], "cpu_seconds": base["cpu_seconds"]}, "init_training": None,
-            "wavenet_training": {"steps": 0, "cpu_seconds": 0.0}}
+    vqvae, parallel = checkpoint.costs_before(base, path)
+    return {"base_training": vqvae, "init_training": parallel,
+            "wavenet_training": checkpoint.wavenet_training(base) or {"steps": 0, "cpu_seconds": 0.0}}
 
 
 class WaveNetTrainer(Trainer):
@@ -79,7 +71,7 @@ class WaveNetTrainer(Trainer):
                              "(model.decoder.parallel_input)")
         model_config.decoder = self.config.model.decoder  # the one part of the model this run decides
         self.config.model = model_config
-        self.costs = base_costs(base)
+        self.costs = base_costs(base, path)
         model = VQSpeech(model_config, speakers)
         state = {k: v.float() for k, v in base["model"].items() if not k.startswith("decoder.")}
         start = wavenet_start(base["model"], model)
@@ -113,8 +105,7 @@ class WaveNetTrainer(Trainer):
             vq = model.quantizer(model.encoder(wav[:, None]))
             cond = model.condition(vq.quantized, model.training_voice(batch["speaker"], batch.get("dvector")), pitch)
             inputs = model.wavenet_inputs(cond, pitch, lf0)
-        target = audio.mu_law_encode(audio.preemphasis(wav, c.preemphasis), c.mu_law_bits)
-        prev = F.pad(target[:, :-1], (1, 0), value=2 ** (c.mu_law_bits - 1))
+        target, prev = model.teacher_forcing(wav)
         noise = self.config.train.input_noise
         if noise > 0 and net.training:
             prev = (prev + torch.randn(prev.shape, device=prev.device) * noise).round().long().clamp(0, 2**c.mu_law_bits - 1)
