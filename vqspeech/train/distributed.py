@@ -54,5 +54,8 @@ def barrier() -> None:
 
 
 def cleanup() -> None:
+    """Tear the group down together: a process that destroys it while another still saves or logs through it
+    can abort in gloo's threads ("terminate called without an active exception", seen once in CI)."""
     if dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()

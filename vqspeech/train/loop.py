@@ -294,6 +294,7 @@ class Trainer:
         bar.close()
         if self.writer:
             self.writer.close()
+        self.ddp = None  # DDP's reducer holds the process group: release it before the group goes
         distributed.cleanup()
 
 
