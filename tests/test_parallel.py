@@ -45,6 +45,29 @@ def test_shapes_and_pitch_follow():
     assert abs(freqs[spec.argmax()].item() % 200) < 5 or abs(freqs[spec.argmax()].item() % 200 - 200) < 5
 
 
+def test_voice_film_starts_as_the_identity_and_then_reads_the_voice():
+    import dataclasses
+
+    import pytest
+
+    config = load_config(DEBUG_OVERLAY).model
+    torch.manual_seed(0)
+    plain = ParallelDecoder(config.parallel, 16, config.hop, 16000)
+    film = ParallelDecoder(dataclasses.replace(config.parallel, voice_film=True), 16, config.hop, 16000, voice_dim=8)
+    missing, unexpected = film.load_state_dict(plain.state_dict(), strict=False)
+    assert not unexpected and missing and all(k.startswith("film.") for k in missing)
+    cond, f0, noise = torch.randn(2, 16, 40), torch.full((2, 40 * config.hop), 150.0), torch.randn(2, 40 * config.hop)
+    voices = torch.randn(2, 8)
+    # A model given FiLM layers renders exactly as before, whatever the voice, until they train.
+    torch.testing.assert_close(film(cond, f0, noise, voice=voices), plain(cond, f0, noise), rtol=0, atol=0)
+    with pytest.raises(ValueError, match="voice"):
+        film(cond, f0, noise)
+    torch.nn.init.normal_(film.film[0].weight, std=0.5)
+    same_cond = cond[:1].expand(2, -1, -1)
+    out = film(same_cond, f0, noise[:1].expand(2, -1), voice=voices)
+    assert (out[0] - out[1]).abs().max() > 1e-3  # same codes, two voices: two renderings
+
+
 def _config(manifest, run, steps, base=""):
     return load_config(DEBUG_OVERLAY, overrides={
         "data": {"manifest": str(manifest)},
@@ -102,6 +125,7 @@ def test_conversion_loss_trains_the_decoder_toward_the_target_voice(manifest, tm
     config = _config(manifest, tmp_path / "par", 40, checkpoint.latest_checkpoint(tmp_path / "base"))
     config.train.speaker_loss_weight = 1.0
     config.train.speaker_classifier_steps = 60
+    config.model.parallel.voice_film = True  # the run decides the parallel decoder's shape; FiLM starts at zero
     trainer = ParallelTrainer(config)
     judge = trainer.speaker_classifier
     assert judge is not None and not any(p.requires_grad for p in judge.parameters())
@@ -117,6 +141,7 @@ def test_conversion_loss_trains_the_decoder_toward_the_target_voice(manifest, tm
     torch.manual_seed(0)
     losses, metrics = trainer.compute(trainer.model.parallel, batch)
     assert losses["convert/speaker"].item() < before and 0 <= metrics["convert/target_accuracy"] <= 1
+    assert all(layer.weight.abs().max() > 0 for layer in trainer.model.parallel.film)  # the voice path trained
 
 
 def test_joint_training_moves_the_codes_but_never_the_wavenet(manifest, tmp_path):

@@ -81,9 +81,10 @@ def test_compiled_sampler_reads_the_rendering_input():
     model = VQSpeech(config.model, ["alice", "bob"]).eval()
     encoded = model.encode(synthetic_voice(0.1, 150, 1))
     with torch.no_grad():
-        cond = model.condition(model.quantizer.lookup(encoded.codes[None]), model.speaker_voice(torch.tensor([0])), encoded.pitch[None])
+        voice = model.speaker_voice(torch.tensor([0]))
+        cond = model.condition(model.quantizer.lookup(encoded.codes[None]), voice, encoded.pitch[None])
         lf0 = torch.tensor([[encoded.lf0_mean, encoded.lf0_std]])
-        inputs = model.wavenet_inputs(cond, encoded.pitch[None], lf0, torch.Generator().manual_seed(0))
+        inputs = model.wavenet_inputs(cond, encoded.pitch[None], lf0, voice, torch.Generator().manual_seed(0))
     assert inputs.shape == (1, config.model.pitch_harmonics + 1, cond.shape[-1] * config.model.hop)
     fast = model.generate(cond, inputs, generator=torch.Generator().manual_seed(2), method="fast")
     ref = model.generate(cond, inputs, generator=torch.Generator().manual_seed(2), method="reference")

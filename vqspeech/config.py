@@ -67,6 +67,10 @@ class ParallelDecoderConfig:
     # minimum-phase filter with the same magnitude, via the folded real cepstrum, as classical vocoders do:
     # a causal, decaying response per pulse like a vocal tract's).
     phase: str = "minimum"
+    # The voice also scales and shifts every block's features (FiLM, Perez et al. 2018), not only the
+    # conditioning network's input: a stronger path for a voice the codes do not carry (conversion). Its layers
+    # start at zero, so a model given them renders exactly as before until they train.
+    voice_film: bool = False
 
 
 @dataclass

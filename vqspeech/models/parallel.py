@@ -61,7 +61,7 @@ def minimum_phase(log_magnitude: torch.Tensor) -> torch.Tensor:
 
 
 class ParallelDecoder(nn.Module):
-    def __init__(self, config: ParallelDecoderConfig, cond_channels: int, hop: int, sample_rate: int):
+    def __init__(self, config: ParallelDecoderConfig, cond_channels: int, hop: int, sample_rate: int, voice_dim: int = 0):
         super().__init__()
         if config.phase not in ("zero", "minimum"):
             raise ValueError(f"parallel.phase: {config.phase!r} is not 'zero' or 'minimum'")
@@ -71,6 +71,14 @@ class ParallelDecoder(nn.Module):
         n_bins = config.n_fft // 2 + 1
         self.input = nn.Conv1d(cond_channels + 2, config.channels, config.kernel_size, padding=config.kernel_size // 2)
         self.blocks = nn.ModuleList(ConvNeXtBlock(config.channels, config.kernel_size) for _ in range(config.layers))
+        self.film = None
+        if config.voice_film:
+            if voice_dim < 1:
+                raise ValueError("parallel.voice_film needs the model's voice size (speaker_dim)")
+            self.film = nn.ModuleList(nn.Linear(voice_dim, 2 * config.channels) for _ in range(config.layers))
+            for layer in self.film:  # identity at the start: (1 + 0) * x + 0
+                nn.init.zeros_(layer.weight)
+                nn.init.zeros_(layer.bias)
         self.norm = nn.LayerNorm(config.channels)
         self.head = nn.Linear(config.channels, 2 * n_bins)
         self.register_buffer("window", torch.hann_window(config.n_fft), persistent=False)
@@ -78,9 +86,11 @@ class ParallelDecoder(nn.Module):
     def _stft(self, x: torch.Tensor) -> torch.Tensor:
         return torch.stft(x, self.config.n_fft, self.hop, window=self.window, center=True, return_complex=True)
 
-    def forward(self, cond: torch.Tensor, f0: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
-        """cond: [B, C, F] conditioning features at frame rate; f0: [B, F * hop] Hz (0 = unvoiced)
-        -> waveform [B, F * hop]. `noise` [B, F * hop] may be given for reproducibility."""
+    def forward(self, cond: torch.Tensor, f0: torch.Tensor, noise: torch.Tensor | None = None, *,
+                voice: torch.Tensor | None = None) -> torch.Tensor:
+        """cond: [B, C, F] conditioning features at frame rate; f0: [B, F * hop] Hz (0 = unvoiced); voice
+        [B, speaker_dim] (read by voice_film only) -> waveform [B, F * hop]. `noise` [B, F * hop] may be given
+        for reproducibility."""
         B, _, n_frames = cond.shape
         T = n_frames * self.hop
         # Frame-rate pitch features: log-F0 (0 where unvoiced) and the voiced flag, per cond frame.
@@ -88,8 +98,13 @@ class ParallelDecoder(nn.Module):
         voiced = (f0_frames > 0).float()
         lf0 = torch.log(f0_frames.clamp_min(1.0)) * voiced
         x = self.input(torch.cat([cond, lf0[:, None] - 5.0 * voiced[:, None], voiced[:, None]], 1))
-        for block in self.blocks:
+        if self.film is not None and voice is None:
+            raise ValueError("this parallel decoder reads the voice in every block (voice_film): pass voice=")
+        for i, block in enumerate(self.blocks):
             x = block(x)
+            if self.film is not None:
+                scale, shift = self.film[i](voice.to(x.dtype)).chunk(2, dim=-1)  # [B, channels] each
+                x = x * (1 + scale[:, :, None]) + shift[:, :, None]
         gains = self.head(self.norm(x.transpose(1, 2)))  # [B, F, 2 * bins]
         # STFT (center=True) has F + 1 frames, frame j centred at sample j * hop: pad the gains by one frame.
         gains = F.pad(gains.transpose(1, 2), (0, 1), mode="replicate")  # [B, 2 * bins, F + 1]

@@ -65,7 +65,7 @@ class VQSpeech(nn.Module):
             raise ValueError("model.decoder.parallel_input reads the parallel decoder's rendering: it needs model.parallel_decoder")
         wavenet_inputs = (c.pitch_harmonics if c.pitch else 0) + (1 if c.decoder.parallel_input else 0)
         self.decoder = WaveNet(c.decoder, c.decoder.cond_channels, wavenet_inputs, 2**c.mu_law_bits, c.hop)
-        self.parallel = ParallelDecoder(c.parallel, c.decoder.cond_channels, c.hop, c.sample_rate) if c.parallel_decoder else None
+        self.parallel = ParallelDecoder(c.parallel, c.decoder.cond_channels, c.hop, c.sample_rate, c.speaker_dim) if c.parallel_decoder else None
 
     # --- building blocks ------------------------------------------------------------------------
 
@@ -129,9 +129,10 @@ class VQSpeech(nn.Module):
         f0 = self.f0(pitch, lf0)
         return None if f0 is None else features.excitation(f0, self.config.pitch_harmonics, self.config.sample_rate)
 
-    def wavenet_inputs(self, cond: torch.Tensor, pitch: torch.Tensor | None, lf0: torch.Tensor,
+    def wavenet_inputs(self, cond: torch.Tensor, pitch: torch.Tensor | None, lf0: torch.Tensor, voice: torch.Tensor,
                        generator: torch.Generator | None = None) -> torch.Tensor | None:
-        """The WaveNet's sample-rate inputs: cond [B, C, F], pitch [B, P] symbols, lf0 [B, 2] -> [B, H, F * hop]
+        """The WaveNet's sample-rate inputs: cond [B, C, F], pitch [B, P] symbols, lf0 [B, 2], voice [B, speaker_dim]
+        (the one cond was made with) -> [B, H, F * hop]
         (the pitch excitation's harmonics, then with decoder.parallel_input the parallel decoder's rendering of the
         same conditioning, pre-emphasised and mu-law companded: the WaveNet's own output domain), or None."""
         c = self.config
@@ -140,7 +141,7 @@ class VQSpeech(nn.Module):
             with torch.no_grad():  # the rendering is an input here: no gradient reaches the parallel decoder
                 # drawn on the CPU (where generators live) so that a seed gives the same rendering on any device
                 noise = torch.randn(cond.shape[0], cond.shape[-1] * c.hop, generator=generator).to(cond.device)
-                rendered = self.parallel(cond.float(), self.f0(pitch, lf0), noise).clamp(-1, 1)
+                rendered = self.parallel(cond.float(), self.f0(pitch, lf0), noise, voice=voice).clamp(-1, 1)
                 parts.append(audio.mu_law_compress(audio.preemphasis(rendered, c.preemphasis), c.mu_law_bits)[:, None])
         return torch.cat(parts, 1) if parts else None
 
@@ -161,7 +162,7 @@ class VQSpeech(nn.Module):
         dvector [B, 256] (voice="vector") -> (losses: dict of weighted scalar terms, metrics: dict of scalars)."""
         vq, cond, code_losses, metrics = self.code_side(wav, speaker, pitch, dvector)
         target, prev = self.teacher_forcing(wav)
-        logits = self.decoder(prev, cond, self.wavenet_inputs(cond, pitch, lf0))
+        logits = self.decoder(prev, cond, self.wavenet_inputs(cond, pitch, lf0, self.training_voice(speaker, dvector)))
         return {"recon/ce": F.cross_entropy(logits.float(), target), **code_losses}, metrics
 
     def teacher_forcing(self, wav: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -256,11 +257,11 @@ class VQSpeech(nn.Module):
             if self.parallel is None:
                 raise ValueError("this model has no parallel decoder; use the autoregressive one")
             noise = torch.randn(1, cond.shape[-1] * self.config.hop, generator=generator).to(dev)
-            wav = self.parallel(cond, self.f0(pitch, lf0_t), noise)[0].cpu().numpy()
+            wav = self.parallel(cond, self.f0(pitch, lf0_t), noise, voice=vector)[0].cpu().numpy()
             return np.clip(wav, -1.0, 1.0)[: encoded.n_samples]
         if decoder != "autoregressive":
             raise ValueError(f"unknown decoder {decoder!r}: choose autoregressive or parallel")
-        classes = self.generate(cond, self.wavenet_inputs(cond, pitch, lf0_t, generator), temperature, generator)
+        classes = self.generate(cond, self.wavenet_inputs(cond, pitch, lf0_t, vector, generator), temperature, generator)
         return self.to_waveform(classes)[0, : encoded.n_samples]
 
     @torch.no_grad()

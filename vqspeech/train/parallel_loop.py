@@ -146,8 +146,9 @@ class ParallelTrainer(Trainer):
         model, t = self.model, self.config.train
         other = torch.roll(torch.arange(quantized.shape[0], device=quantized.device), 1)
         target = batch["dvector"][other]
-        cond = model.condition(quantized, model.dvector_voice(target), pitch)
-        out = decoder(cond.float(), model.f0(pitch, batch["lf0"][other])).float()
+        voice = model.dvector_voice(target)
+        cond = model.condition(quantized, voice, pitch)
+        out = decoder(cond.float(), model.f0(pitch, batch["lf0"][other]), voice=voice).float()
         cos = (speaker_encoder.embed_batch(out) * target).sum(-1)
         losses = {"convert/dvector": t.voice_loss_weight * (1 - cos).mean()}
         metrics = {"convert/dvector_cos": cos.detach().mean()}
@@ -184,7 +185,11 @@ class ParallelTrainer(Trainer):
                 vq = model.quantizer(model.encoder(wav[:, None]))
                 cond = model.condition(vq.quantized, model.training_voice(speaker, dvector), pitch)
             losses, metrics, decoder = {}, {}, net
-        out = decoder(cond.float(), f0)
+        # The voice again, for a decoder that reads it in every block (parallel.voice_film); with joint training its
+        # gradient reaches the voice table or projection through both paths.
+        with torch.set_grad_enabled(joint and torch.is_grad_enabled()):
+            voice = model.training_voice(speaker, dvector)
+        out = decoder(cond.float(), f0, voice=voice)
         losses = {"recon/mrstft": self.stft_loss(out[:, None].float(), wav[:, None]), **losses}
         if self.speaker_classifier is not None:
             # Each crop decoded in another training speaker's voice and pitch range, as `convert` does. When
@@ -192,9 +197,10 @@ class ParallelTrainer(Trainer):
             n = model.config.n_speakers
             target = (speaker + torch.randint(1, n, speaker.shape, device=speaker.device)) % n
             with torch.set_grad_enabled(joint and torch.is_grad_enabled()):
-                cond_t = model.condition(vq.quantized, model.speaker_voice(target), pitch)
+                voice_t = model.speaker_voice(target)
+                cond_t = model.condition(vq.quantized, voice_t, pitch)
             f0_t = model.f0(pitch, model.speaker_lf0[target])
-            logits = self.speaker_classifier(decoder(cond_t.float(), f0_t).float())
+            logits = self.speaker_classifier(decoder(cond_t.float(), f0_t, voice=voice_t).float())
             losses["convert/speaker"] = self.config.train.speaker_loss_weight * F.cross_entropy(logits, target)
             metrics["convert/target_accuracy"] = (logits.argmax(-1) == target).float().mean()
         if self.config.train.voice_loss_weight > 0:

@@ -103,8 +103,9 @@ class WaveNetTrainer(Trainer):
         wav, pitch, lf0 = batch["wav"], batch["pitch"], batch["lf0"]
         with torch.no_grad():  # the frozen model up to the WaveNet's inputs
             vq = model.quantizer(model.encoder(wav[:, None]))
-            cond = model.condition(vq.quantized, model.training_voice(batch["speaker"], batch.get("dvector")), pitch)
-            inputs = model.wavenet_inputs(cond, pitch, lf0)
+            voice = model.training_voice(batch["speaker"], batch.get("dvector"))
+            cond = model.condition(vq.quantized, voice, pitch)
+            inputs = model.wavenet_inputs(cond, pitch, lf0, voice)
         target, prev = model.teacher_forcing(wav)
         noise = self.config.train.input_noise
         if noise > 0 and net.training:
