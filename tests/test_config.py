@@ -21,6 +21,7 @@ def test_overrides_take_yaml_numbers_of_any_spelling():
     ({"model": {"parallel": {"phase": 3}}}, "ParallelDecoderConfig.phase: 3 is not of type str"),
     ({"train": {"stpes": 10}}, "unknown TrainConfig keys"),
     ({"model": {"quantizer": {"codebook_size": -4}}}, r"model.quantizer.codebook_size=-4: must be at least 2"),
+    ({"model": {"quantizer": {"method": "kmeans"}}}, r"model.quantizer.method='kmeans': must be nearest, soft_em or gumbel"),
     ({"data": {"batch_size": 0}}, r"data.batch_size=0: must be at least 1"),
     ({"train": {"lr": -1}}, r"train.lr=-1.0: must be positive"),
 ])

@@ -34,6 +34,25 @@ class QuantizerConfig:
     dead_code_threshold: float = 0.05
     kmeans_init: bool = True  # on the first batch: without it, codes start far from the encoder outputs
     kmeans_iters: int = 10
+    # How training assigns encoder outputs to codes. Inference always takes the nearest code, so the bitstream and
+    # decoding are the same whichever trained the codebook (models/quantizer.py says which paper each follows):
+    #   "nearest"  hard nearest neighbour, straight-through; the codebook by EMA or by the codebook loss (ema)
+    #   "soft_em"  Monte-Carlo soft EM: em_samples codes drawn per frame from softmax(-distance^2 / em_temperature),
+    #              each draw counting 1/em_samples in the EMA statistics (always EMA)
+    #   "gumbel"   Gumbel-softmax relaxation over logits -distance^2, temperature annealed from gumbel_tau_start
+    #              to gumbel_tau_end over gumbel_anneal_steps, a KL term to the uniform prior (always by gradient)
+    method: str = "nearest"
+    em_samples: int = 10
+    em_temperature: float = 1.0
+    gumbel_tau_start: float = 1.0
+    gumbel_tau_end: float = 0.0625
+    gumbel_anneal_steps: int = 5000
+    gumbel_kl_weight: float = 0.01
+
+    @property
+    def codebook_by_gradient(self) -> bool:
+        """Whether the codewords are parameters an optimizer moves (else EMA statistics move them)."""
+        return self.method == "gumbel" or (self.method == "nearest" and not self.ema)
 
 
 @dataclass
@@ -314,6 +333,12 @@ def read_yaml(path: str | Path) -> dict:
 # (dotted name, test, what it must be): checked when a config is loaded, before a run folder or a model exists.
 _CHECKS = [
     ("model.quantizer.codebook_size", lambda v: v >= 2, "at least 2"),
+    ("model.quantizer.method", lambda v: v in ("nearest", "soft_em", "gumbel"), "nearest, soft_em or gumbel"),
+    ("model.quantizer.em_samples", lambda v: v >= 1, "at least 1"),
+    ("model.quantizer.em_temperature", lambda v: v > 0, "positive"),
+    ("model.quantizer.gumbel_tau_start", lambda v: v > 0, "positive"),
+    ("model.quantizer.gumbel_tau_end", lambda v: v > 0, "positive"),
+    ("model.quantizer.gumbel_anneal_steps", lambda v: v >= 1, "at least 1"),
     ("model.latent_dim", lambda v: v >= 1, "at least 1"),
     ("model.speaker_dim", lambda v: v >= 1, "at least 1"),
     ("model.pitch_levels", lambda v: v >= 2, "at least 2"),

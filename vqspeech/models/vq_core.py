@@ -26,10 +26,14 @@ def broadcast(x: torch.Tensor, src: int = 0) -> torch.Tensor:
     return x
 
 
+def squared_distances(x: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
+    """x: [N, D], codebook: [K, D] -> squared Euclidean distances [N, K]."""
+    return x.pow(2).sum(1, keepdim=True) - 2 * x @ codebook.t() + codebook.pow(2).sum(1)[None]
+
+
 def nearest_codes(x: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
     """x: [N, D], codebook: [K, D] -> codes [N] of the nearest codeword in Euclidean distance."""
-    dist_sq = x.pow(2).sum(1, keepdim=True) - 2 * x @ codebook.t() + codebook.pow(2).sum(1)[None]
-    return dist_sq.argmin(dim=1)
+    return squared_distances(x, codebook).argmin(dim=1)
 
 
 def code_counts(codes: torch.Tensor, codebook_size: int) -> torch.Tensor:
@@ -43,14 +47,16 @@ def perplexity(counts: torch.Tensor) -> torch.Tensor:
     return torch.exp(-(p * torch.log(p.clamp_min(1e-10))).sum())
 
 
-def ema_update(x: torch.Tensor, codes: torch.Tensor, cluster_size: torch.Tensor, embed_sum: torch.Tensor,
+def ema_update(x: torch.Tensor, assignment: torch.Tensor, cluster_size: torch.Tensor, embed_sum: torch.Tensor,
                decay: float, eps: float = 1e-5) -> torch.Tensor:
-    """One EMA step (van den Oord et al. 2017, appendix). Updates cluster_size [K] and embed_sum [K, D]
-    in place with statistics summed over processes, and returns the new codebook [K, D]."""
+    """One EMA step (van den Oord et al. 2017, appendix; with soft assignments, Roy et al. 2018's M-step).
+    x [N, D], assignment [N, K] (one-hot rows for hard codes, or each row's weights over the codes summing to 1).
+    Updates cluster_size [K] and embed_sum [K, D] in place with statistics summed over processes, and returns
+    the new codebook [K, D]."""
     K = cluster_size.shape[0]
-    onehot = torch.nn.functional.one_hot(codes, K).type_as(x)  # [N, K]
-    counts = all_reduce_sum(onehot.sum(0))
-    sums = all_reduce_sum(onehot.t() @ x)
+    assignment = assignment.type_as(x)
+    counts = all_reduce_sum(assignment.sum(0))
+    sums = all_reduce_sum(assignment.t() @ x)
     cluster_size.mul_(decay).add_(counts, alpha=1 - decay)
     embed_sum.mul_(decay).add_(sums, alpha=1 - decay)
     # Laplace smoothing keeps a code that lost all its members from dividing by zero.

@@ -20,14 +20,14 @@ from vqspeech.train.loop import Trainer, measure_speakers
 log = logging.getLogger(__name__)
 
 
-def _trains(name: str, joint: bool, ema_codebook: bool) -> bool:
+def _trains(name: str, joint: bool, codebook_by_gradient: bool) -> bool:
     """Whether the parameter `name` of a VQSpeech trains in a parallel-decoder run."""
     if name.startswith("parallel."):
         return True
     if not joint or name.startswith("decoder."):
         return False  # the frozen VQ-VAE; the WaveNet is never trained here
     if name.startswith("quantizer."):
-        return not ema_codebook  # an EMA codebook follows its assignments, with no gradient
+        return codebook_by_gradient  # an EMA codebook follows its assignments, with no gradient
     return True  # joint: the codes' side (encoder, conditioning network, mel head, speaker table)
 
 
@@ -95,9 +95,9 @@ class ParallelTrainer(Trainer):
             raise ValueError("train.voice_loss_weight converts to other crops' d-vectors: it needs model.voice=vector")
         if self.config.train.voice_profile_weight > 0 and self.config.train.voice_loss_weight <= 0:
             raise ValueError("train.voice_profile_weight weighs a term of the voice loss: it needs train.voice_loss_weight > 0")
-        ema_codebook = model_config.quantizer.ema
+        codebook_by_gradient = model_config.quantizer.codebook_by_gradient
         for name, p in model.named_parameters():
-            p.requires_grad = _trains(name, joint, ema_codebook)
+            p.requires_grad = _trains(name, joint, codebook_by_gradient)
         model.eval()  # frozen parts stay in eval mode (train_step switches the trained module to training mode)
         self.stft_loss = auraloss.freq.MultiResolutionSTFTLoss(
             fft_sizes=[2048, 1024, 512, 256, 128], hop_sizes=[512, 256, 128, 64, 32], win_lengths=[2048, 1024, 512, 256, 128])
