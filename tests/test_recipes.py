@@ -251,3 +251,21 @@ def test_anyvoice_recipe_prepares_combines_trains_and_exports(tmp_path):
     assert trained_wn.config.decoder.parallel_input and model_fingerprint(trained_wn) == model_fingerprint(loaded)
     wav = synthetic_voice(0.2, 150, seed=4)
     assert trained_wn.decode(trained_wn.encode(wav), None, decoder="autoregressive").shape == wav.shape
+
+    # The same WaveNet training packed for a GPU machine (recipes/wavenet/gpu.sh): a compact copy of the corpus with
+    # its caches and relative paths, the model beside it; stage 1 (what runs there) trains from the pack alone and
+    # leaves the last checkpoint in $OUT. Wheels are not fetched here (--wheels-too false).
+    pack = tmp_path / "gpu"
+    packed = run("wavenet/gpu.sh", "--model", str(model_path), "--manifest", str(tmp_path / "prep" / "combined" / "manifest.csv"),
+                 "--pack", str(pack), "--per-speaker", "2", "--valid", "1", "--wheels-too", "false")
+    assert packed.returncode == 0, packed.stderr[-3000:]
+    rows = read_manifest(pack / "data" / "manifest.csv")
+    assert sorted(r.speaker for r in rows if r.split == "train") == sorted(["SF1", "TM1", "so0001", "so0002"] * 2)
+    assert {r.split for r in rows} <= {"train", "valid"} and len([r for r in rows if r.split == "valid"]) <= 4
+    assert all(Path(r.path).is_relative_to(pack) and Path(r.path).exists() for r in rows)
+    assert (pack / "model.pt").exists() and not list((pack / "whl").glob("*.whl"))
+    trained_gpu = run("wavenet/gpu.sh", "--stage", "1", "--stop-stage", "1", "--pack", str(pack), "--overlay", str(overlay),
+                      "--steps", "2", "--checkpoint-every", "2", "--minutes", "3", env={"OUT": str(tmp_path / "out")})
+    assert trained_gpu.returncode == 0, trained_gpu.stderr[-3000:]
+    brought_back = checkpoint.load_checkpoint(tmp_path / "out" / "wavenet-gpu.pt")
+    assert brought_back["step"] == 2 and brought_back["config"]["model"]["decoder"]["parallel_input"]
