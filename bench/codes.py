@@ -54,6 +54,21 @@ def frame_labels(segments: list[tuple[str, float]], n_frames: int, hop: int, rat
     return [segments[i][0] for i in idx]
 
 
+def flite_codes(model, sentences: list[str], voices) -> list[tuple[str, int, np.ndarray, list[str]]]:
+    """Each flite voice reads each sentence -> [(voice, sentence index, the model's codes [F], phone per frame [F])]."""
+    c = model.config
+    utts = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for voice in voices:
+            for i, text in enumerate(sentences):
+                path = Path(tmp) / f"{voice}-{i}.wav"
+                segments = synthesize(voice, text, path)
+                wav = audio.load(path, c.sample_rate)
+                codes = model.encode(wav).codes.numpy()[: len(wav) // c.hop]
+                utts.append((voice, i, codes, frame_labels(segments, len(codes), c.hop, c.sample_rate)))
+    return utts
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=None)
@@ -75,15 +90,7 @@ def main() -> None:
     c = model.config
     sentences = [s.strip() for s in Path(args.text).read_text().splitlines() if s.strip()][: args.sentences]
     half = len(sentences) // 2
-    utts = []  # (voice, sentence index, codes [F], labels [F])
-    with tempfile.TemporaryDirectory() as tmp:
-        for voice in args.voices:
-            for i, text in enumerate(sentences):
-                path = Path(tmp) / f"{voice}-{i}.wav"
-                segments = synthesize(voice, text, path)
-                wav = audio.load(path, c.sample_rate)
-                codes = model.encode(wav).codes.numpy()[: len(wav) // c.hop]
-                utts.append((voice, i, codes, frame_labels(segments, len(codes), c.hop, c.sample_rate)))
+    utts = flite_codes(model, sentences, args.voices)
     fit = [u for u in utts if u[1] < half]
     test = [u for u in utts if u[1] >= half]
     scores, mapping, counts, pairs = code_phone_scores([(u[2], u[3]) for u in fit], [(u[2], u[3]) for u in test])

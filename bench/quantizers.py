@@ -20,7 +20,6 @@ import argparse
 import csv
 import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -29,7 +28,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.codes import VOICES, code_phone_scores, frame_labels, real_voices, synthesize  # noqa: E402
+from bench.codes import VOICES, code_phone_scores, flite_codes, real_voices  # noqa: E402
 from bench.common import held_out_rows, machine_note, write_atomic  # noqa: E402
 from bench.prior import table_bits  # noqa: E402
 from vqspeech import audio, checkpoint  # noqa: E402
@@ -45,19 +44,10 @@ def last_row(path: Path) -> dict:
     return {k: float(v) for k, v in rows[-1].items()}
 
 
-def phones_and_voices(model, text: str, sentences: int) -> dict:
-    """bench/codes.py's two measures on flite speech: code -> phone accuracy and the voice named from the codes."""
-    c = model.config
+def phones(model, text: str, sentences: int) -> dict:
+    """bench/codes.py's code -> phone accuracy on flite speech (the map fitted on the first half of the sentences)."""
     lines = [s.strip() for s in Path(text).read_text().splitlines() if s.strip()][:sentences]
-    utts = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for voice in VOICES:
-            for i, line in enumerate(lines):
-                path = Path(tmp) / f"{voice}-{i}.wav"
-                segments = synthesize(voice, line, path)
-                wav = audio.load(path, c.sample_rate)
-                codes = model.encode(wav).codes.numpy()[: len(wav) // c.hop]
-                utts.append((voice, i, codes, frame_labels(segments, len(codes), c.hop, c.sample_rate)))
+    utts = flite_codes(model, lines, VOICES)
     half = len(lines) // 2
     fit = [(u[2], u[3]) for u in utts if u[1] < half]
     scores = code_phone_scores(fit, [(u[2], u[3]) for u in utts if u[1] >= half])[0]
@@ -97,7 +87,7 @@ def score_arm(arm: str, run: Path, rows: list, fit_rows: list, args) -> dict:
         "unigram_bits": uni, "bigram_bits": bi,
         "valid_mrstft": valid.get("recon/mrstft"), "training_eval_pesq_wb": log.get("pesq_wb"),
         "voice_from_codes": real_voices(model, args.manifest, args.per_speaker, histogram),
-        **phones_and_voices(model, args.text, args.sentences),
+        **phones(model, args.text, args.sentences),
     }
 
 
