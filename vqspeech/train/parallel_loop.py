@@ -68,7 +68,11 @@ class ParallelObjective(Objective):
         self.transplant = model_config.voice == "table" and self.config.model.voice == "vector"
         if self.transplant and not self.config.train.joint:
             raise ValueError("model.voice=vector on a table-voice base trains the codes' side anew: it needs train.joint")
-        if not self.transplant and base["speakers"] != speakers:
+        # A vector-voice base given a manifest of other speakers (more of them, say): its voices come from each
+        # utterance's d-vector, so only what is measured per training speaker (mean d-vectors, pitch ranges) is
+        # measured anew on this manifest. A table-voice base keeps its speakers: its table rows are its voices.
+        self.reseat = model_config.voice == "vector" and base["speakers"] != speakers
+        if not self.transplant and not self.reseat and base["speakers"] != speakers:
             raise ValueError(f"{path}: its speakers {base['speakers']} are not this manifest's training speakers {speakers}")
         # The VQ-VAE's training cost, carried into every checkpoint (and shipped model) of this run. A base that
         # already has a parallel decoder starts this one from it (fine-tuning, e.g. with a new loss or joint):
@@ -83,6 +87,11 @@ class ParallelObjective(Objective):
             self.base_rows = (base["speakers"], state.pop("speaker_embedding.weight"))
             state.pop("speaker_lf0")  # measured anew on this manifest's speakers (prepare)
             new_parts += ("voice_projection.", "speaker_dvectors", "speaker_lf0")
+        if self.reseat:
+            model_config.n_speakers = len(speakers)
+            for name in ("speaker_dvectors", "speaker_lf0"):
+                state.pop(name)
+            new_parts += ("speaker_dvectors", "speaker_lf0")
         self.config.model = model_config
         model = VQSpeech(model_config, speakers)
         missing, unexpected = model.load_state_dict(state, strict=False)
@@ -126,10 +135,12 @@ class ParallelObjective(Objective):
             self.adversary.load_state_dict(ckpt["code_adversary"])
 
     def prepare(self, train_set, valid_set) -> None:
-        # The speakers' pitch ranges come with the frozen model, unless its voices were transplanted. The
+        # The speakers' pitch ranges come with the frozen model, unless its voices were transplanted or its
+        # speakers changed. The
         # conversion loss's judge is trained here, deterministically, so a resumed run rebuilds the same one.
-        if self.transplant:
+        if self.transplant or self.reseat:
             measure_speakers(self.model, train_set)
+        if self.transplant:
             init_voice_projection(self.model, *self.base_rows)
         self.speaker_classifier = None
         t = self.config.train
