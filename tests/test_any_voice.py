@@ -20,7 +20,7 @@ from vqspeech.data.prepare import prepare
 from vqspeech.models.vqvae import VQSpeech
 from vqspeech import checkpoint
 from vqspeech.train.loop import Trainer
-from vqspeech.train.parallel_loop import ParallelTrainer, init_voice_projection
+from vqspeech.train.parallel_loop import ParallelObjective, init_voice_projection
 
 SR = 16000
 _PROJECTION = np.random.default_rng(7).standard_normal((129, speaker_encoder.EMBEDDING_DIM))
@@ -203,7 +203,7 @@ def test_a_table_model_transplants_into_a_vector_voice_one(manifest, tmp_path, f
     base.fit()
     base_path = checkpoint.latest_checkpoint(tmp_path / "base")
     rows = base.model.speaker_embedding.weight.detach().clone()
-    trainer = ParallelTrainer(config(tmp_path / "v", 2, base_path, voice="vector"))
+    trainer = Trainer(config(tmp_path / "v", 2, base_path, voice="vector"), objective=ParallelObjective)
     trainer.config.train.voice_loss_weight = 0.5  # the conversion term too (a real resemblyzer network pass)
     trainer.config.train.voice_profile_weight = 0.2  # and its resemblyzer-free spectral term
     model = trainer.model
@@ -216,14 +216,36 @@ def test_a_table_model_transplants_into_a_vector_voice_one(manifest, tmp_path, f
     gap = float(metrics["convert/profile_gap"])
     assert gap > 0 and float(losses["convert/profile"]) == pytest.approx(0.2 * gap)
     trainer.fit()
-    resumed = ParallelTrainer(config(tmp_path / "v", 2, base_path, voice="vector"), resume=True)
+    resumed = Trainer(config(tmp_path / "v", 2, base_path, voice="vector"), resume=True, objective=ParallelObjective)
     assert resumed.step == 2
     loaded = checkpoint.load_model(checkpoint.latest_checkpoint(tmp_path / "v"))
     assert loaded.config.voice == "vector" and torch.equal(loaded.speaker_dvectors, trainer.model.speaker_dvectors)
     with pytest.raises(ValueError, match="needs train.joint"):
-        ParallelTrainer(load_config(DEBUG_OVERLAY, overrides={
+        Trainer(load_config(DEBUG_OVERLAY, overrides={
             "model": {"voice": "vector"}, "data": {"manifest": str(manifest)},
-            "train": {"run_dir": str(tmp_path / "w"), "base_model": str(base_path)}}))
+            "train": {"run_dir": str(tmp_path / "w"), "base_model": str(base_path)}}), objective=ParallelObjective)
+
+    # The vector model trained on, with more speakers than it had (e.g. pitch-shifted copies as new voices): the
+    # speakers' measured tables are made anew on the new manifest, everything learnt carries over.
+    from vqspeech.data import corpora
+    from vqspeech.data.prepare import prepare
+
+    more = tmp_path / "more"
+    for name, f0 in [("alice", 210.0), ("bob", 110.0), ("carol", 300.0)]:
+        (more / name).mkdir(parents=True)
+        for i in range(3):
+            sf.write(more / name / f"{name}_{i:03d}.wav", synthetic_voice(1.0, f0, seed=40 + i), SR)
+    bigger, problems = prepare(corpora.folder_per_speaker(more, valid_per_speaker=1), tmp_path / "more-prepared")
+    assert problems == []
+    vector_base = checkpoint.latest_checkpoint(tmp_path / "v")
+    again = Trainer(load_config(DEBUG_OVERLAY, overrides={
+        "data": {"manifest": str(bigger)},
+        "train": {"run_dir": str(tmp_path / "x"), "steps": 1, "checkpoint_every": 1, "val_every": 1, "eval_every": 0,
+                  "base_model": str(vector_base), "joint": True}}), objective=ParallelObjective)
+    assert again.model.speaker_names == ["alice", "bob", "carol"] and again.model.speaker_dvectors.shape[0] == 3
+    torch.testing.assert_close(again.model.voice_projection.weight, loaded.voice_projection.weight.float())
+    assert again.model.speaker_lf0[2, 0] > again.model.speaker_lf0[1, 0]  # carol's range measured: higher than bob's
+    again.fit()
 
 
 def test_init_voice_projection_solves_the_ridge_fit():

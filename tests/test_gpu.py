@@ -8,8 +8,8 @@ import torch
 from vqspeech import checkpoint
 from vqspeech.config import load_config
 from vqspeech.train.loop import Trainer
-from vqspeech.train.parallel_loop import ParallelTrainer
-from vqspeech.train.wavenet_loop import WaveNetTrainer
+from vqspeech.train.parallel_loop import ParallelObjective
+from vqspeech.train.wavenet_loop import WaveNetObjective
 from tests.conftest import DEBUG_OVERLAY, synthetic_voice
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
@@ -28,14 +28,14 @@ def test_every_trainer_steps_validates_and_evaluates_on_the_gpu(manifest, tmp_pa
     assert vqvae.model.device.type == "cuda"
     vqvae.fit()
     assert (tmp_path / "vqvae" / "eval.csv").exists() and (tmp_path / "vqvae" / "valid.csv").exists()
-    par = ParallelTrainer(_config(manifest, tmp_path / "par", 2, checkpoint.latest_checkpoint(tmp_path / "vqvae"),
-                                  joint=True, code_adversary_weight=0.1, speaker_loss_weight=0.1, speaker_classifier_steps=2))
+    par = Trainer(_config(manifest, tmp_path / "par", 2, checkpoint.latest_checkpoint(tmp_path / "vqvae"),
+                                  joint=True, code_adversary_weight=0.1, speaker_loss_weight=0.1, speaker_classifier_steps=2), objective=ParallelObjective)
     par.fit()
     assert (tmp_path / "par" / "eval.csv").exists()
-    wn = WaveNetTrainer(load_config(DEBUG_OVERLAY, overrides={
+    wn = Trainer(load_config(DEBUG_OVERLAY, overrides={
         "data": {"manifest": str(manifest)}, "model": {"decoder": {"parallel_input": True}},
         "train": {"run_dir": str(tmp_path / "wn"), "steps": 2, "checkpoint_every": 2, "val_every": 2, "eval_every": 2,
-                  "base_model": str(checkpoint.latest_checkpoint(tmp_path / "par"))}}))
+                  "base_model": str(checkpoint.latest_checkpoint(tmp_path / "par"))}}), objective=WaveNetObjective)
     wn.fit()
     assert (tmp_path / "wn" / "eval.csv").exists()
 

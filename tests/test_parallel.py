@@ -8,7 +8,7 @@ from vqspeech.config import load_config
 from vqspeech.models.parallel import ParallelDecoder, minimum_phase, pulse_train
 from vqspeech import checkpoint
 from vqspeech.train.loop import Trainer
-from vqspeech.train.parallel_loop import ParallelTrainer
+from vqspeech.train.parallel_loop import ParallelObjective
 from tests.conftest import DEBUG_OVERLAY, synthetic_voice
 
 
@@ -79,7 +79,7 @@ def test_trains_on_frozen_vqvae_and_decodes(manifest, tmp_path):
     base = Trainer(_config(manifest, tmp_path / "base", 3))
     base.fit()
     base_path = checkpoint.latest_checkpoint(tmp_path / "base")
-    trainer = ParallelTrainer(_config(manifest, tmp_path / "par", 40, base_path))
+    trainer = Trainer(_config(manifest, tmp_path / "par", 40, base_path), objective=ParallelObjective)
     frozen = {k: v.clone() for k, v in trainer.model.state_dict().items() if not k.startswith("parallel.")}
     batch = trainer.valid_set.fixed_batches(2, 1)[0]
     torch.manual_seed(0)
@@ -114,7 +114,7 @@ def test_refuses_missing_base_model(manifest, tmp_path):
     import pytest
 
     with pytest.raises(ValueError, match="base_model"):
-        ParallelTrainer(_config(manifest, tmp_path / "par", 2))
+        Trainer(_config(manifest, tmp_path / "par", 2), objective=ParallelObjective)
 
 
 def test_conversion_loss_trains_the_decoder_toward_the_target_voice(manifest, tmp_path):
@@ -126,8 +126,8 @@ def test_conversion_loss_trains_the_decoder_toward_the_target_voice(manifest, tm
     config.train.speaker_loss_weight = 1.0
     config.train.speaker_classifier_steps = 60
     config.model.parallel.voice_film = True  # the run decides the parallel decoder's shape; FiLM starts at zero
-    trainer = ParallelTrainer(config)
-    judge = trainer.speaker_classifier
+    trainer = Trainer(config, objective=ParallelObjective)
+    judge = trainer.objective.speaker_classifier
     assert judge is not None and not any(p.requires_grad for p in judge.parameters())
     # The judge tells the two test voices apart on held-out audio (a 210 Hz and a 110 Hz voice).
     batch = trainer.valid_set.fixed_batches(2, 1)[0]
@@ -149,7 +149,7 @@ def test_joint_training_moves_the_codes_but_never_the_wavenet(manifest, tmp_path
     base.fit()
     config = _config(manifest, tmp_path / "joint", 30, checkpoint.latest_checkpoint(tmp_path / "base"))
     config.train.joint = True
-    trainer = ParallelTrainer(config)
+    trainer = Trainer(config, objective=ParallelObjective)
     before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
     batch = trainer.valid_set.fixed_batches(2, 1)[0]
     torch.manual_seed(0)
@@ -186,12 +186,12 @@ def test_code_adversary_pushes_the_encoder_against_its_classifier_and_resumes(ma
     config = _config(manifest, tmp_path / "adv", 6, base_path)
     config.train.code_adversary_weight = 0.5
     with pytest.raises(ValueError, match="joint"):
-        ParallelTrainer(config)
+        Trainer(config, objective=ParallelObjective)
     config.train.joint = True
-    trainer = ParallelTrainer(config)
+    trainer = Trainer(config, objective=ParallelObjective)
     batch = trainer.valid_set.fixed_batches(2, 1)[0]
     # The encoder's gradient from the adversary's loss is the classifier's own gradient, negated and scaled.
-    model, adversary = trainer.model, trainer.adversary
+    model, adversary = trainer.model, trainer.objective.adversary
     grads = []
     for reversal in (0.5, -1.0):  # -1: a plain (unreversed) gradient, for reference
         model.zero_grad()
@@ -209,22 +209,22 @@ def test_code_adversary_pushes_the_encoder_against_its_classifier_and_resumes(ma
 
     # A resumed run takes the adversary back from the checkpoint, not a fresh one.
     config.train.steps = 7
-    again = ParallelTrainer(config, resume=True)
+    again = Trainer(config, resume=True, objective=ParallelObjective)
     for k, v in trained.items():
-        torch.testing.assert_close(again.adversary.state_dict()[k], v)
+        torch.testing.assert_close(again.objective.adversary.state_dict()[k], v)
     # Its gradients are clipped too, on their own budget (the model's norm is reported apart).
     again.config.train.grad_clip = 1e-3
     _, step_metrics = again.train_step(batch)
     assert step_metrics["train/adversary_grad_norm"] > 1e-3 and "train/grad_norm" in step_metrics
-    clipped = torch.cat([p.grad.flatten() for p in again.adversary.parameters() if p.grad is not None]).norm()
+    clipped = torch.cat([p.grad.flatten() for p in again.objective.adversary.parameters() if p.grad is not None]).norm()
     assert clipped <= 1e-3 * 1.01
     config.train.code_adversary_weight = 0.0  # nor the other way round
     with pytest.raises(checkpoint.CheckpointError, match="has a code adversary"):
-        ParallelTrainer(config, resume=True)
+        Trainer(config, resume=True, objective=ParallelObjective)
     # A run started without one cannot be resumed with one (its optimizer state would not line up).
     plain = _config(manifest, tmp_path / "plain", 2, base_path)
     plain.train.joint = True
-    ParallelTrainer(plain).fit()
+    Trainer(plain, objective=ParallelObjective).fit()
     plain.train.code_adversary_weight, plain.train.steps = 0.5, 3
     with pytest.raises(checkpoint.CheckpointError, match="no code adversary"):
-        ParallelTrainer(plain, resume=True)
+        Trainer(plain, resume=True, objective=ParallelObjective)

@@ -7,8 +7,8 @@ from vqspeech import checkpoint
 from vqspeech.config import load_config
 from vqspeech.models import fast_sampler
 from vqspeech.train.loop import Trainer
-from vqspeech.train.parallel_loop import ParallelTrainer
-from vqspeech.train.wavenet_loop import WaveNetTrainer
+from vqspeech.train.parallel_loop import ParallelObjective
+from vqspeech.train.wavenet_loop import WaveNetObjective
 from tests.conftest import DEBUG_OVERLAY, synthetic_voice
 
 
@@ -22,14 +22,14 @@ def _config(manifest, run, steps, base="", **decoder):
 
 def _base(manifest, tmp_path):
     Trainer(_config(manifest, tmp_path / "vqvae", 3)).fit()
-    ParallelTrainer(_config(manifest, tmp_path / "par", 20, checkpoint.latest_checkpoint(tmp_path / "vqvae"))).fit()
+    Trainer(_config(manifest, tmp_path / "par", 20, checkpoint.latest_checkpoint(tmp_path / "vqvae")), objective=ParallelObjective).fit()
     return checkpoint.latest_checkpoint(tmp_path / "par")
 
 
 def test_trains_only_the_wavenet_and_starts_from_the_base(manifest, tmp_path):
     base_path = _base(manifest, tmp_path)
     base = checkpoint.load_model(base_path)
-    trainer = WaveNetTrainer(_config(manifest, tmp_path / "wn", 60, base_path, parallel_input=True))
+    trainer = Trainer(_config(manifest, tmp_path / "wn", 60, base_path, parallel_input=True), objective=WaveNetObjective)
     model = trainer.model
     assert model.decoder.excitation.weight.shape[1] == model.config.pitch_harmonics + 1
     # Step 0 is the base's WaveNet exactly: the new input (the parallel rendering) starts at zero weight.
@@ -66,7 +66,7 @@ def test_trains_only_the_wavenet_and_starts_from_the_base(manifest, tmp_path):
     assert abs(again - out).max() == 0
 
     # A second run from the first adds to the WaveNet's part, not to the parallel decoder's.
-    WaveNetTrainer(_config(manifest, tmp_path / "wn2", 5, shipped, parallel_input=True)).fit()
+    Trainer(_config(manifest, tmp_path / "wn2", 5, shipped, parallel_input=True), objective=WaveNetObjective).fit()
     cost2 = checkpoint.training_cost(checkpoint.load_checkpoint(checkpoint.latest_checkpoint(tmp_path / "wn2")))
     assert cost2["parallel"]["steps"] == 20 and cost2["wavenet"]["steps"] == 65
 
@@ -95,7 +95,7 @@ def test_refuses_a_parallel_input_without_a_parallel_decoder(manifest, tmp_path)
     Trainer(_config(manifest, tmp_path / "vqvae", 2)).fit()
     base = checkpoint.latest_checkpoint(tmp_path / "vqvae")
     with pytest.raises(ValueError, match="no parallel decoder"):
-        WaveNetTrainer(_config(manifest, tmp_path / "wn", 2, base, parallel_input=True))
+        Trainer(_config(manifest, tmp_path / "wn", 2, base, parallel_input=True), objective=WaveNetObjective)
     assert not (tmp_path / "wn" / "checkpoint-2.pt").exists()
 
 
@@ -103,7 +103,7 @@ def test_input_noise_moves_the_fed_past_but_not_the_target(manifest, tmp_path):
     base_path = _base(manifest, tmp_path)
     config = _config(manifest, tmp_path / "wn", 1, base_path, parallel_input=True)
     config.train.input_noise = 3.0
-    trainer = WaveNetTrainer(config)
+    trainer = Trainer(config, objective=WaveNetObjective)
     seen = []
     trainer.model.decoder.register_forward_pre_hook(lambda module, args: seen.append(args[0].clone()))
     batch = trainer.valid_set.fixed_batches(2, 1)[0]

@@ -32,7 +32,7 @@ class Cost(TypedDict):
 
 
 class Checkpoint(TypedDict, total=False):
-    """What a checkpoint or model file holds. Written by Trainer.save (and its objectives' extra_state) and by
+    """What a checkpoint or model file holds. Written by Trainer.save (and its objective's state()) and by
     export_model; read by load_checkpoint. Required in every file: format, version, config, speakers, model."""
 
     format: str  # FORMAT

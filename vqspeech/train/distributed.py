@@ -18,6 +18,11 @@ def init() -> tuple[int, int]:
     return 0, 1
 
 
+def world_size() -> int:
+    """Processes in this run (1 without torchrun)."""
+    return dist.get_world_size() if dist.is_initialized() else 1
+
+
 def device(rank: int) -> torch.device:
     if torch.cuda.is_available():
         local = int(os.environ.get("LOCAL_RANK", rank)) % torch.cuda.device_count()

@@ -1,5 +1,5 @@
-"""The VQ-VAE training loop: random crops, Adam with warmup + cosine decay, clipping, bf16 autocast,
-validation, held-out generation metrics, TensorBoard, atomic checkpoints and exact resume."""
+"""The training loop (Trainer) and the VQ-VAE's objective (Objective): the loop runs any objective, the parallel
+decoder's (parallel_loop) and the WaveNet's alone (wavenet_loop) too."""
 
 from __future__ import annotations
 
@@ -60,8 +60,54 @@ def measure_speakers(model: VQSpeech, train_set: SpeechDataset) -> None:
         model.speaker_dvectors.copy_(speaker_dvectors(train_set, n))
 
 
+class Objective:
+    """One kind of training, given to the Trainer (composition): the model it trains, which of its parts, and its loss.
+    The Trainer owns the rest (data, optimizer, checkpoints, resume, validation, logging, DDP) and sets an objective
+    up in one fixed order, in one place (Trainer.__init__):
+      1. build_model(speakers): the model (a base model may decide the model config that the data is read with);
+      2. prepare(train_set, valid_set): what needs the data (speakers' pitch ranges, a judge, an adversary), and
+         `trained` (whose parameters Adam steps and DDP wraps) and `clipped` ({metric prefix: module}, each clipped
+         to train.grad_clip on its own).
+    After that `loss`, `state` and `restore` (what checkpoints record beyond the model) only read what those made.
+    This class is the VQ-VAE's objective: the whole model by the WaveNet's cross-entropy and the code terms."""
+
+    eval_decoder = "autoregressive"  # what held-out generation during training decodes with
+
+    def __init__(self, config: Config):
+        self.config = config
+        self.model: VQSpeech | None = None
+        self.trained: torch.nn.Module | None = None
+        self.clipped: dict[str, torch.nn.Module] = {}
+
+    def build_model(self, speakers: list[str]) -> VQSpeech:
+        self.config.model.n_speakers = len(speakers)
+        self.model = VQSpeech(self.config.model, speakers)
+        return self.model
+
+    def prepare(self, train_set: SpeechDataset, valid_set: SpeechDataset | None) -> None:
+        # Each training speaker's pitch range (and mean d-vector), measured on the training data: conversion to a
+        # training speaker renders in them.
+        measure_speakers(self.model, train_set)
+        self.trained, self.clipped = self.model, {"": self.model}
+
+    def loss(self, net: torch.nn.Module, batch: dict) -> tuple[dict, dict]:
+        """(weighted loss terms, metrics) for one batch; `net` is `trained` or its DDP wrapper."""
+        return net(**batch)
+
+    def state(self) -> dict:
+        """More entries for the checkpoint (primitives, or tensors such as a state dict) than the model."""
+        return {}
+
+    def restore(self, ckpt: dict, run_dir: Path) -> None:
+        """On resume, take back what state() wrote beyond its primitives (e.g. an auxiliary network)."""
+
+
 class Trainer:
-    def __init__(self, config: Config, resume: bool = False):
+    """The fit loop, for any Objective: random crops, Adam with warmup + cosine decay, clipping, bf16 autocast,
+    validation, held-out generation metrics, TensorBoard, atomic checkpoints and exact resume."""
+
+    def __init__(self, config: Config, resume: bool = False, objective: type[Objective] = Objective):
+        """`objective`: the kind of training (Objective, the VQ-VAE's, or a subclass), built here on `config`."""
         self.config = config
         self.rank, self.world = distributed.init()
         self.device = distributed.device(self.rank)
@@ -86,7 +132,8 @@ class Trainer:
         known = read_speakers(Path(config.data.manifest).parent / "speakers.csv")
         train_rows = [r for r in rows if r.split == "train"]
         speakers = sorted({r.speaker for r in train_rows})
-        self.model = self.build_model(speakers)  # may replace config.model (a frozen base model's)
+        self.objective = objective(config)
+        self.model = self.objective.build_model(speakers)  # may replace config.model (a frozen base model's)
         self.model.speaker_info = {s: {"gender": known[s].gender, "accent": known[s].accent, "region": known[s].region, "age": known[s].age}
                                    for s in speakers if s in known}
         self.model.to(self.device)
@@ -95,48 +142,26 @@ class Trainer:
                                        config.data.corpus_weights, config.data.voice_swap)
         self.valid_set = SpeechDataset(valid_rows, config.model, speakers, config.data.crop_samples) if valid_rows else None
         self.valid_rows = valid_rows
-        self.after_data()
+        self.objective.prepare(self.train_set, self.valid_set)
         # All of the trained module's parameters (Adam skips those without gradients, e.g. an EMA codebook),
         # so the optimizer's state lines up with checkpoints whatever requires_grad says.
-        self.optimizer = torch.optim.Adam(self.trained_module().parameters(), lr=t.lr)
+        self.optimizer = torch.optim.Adam(self.objective.trained.parameters(), lr=t.lr)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(config))
         self.generator = torch.Generator().manual_seed(t.seed + self.rank)
         self.step = 0
         self.cpu_seconds = 0.0
         if resume:
             self._resume()
-        self.ddp = (DistributedDataParallel(self.trained_module(), broadcast_buffers=False) if self.world > 1 else None)
+        self.ddp = (DistributedDataParallel(self.objective.trained, broadcast_buffers=False) if self.world > 1 else None)
         self.writer = None
         if self.rank == 0:
             from torch.utils.tensorboard import SummaryWriter
 
             self.writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=self.step or None)
 
-    # --- what an objective defines (this class: the VQ-VAE; see parallel_loop for another) --------
-
-    eval_decoder = "autoregressive"
-
-    def build_model(self, speakers: list[str]) -> VQSpeech:
-        self.config.model.n_speakers = len(speakers)
-        return VQSpeech(self.config.model, speakers)
-
-    def after_data(self) -> None:
-        """Measure each training speaker's pitch range (and mean d-vector) on the training data: conversion to
-        a training speaker renders in them."""
-        measure_speakers(self.model, self.train_set)
-
-    def trained_module(self) -> torch.nn.Module:
-        """The module whose parameters this objective trains (the one DDP wraps)."""
-        return self.model
-
-    def clipped_modules(self) -> dict[str, torch.nn.Module]:
-        """{metric prefix: module} whose gradients are clipped apart (train.grad_clip each): the model, and what an
-        objective trains beside it."""
-        return {"": self.model}
-
     def compute(self, net: torch.nn.Module, batch: dict) -> tuple[dict, dict]:
-        """(weighted loss terms, metrics) for one batch; `net` is trained_module() or its DDP wrapper."""
-        return net(**batch)
+        """The objective's (weighted loss terms, metrics) for one batch (on the trained module or its DDP wrapper)."""
+        return self.objective.loss(net, batch)
 
     # --- shared machinery -----------------------------------------------------------------------
 
@@ -150,7 +175,7 @@ class Trainer:
         if from_dict(ModelConfig, ckpt["config"]["model"]) != self.config.model:
             raise checkpoint.CheckpointError(f"{path}: model config differs from the one asked for; use a new run_dir")
         self.model.load_state_dict(ckpt["model"])
-        self.restore_extra_state(ckpt)
+        self.objective.restore(ckpt, self.run_dir)
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
         self.generator.set_state(ckpt["generator"][self.rank] if self.rank < len(ckpt["generator"]) else ckpt["generator"][0])
@@ -170,14 +195,6 @@ class Trainer:
         torch.distributed.all_gather(states, state)
         return states
 
-    def extra_state(self) -> dict:
-        """More entries for the checkpoint (primitives, or tensors such as a state dict): what a subclass must
-        record besides the model."""
-        return {}
-
-    def restore_extra_state(self, ckpt: dict) -> None:
-        """On resume, take back what extra_state() wrote beyond its primitives (e.g. an auxiliary network)."""
-
     def save(self) -> None:
         states = self._gather_generator_states()
         if self.rank != 0:
@@ -193,7 +210,7 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(),
             "generator": states,
             "torch_rng": torch.get_rng_state(),  # k-means init, dead-code restarts and jitter draw from it
-            **self.extra_state(),
+            **self.objective.state(),
         }
         checkpoint.save_checkpoint(self.run_dir / f"checkpoint-{self.step}.pt", state)
         checkpoint.prune_checkpoints(self.run_dir, self.config.train.keep_checkpoints)
@@ -203,8 +220,8 @@ class Trainer:
 
     def train_step(self, batch: dict) -> tuple[dict, dict]:
         self.model.eval()  # frozen parts (if any) stay in eval mode: no EMA codebook updates, no jitter
-        self.trained_module().train()
-        net = self.ddp or self.trained_module()
+        self.objective.trained.train()
+        net = self.ddp or self.objective.trained
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
             losses, metrics = self.compute(net, self._to_device(batch))
         loss = sum(losses.values())
@@ -212,7 +229,7 @@ class Trainer:
         loss.backward()
         # Each trained network clipped on its own (the model's norm as it always was, then any helper's, such as the code
         # adversary's), so that one cannot take the other's budget.
-        for name, module in self.clipped_modules().items():
+        for name, module in self.objective.clipped.items():
             trainable = [p for p in module.parameters() if p.requires_grad]
             metrics[f"train/{name}grad_norm"] = torch.nn.utils.clip_grad_norm_(trainable, self.config.train.grad_clip)
         self.optimizer.step()
@@ -226,7 +243,7 @@ class Trainer:
         batches = self.valid_set.fixed_batches(self.config.data.batch_size, self.config.train.val_batches)
         for batch in batches:
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-                losses, metrics = self.compute(self.trained_module(), self._to_device(batch))
+                losses, metrics = self.compute(self.objective.trained, self._to_device(batch))
             for k, v in {**losses, **metrics}.items():
                 totals[k] = totals.get(k, 0.0) + float(v) / len(batches)
         return totals
@@ -245,7 +262,7 @@ class Trainer:
             encoded = self.model.encode(wav)
             # A table model renders its own speaker's row; a vector model the voice the encoding carries.
             speaker = row.speaker if self.model.config.voice == "table" else None
-            decoded = self.model.decode(encoded, speaker, generator=gen, decoder=self.eval_decoder)
+            decoded = self.model.decode(encoded, speaker, generator=gen, decoder=self.objective.eval_decoder)
             scores.append(M.speech_quality(wav, decoded))
             if self.writer and len(scores) == 1:
                 self.writer.add_audio("eval/decoded", torch.from_numpy(decoded)[None], self.step, self.config.model.sample_rate)

@@ -1,6 +1,6 @@
 """Training the parallel decoder on a frozen VQ-VAE: codes' conditioning features + pitch -> waveform,
-with a multi-resolution STFT loss. Shares data, checkpoints, validation and logging with the VQ-VAE loop;
-only the model it builds and its loss differ."""
+with a multi-resolution STFT loss. An Objective for the one training loop (loop.Trainer): only the model it
+builds and its loss differ from the VQ-VAE's."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ from vqspeech.models.speaker_adversary import CodeSpeakerAdversary
 from vqspeech.models.speaker_classifier import train_speaker_classifier
 from vqspeech.models.vqvae import VQSpeech
 from vqspeech import checkpoint
-from vqspeech.train.loop import Trainer, measure_speakers
+from vqspeech.train import distributed
+from vqspeech.train.loop import Objective, Trainer, measure_speakers
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,10 @@ def init_voice_projection(model: VQSpeech, base_speakers: list[str], rows: torch
         model.voice_projection.bias.copy_(rm - cm @ weight)
 
 
-class ParallelTrainer(Trainer):
+class ParallelObjective(Objective):
+    """The parallel decoder on a base model (frozen, or with train.joint its codes' side too), by a multi-resolution
+    STFT loss, with the optional conversion terms (a speaker judge's, the voice loss) and the code adversary."""
+
     eval_decoder = "parallel"
 
     def build_model(self, speakers: list[str]) -> VQSpeech:
@@ -64,7 +68,11 @@ class ParallelTrainer(Trainer):
         self.transplant = model_config.voice == "table" and self.config.model.voice == "vector"
         if self.transplant and not self.config.train.joint:
             raise ValueError("model.voice=vector on a table-voice base trains the codes' side anew: it needs train.joint")
-        if not self.transplant and base["speakers"] != speakers:
+        # A vector-voice base given a manifest of other speakers (more of them, say): its voices come from each
+        # utterance's d-vector, so only what is measured per training speaker (mean d-vectors, pitch ranges) is
+        # measured anew on this manifest. A table-voice base keeps its speakers: its table rows are its voices.
+        self.reseat = model_config.voice == "vector" and base["speakers"] != speakers
+        if not self.transplant and not self.reseat and base["speakers"] != speakers:
             raise ValueError(f"{path}: its speakers {base['speakers']} are not this manifest's training speakers {speakers}")
         # The VQ-VAE's training cost, carried into every checkpoint (and shipped model) of this run. A base that
         # already has a parallel decoder starts this one from it (fine-tuning, e.g. with a new loss or joint):
@@ -77,8 +85,13 @@ class ParallelTrainer(Trainer):
         if self.transplant:
             model_config.voice, model_config.n_speakers = "vector", len(speakers)
             self.base_rows = (base["speakers"], state.pop("speaker_embedding.weight"))
-            state.pop("speaker_lf0")  # measured anew on this manifest's speakers (after_data)
+            state.pop("speaker_lf0")  # measured anew on this manifest's speakers (prepare)
             new_parts += ("voice_projection.", "speaker_dvectors", "speaker_lf0")
+        if self.reseat:
+            model_config.n_speakers = len(speakers)
+            for name in ("speaker_dvectors", "speaker_lf0"):
+                state.pop(name)
+            new_parts += ("speaker_dvectors", "speaker_lf0")
         self.config.model = model_config
         model = VQSpeech(model_config, speakers)
         missing, unexpected = model.load_state_dict(state, strict=False)
@@ -87,7 +100,7 @@ class ParallelTrainer(Trainer):
         if unexpected or any(not k.startswith(new_parts) for k in missing):
             raise checkpoint.CheckpointError(f"{path}: does not fit this model (missing {missing[:3]}, unexpected {unexpected[:3]})")
         joint = self.config.train.joint
-        if joint and self.world > 1:
+        if joint and distributed.world_size() > 1:
             raise ValueError("train.joint runs in one process (its loss calls the model's parts directly, past DDP)")
         if self.config.train.code_adversary_weight > 0 and not joint:
             raise ValueError("train.code_adversary_weight pushes the encoder: it needs train.joint")
@@ -103,39 +116,50 @@ class ParallelTrainer(Trainer):
             fft_sizes=[2048, 1024, 512, 256, 128], hop_sizes=[512, 256, 128, 64, 32], win_lengths=[2048, 1024, 512, 256, 128])
         log.info("parallel decoder on %s %s (step %s): %.2f M trainable parameters", "jointly trained codes of" if joint else "frozen",
                  path, base["step"], sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6)
+        self.model = model
         return model
 
-    def extra_state(self) -> dict:
+    def state(self) -> dict:
         state = {"base_training": self.base_training, "init_training": self.init_training}
         if self.adversary is not None:
             state["code_adversary"] = self.adversary.state_dict()
         return state
 
-    def restore_extra_state(self, ckpt: dict) -> None:
+    def restore(self, ckpt: dict, run_dir) -> None:
         # With or without an adversary, a run resumes as it started: the optimizer's state must line up.
         if (self.adversary is not None) != ("code_adversary" in ckpt):
             has = "has a" if "code_adversary" in ckpt else "has no"
-            raise checkpoint.CheckpointError(f"{self.run_dir}: its checkpoint at step {ckpt['step']} {has} code adversary "
+            raise checkpoint.CheckpointError(f"{run_dir}: its checkpoint at step {ckpt['step']} {has} code adversary "
                                              "(train.code_adversary_weight): resume with the config the run started with")
         if self.adversary is not None:
             self.adversary.load_state_dict(ckpt["code_adversary"])
 
-    def after_data(self) -> None:
-        # The speakers' pitch ranges come with the frozen model, unless its voices were transplanted. The
+    def prepare(self, train_set, valid_set) -> None:
+        # The speakers' pitch ranges come with the frozen model, unless its voices were transplanted or its
+        # speakers changed. The
         # conversion loss's judge is trained here, deterministically, so a resumed run rebuilds the same one.
+        if self.transplant or self.reseat:
+            measure_speakers(self.model, train_set)
         if self.transplant:
-            measure_speakers(self.model, self.train_set)
             init_voice_projection(self.model, *self.base_rows)
         self.speaker_classifier = None
         t = self.config.train
         if t.speaker_loss_weight > 0:
-            self.speaker_classifier = train_speaker_classifier(self.train_set, self.valid_set, self.config.model.n_speakers,
+            self.speaker_classifier = train_speaker_classifier(train_set, valid_set, self.config.model.n_speakers,
                                                                t.speaker_classifier_steps, seed=t.seed)
-        # The code adversary trains alongside the model, in the same optimizer (see trained_module).
-        self.adversary, self._joint_modules = None, None
+        # The code adversary trains alongside the model, in the same optimizer.
+        self.adversary = None
         if t.code_adversary_weight > 0:
-            self.adversary = CodeSpeakerAdversary(self.config.model.latent_dim, self.config.model.n_speakers).to(self.device)
-            self._joint_modules = torch.nn.ModuleDict({"model": self.model, "adversary": self.adversary})
+            self.adversary = CodeSpeakerAdversary(self.config.model.latent_dim, self.config.model.n_speakers).to(self.model.device)
+        # Joint: the whole model (the frozen WaveNet's parameters get no gradient, so Adam leaves them be), and the
+        # code adversary if there is one; else the parallel decoder alone.
+        if not t.joint:
+            self.trained = self.model.parallel
+        elif self.adversary is not None:
+            self.trained = torch.nn.ModuleDict({"model": self.model, "adversary": self.adversary})
+        else:
+            self.trained = self.model
+        self.clipped = {"": self.model, **({"adversary_": self.adversary} if self.adversary is not None else {})}
 
     def voice_loss(self, quantized: torch.Tensor, pitch: torch.Tensor, batch: dict, decoder) -> tuple[dict, dict]:
         """Each crop's codes decoded in the next crop's voice (d-vector and pitch range: mostly another speaker)
@@ -161,17 +185,7 @@ class ParallelTrainer(Trainer):
             metrics["convert/profile_gap"] = gap.detach()
         return losses, metrics
 
-    def clipped_modules(self) -> dict[str, torch.nn.Module]:
-        return {"": self.model, **({"adversary_": self.adversary} if self.adversary is not None else {})}
-
-    def trained_module(self) -> torch.nn.Module:
-        # Joint: the whole model (the frozen WaveNet's parameters get no gradient, so Adam leaves them be), and
-        # the code adversary if there is one.
-        if not self.config.train.joint:
-            return self.model.parallel
-        return self._joint_modules if self.adversary is not None else self.model
-
-    def compute(self, net: torch.nn.Module, batch: dict) -> tuple[dict, dict]:
+    def loss(self, net: torch.nn.Module, batch: dict) -> tuple[dict, dict]:
         model, joint = self.model, self.config.train.joint
         wav, speaker, pitch = batch["wav"], batch["speaker"], batch["pitch"]
         with torch.no_grad():
@@ -217,6 +231,6 @@ class ParallelTrainer(Trainer):
 
 def train_parallel(config, resume: bool = False):
     """Train (or fine-tune) the parallel decoder as `config` says; -> the run folder."""
-    trainer = ParallelTrainer(config, resume)
+    trainer = Trainer(config, resume, ParallelObjective)
     trainer.fit()
     return trainer.run_dir

@@ -21,7 +21,7 @@ from torch.nn import functional as F
 from vqspeech import checkpoint
 from vqspeech.config import ModelConfig, from_dict
 from vqspeech.models.vqvae import VQSpeech
-from vqspeech.train.loop import Trainer
+from vqspeech.train.loop import Objective, Trainer
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,9 @@ def base_costs(base: checkpoint.Checkpoint, path) -> dict:
             "wavenet_training": checkpoint.wavenet_training(base) or {"steps": 0, "cpu_seconds": 0.0}}
 
 
-class WaveNetTrainer(Trainer):
+class WaveNetObjective(Objective):
+    """The WaveNet alone on a finished model, everything else frozen, by its cross-entropy."""
+
     eval_decoder = "autoregressive"
 
     def build_model(self, speakers: list[str]) -> VQSpeech:
@@ -84,21 +86,17 @@ class WaveNetTrainer(Trainer):
         model.eval()
         log.info("WaveNet on the frozen codes of %s: %.2f M trainable parameters", path,
                  sum(p.numel() for p in model.decoder.parameters()) / 1e6)
+        self.model = model
         return model
 
-    def after_data(self) -> None:
-        pass  # the speakers' pitch ranges and d-vectors are the base model's, frozen with it
+    def prepare(self, train_set, valid_set) -> None:
+        # The speakers' pitch ranges and d-vectors are the base model's, frozen with it.
+        self.trained, self.clipped = self.model.decoder, {"": self.model.decoder}
 
-    def trained_module(self) -> torch.nn.Module:
-        return self.model.decoder
-
-    def clipped_modules(self) -> dict[str, torch.nn.Module]:
-        return {"": self.model.decoder}
-
-    def extra_state(self) -> dict:
+    def state(self) -> dict:
         return dict(self.costs)
 
-    def compute(self, net: torch.nn.Module, batch: dict) -> tuple[dict, dict]:
+    def loss(self, net: torch.nn.Module, batch: dict) -> tuple[dict, dict]:
         model, c = self.model, self.model.config
         wav, pitch, lf0 = batch["wav"], batch["pitch"], batch["lf0"]
         with torch.no_grad():  # the frozen model up to the WaveNet's inputs
@@ -117,6 +115,6 @@ class WaveNetTrainer(Trainer):
 
 def train_wavenet(config, resume: bool = False):
     """Train the WaveNet of `config.train.base_model` as `config` says; -> the run folder."""
-    trainer = WaveNetTrainer(config, resume)
+    trainer = Trainer(config, resume, WaveNetObjective)
     trainer.fit()
     return trainer.run_dir
