@@ -298,6 +298,10 @@ class VQSpeech(nn.Module):
         return np.clip(audio.deemphasis(y, self.config.preemphasis), -1.0, 1.0)
 
 
+QUANTIZER_TRAINING_RULE = ("method", "em_samples", "em_temperature", "gumbel_tau_start", "gumbel_tau_end",
+                           "gumbel_anneal_steps", "gumbel_kl_weight")
+
+
 def model_fingerprint(model: VQSpeech) -> bytes:
     """8 bytes that name the code space of `model`: codes only mean something to the codebook that made them.
 
@@ -313,6 +317,11 @@ def model_fingerprint(model: VQSpeech) -> bytes:
     c = asdict(model.config)
     code_space = {k: c[k] for k in ("sample_rate", "latent_dim", "encoder", "quantizer", "pitch", "pitch_levels",
                                     "pitch_frames", "pitch_z_range")}  # not the decoders' settings
+    # The training rule of the codebook (QuantizerConfig.method and its settings, added after models had shipped) is
+    # left out: inference takes the nearest code whichever rule trained it, and the weights below tell codebooks
+    # apart; leaving it out keeps the fingerprints of every file made before it.
+    for name in QUANTIZER_TRAINING_RULE:
+        code_space["quantizer"].pop(name)
     digest = hashlib.sha256(json.dumps(code_space, sort_keys=True).encode())
     tensors = {f"encoder.{k}": v for k, v in model.encoder.state_dict().items()}
     tensors["quantizer.codebook"] = model.quantizer.codebook
