@@ -29,10 +29,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.common import machine_note, write_atomic  # noqa: E402
-from bench.vc_unseen import N_REFERENCES, SR, unseen_speakers  # noqa: E402
-from vqspeech import audio, checkpoint, convert, speaker_encoder  # noqa: E402
+from bench.vc_unseen import SR, HeldOutVoices  # noqa: E402
+from vqspeech import audio, checkpoint, convert  # noqa: E402
 from vqspeech.data import corpora  # noqa: E402
-from vqspeech.eval import speaker_id, speaker_judge  # noqa: E402
 from vqspeech.models.encoding import Encoded  # noqa: E402
 
 VARIANTS = {"own": "nothing replaced: the codec's ceiling", "flat": "intonation flattened to the speaker's mean",
@@ -77,24 +76,19 @@ def main() -> None:
     c = model.config
     if not c.pitch:
         sys.exit(f"{args.model}: a model without pitch side information has no intonation to replace")
-    targets, groups = unseen_speakers(args.targets_data)
-    names = sorted(targets)
-    refs = {t: targets[t][:N_REFERENCES] for t in names}
-    enrol = {t: targets[t][N_REFERENCES:] for t in names}
-    centroids = np.stack([speaker_encoder.embed_speaker(enrol[t]) for t in names])
-    judge = speaker_judge.SpeakerJudge.fit(enrol)
+    voices = HeldOutVoices(args.targets_data)
     vcc = sorted((it for it in corpora.vcc2016(args.vcc) if it.split == "valid" and it.speaker in ("SF1", "SM1")),
                  key=lambda it: (it.utterance, it.speaker))[:4]
     contours = [model.encode(audio.load(it.path, SR)).pitch.numpy() for it in vcc]
     hits = {v: [] for v in VARIANTS}
-    for t in names:
-        voice = convert.reference_voice(model, refs[t])
-        for k, wav in enumerate(refs[t][: args.per_target]):
+    for t in voices.names:
+        voice = convert.reference_voice(model, voices.refs[t])
+        for k, wav in enumerate(voices.refs[t][: args.per_target]):
             e = model.encode(wav)
             for variant, encoded in (("own", e), ("flat", flat(e, c.pitch_levels)), ("foreign", foreign(e, contours[k % len(contours)])),
                                      ("slow", slow(e, c.pitch_frames, c.hop))):
                 y = convert.render(model, encoded, voice, generator=torch.Generator().manual_seed(0))
-                hits[variant].append((speaker_id.nearest(speaker_encoder.embed(y), names, centroids) == t, judge.identify(y) == t))
+                hits[variant].append(tuple(said == t for said in voices.judged(y)))
     n = len(hits["own"])
     lines = ["# What the conversion bench's judges hear of prosody", "",
              f"Model `{args.model}`; the 20 held-out speechocean762 speakers' own reference recordings ({args.per_target} each, "

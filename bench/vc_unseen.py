@@ -53,6 +53,23 @@ def unseen_speakers(root: Path) -> tuple[dict[str, list[np.ndarray]], dict[str, 
     return dict(recordings), groups
 
 
+class HeldOutVoices:
+    """The 20 held-out voices as the conversion benches use them: each speaker's first N_REFERENCES recordings are
+    the references a voice is found from, the rest enrol the two judges, which name a recording's speaker."""
+
+    def __init__(self, root: Path):
+        recordings, self.groups = unseen_speakers(root)
+        self.names = sorted(recordings)
+        self.refs = {t: recordings[t][:N_REFERENCES] for t in self.names}
+        enrol = {t: recordings[t][N_REFERENCES:] for t in self.names}
+        self.centroids = np.stack([speaker_encoder.embed_speaker(enrol[t]) for t in self.names])
+        self.judge = speaker_judge.SpeakerJudge.fit(enrol)
+
+    def judged(self, wav: np.ndarray) -> tuple[str, str]:
+        """-> (the speaker resemblyzer names, the speaker the MFCC judge names)."""
+        return speaker_id.nearest(speaker_encoder.embed(wav), self.names, self.centroids), self.judge.identify(wav)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True)
@@ -69,15 +86,8 @@ def main() -> None:
     import librosa
 
     model = checkpoint.load(args.model)
-    targets, groups = unseen_speakers(args.targets_data)
-    names = sorted(targets)
-    refs = {t: targets[t][:N_REFERENCES] for t in names}
-    enrol = {t: targets[t][N_REFERENCES:] for t in names}
-    centroids = np.stack([speaker_encoder.embed_speaker(enrol[t]) for t in names])
-    judge = speaker_judge.SpeakerJudge.fit(enrol)
-
-    def judged(wav: np.ndarray) -> tuple[str, str]:
-        return speaker_id.nearest(speaker_encoder.embed(wav), names, centroids), judge.identify(wav)
+    voices = HeldOutVoices(args.targets_data)
+    names, groups, refs, judged = voices.names, voices.groups, voices.refs, voices.judged
 
     ceiling = {t: [judged(w) for w in refs[t]] for t in names}
     vcc = [it for it in corpora.vcc2016(args.vcc) if it.split == "valid" and it.speaker in args.sources]
