@@ -55,6 +55,13 @@ class QuantizerConfig:
         return self.method == "gumbel" or (self.method == "nearest" and not self.ema)
 
 
+QUANTIZER_METHODS = ("nearest", "soft_em", "gumbel")
+# The fields of the codebook's training rule: left out of a model's fingerprint (vqvae.model_fingerprint), since
+# inference takes the nearest code whichever rule trained the codebook.
+QUANTIZER_TRAINING_RULE = ("method", "em_samples", "em_temperature", "gumbel_tau_start", "gumbel_tau_end",
+                           "gumbel_anneal_steps", "gumbel_kl_weight")
+
+
 @dataclass
 class DecoderConfig:
     residual_channels: int = 64
@@ -333,7 +340,7 @@ def read_yaml(path: str | Path) -> dict:
 # (dotted name, test, what it must be): checked when a config is loaded, before a run folder or a model exists.
 _CHECKS = [
     ("model.quantizer.codebook_size", lambda v: v >= 2, "at least 2"),
-    ("model.quantizer.method", lambda v: v in ("nearest", "soft_em", "gumbel"), "nearest, soft_em or gumbel"),
+    ("model.quantizer.method", lambda v: v in QUANTIZER_METHODS, "nearest, soft_em or gumbel"),
     ("model.quantizer.em_samples", lambda v: v >= 1, "at least 1"),
     ("model.quantizer.em_temperature", lambda v: v > 0, "positive"),
     ("model.quantizer.gumbel_tau_start", lambda v: v > 0, "positive"),

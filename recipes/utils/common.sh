@@ -6,7 +6,7 @@
 set -euo pipefail
 
 _script=${BASH_SOURCE[1]:-$0}
-die() { echo "$(basename "$(dirname "$_script")")/run.sh: error: $*" >&2; exit 2; }
+die() { echo "$(basename "$(dirname "$_script")")/$(basename "$_script"): error: $*" >&2; exit 2; }
 
 while [ $# -gt 0 ]; do
     case $1 in

@@ -18,7 +18,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from vqspeech import audio, features
-from vqspeech.config import ModelConfig
+from vqspeech.config import QUANTIZER_TRAINING_RULE, ModelConfig
 from vqspeech.models.encoder import Encoder
 from vqspeech.models.encoding import VOICE_SECONDS, Encoded, encode_stream
 from vqspeech.models.parallel import ParallelDecoder
@@ -160,9 +160,9 @@ class VQSpeech(nn.Module):
                 dvector: torch.Tensor | None = None):
         """wav [B, T] float (T a multiple of pitch_hop), speaker [B], pitch [B, T // pitch_hop], lf0 [B, 2],
         dvector [B, 256] (voice="vector") -> (losses: dict of weighted scalar terms, metrics: dict of scalars)."""
-        vq, cond, code_losses, metrics = self.code_side(wav, speaker, pitch, dvector)
+        vq, voice, cond, code_losses, metrics = self.code_side(wav, speaker, pitch, dvector)
         target, prev = self.teacher_forcing(wav)
-        logits = self.decoder(prev, cond, self.wavenet_inputs(cond, pitch, lf0, self.training_voice(speaker, dvector)))
+        logits = self.decoder(prev, cond, self.wavenet_inputs(cond, pitch, lf0, voice))
         return {"recon/ce": F.cross_entropy(logits.float(), target), **code_losses}, metrics
 
     def teacher_forcing(self, wav: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -184,17 +184,19 @@ class VQSpeech(nn.Module):
                   dvector: torch.Tensor | None = None):
         """The training pass up to the decoders' conditioning, shared by the WaveNet's objective (forward) and
         the parallel decoder's joint training: wav [B, T], speaker [B], pitch [B, T // pitch_hop], dvector
-        [B, 256] or None -> (QuantizerOutput, cond [B, C, F], losses (VQ terms, auxiliary mel), metrics)."""
+        [B, 256] or None -> (QuantizerOutput, the voice [B, speaker_dim] cond was made with, cond [B, C, F], losses
+        (VQ terms, auxiliary mel), metrics)."""
         c = self.config
         vq = self.quantizer(self.encoder(wav[:, None]))
         quantized = self.jitter(vq.quantized) if self.training and c.jitter > 0 else vq.quantized
-        cond = self.condition(quantized, self.training_voice(speaker, dvector), pitch)
+        voice = self.training_voice(speaker, dvector)
+        cond = self.condition(quantized, voice, pitch)
         losses = dict(vq.losses)
         if self.mel_head is not None:
             mel = features.log_mel(wav, c.hop, c.sample_rate, c.n_mels)
             losses["aux/mel"] = c.mel_weight * F.l1_loss(self.mel_head(cond).float(), mel)
         metrics = {"vq/perplexity": vq.perplexity.detach(), "vq/usage": vq.usage.detach()}
-        return vq, cond, losses, metrics
+        return vq, voice, cond, losses, metrics
 
     # --- inference ------------------------------------------------------------------------------
 
@@ -298,10 +300,6 @@ class VQSpeech(nn.Module):
         return np.clip(audio.deemphasis(y, self.config.preemphasis), -1.0, 1.0)
 
 
-QUANTIZER_TRAINING_RULE = ("method", "em_samples", "em_temperature", "gumbel_tau_start", "gumbel_tau_end",
-                           "gumbel_anneal_steps", "gumbel_kl_weight")
-
-
 def model_fingerprint(model: VQSpeech) -> bytes:
     """8 bytes that name the code space of `model`: codes only mean something to the codebook that made them.
 
@@ -320,7 +318,7 @@ def model_fingerprint(model: VQSpeech) -> bytes:
     # The training rule of the codebook (QuantizerConfig.method and its settings, added after models had shipped) is
     # left out: inference takes the nearest code whichever rule trained it, and the weights below tell codebooks
     # apart; leaving it out keeps the fingerprints of every file made before it.
-    for name in QUANTIZER_TRAINING_RULE:
+    for name in QUANTIZER_TRAINING_RULE:  # config.py, beside QuantizerConfig
         code_space["quantizer"].pop(name)
     digest = hashlib.sha256(json.dumps(code_space, sort_keys=True).encode())
     tensors = {f"encoder.{k}": v for k, v in model.encoder.state_dict().items()}

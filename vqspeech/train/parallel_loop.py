@@ -135,9 +135,8 @@ class ParallelObjective(Objective):
             self.adversary.load_state_dict(ckpt["code_adversary"])
 
     def prepare(self, train_set, valid_set) -> None:
-        # The speakers' pitch ranges come with the frozen model, unless its voices were transplanted or its
-        # speakers changed. The
-        # conversion loss's judge is trained here, deterministically, so a resumed run rebuilds the same one.
+        # The speakers' pitch ranges come with the frozen model, unless its voices were transplanted or its speakers
+        # changed. The conversion loss's judge is trained here, deterministically, so a resumed run rebuilds the same one.
         if self.transplant or self.reseat:
             measure_speakers(self.model, train_set)
         if self.transplant:
@@ -192,18 +191,15 @@ class ParallelObjective(Objective):
             f0 = model.f0(pitch, batch["lf0"])
         dvector = batch.get("dvector")
         if joint:  # codes trained through this loss too (plus their own VQ and mel terms)
-            vq, cond, losses, metrics = model.code_side(wav, speaker, pitch, dvector)
+            vq, voice, cond, losses, metrics = model.code_side(wav, speaker, pitch, dvector)
             decoder = model.parallel
         else:
             with torch.no_grad():  # the frozen VQ-VAE (in eval mode: see Trainer.train_step)
                 vq = model.quantizer(model.encoder(wav[:, None]))
-                cond = model.condition(vq.quantized, model.training_voice(speaker, dvector), pitch)
+                voice = model.training_voice(speaker, dvector)
+                cond = model.condition(vq.quantized, voice, pitch)
             losses, metrics, decoder = {}, {}, net
-        # The voice again, for a decoder that reads it in every block (parallel.voice_film); with joint training its
-        # gradient reaches the voice table or projection through both paths.
-        with torch.set_grad_enabled(joint and torch.is_grad_enabled()):
-            voice = model.training_voice(speaker, dvector)
-        out = decoder(cond.float(), f0, voice=voice)
+        out = decoder(cond.float(), f0, voice=voice)  # the voice again for a decoder with parallel.voice_film
         losses = {"recon/mrstft": self.stft_loss(out[:, None].float(), wav[:, None]), **losses}
         if self.speaker_classifier is not None:
             # Each crop decoded in another training speaker's voice and pitch range, as `convert` does. When
