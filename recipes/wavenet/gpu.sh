@@ -46,7 +46,6 @@ wheels=(soundfile==0.14.0 cffi==2.0.0 pycparser==3.0 soxr==1.1.0 librosa==0.11.0
 if stage_on 0 "pack the data, the model and the wheels -> $pack"; then
     [ -n "$model" ] || die "--model: give the model whose WaveNet is trained"
     [ -f "$manifest" ] || die "${manifest:-(none)}: no such manifest; give --manifest"
-    grep -qx "/$(basename "$pack")/" "$repo/.git/info/exclude" 2>/dev/null || echo "/$(basename "$pack")/" >> "$repo/.git/info/exclude"
     rm -rf "$pack" && mkdir -p "$pack/data" "$pack/whl"
     "$python" - "$manifest" "$pack/data" "$per_speaker" "$valid" <<'EOF'
 import csv, shutil, sys
