@@ -9,6 +9,8 @@ Systems, per (source utterance, target):
   none         the source recording itself
   pitch-shift  the source shifted to the references' median F0 (librosa.effects.pitch_shift)
   vqspeech     convert.reference_voice(model, references) rendered by the model (`--to-reference`)
+  vqspeech-knnK  the same, the source's latents first matched to the references' K nearest frames
+               (convert.LatentMatch; `--match-k K`), for each K of --match-k
 Judges, each choosing among the 20 held-out voices, enrolled on each target's 5 recordings that are not the
 references:
   resemblyzer  nearest centroid of d-vectors: the embedding model the vector-voice decoder is conditioned on, so
@@ -80,6 +82,7 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=REPO / "bench" / "results")
     p.add_argument("--name", default="vc-unseen")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--match-k", type=int, nargs="*", default=[], help="also convert with kNN-matched latents, for each K")
     args = p.parse_args()
     torch.set_num_threads(1)
     t0 = time.perf_counter()
@@ -114,15 +117,18 @@ def main() -> None:
         encoded = model.encode(src)
         source_f0 = math.exp(convert.reference_pitch(model, [src])[0])
         for t in names:
-            for system in ("none", "pitch-shift", "vqspeech"):
+            for system in ("none", "pitch-shift", "vqspeech", *(f"vqspeech-knn{k}" for k in args.match_k)):
                 start = time.perf_counter()
                 if system == "none":
                     y = src
                 elif system == "pitch-shift":
                     steps = 12 * math.log2(math.exp(voices[t].lf0[0]) / source_f0)
                     y = librosa.effects.pitch_shift(src, sr=SR, n_steps=steps).astype(np.float32)
-                else:
+                elif system == "vqspeech":
                     y = convert.render(model, encoded, voices[t], generator=torch.Generator().manual_seed(args.seed))
+                else:
+                    matched = model.encode(src, latent_map=convert.LatentMatch(model, refs[t], int(system.removeprefix("vqspeech-knn"))))
+                    y = convert.render(model, matched, voices[t], generator=torch.Generator().manual_seed(args.seed))
                 seconds = time.perf_counter() - start
                 by_resemblyzer, by_mfcc = judged(y)
                 rows.append({"source": it.speaker, "sentence": it.utterance, "target": t, "group": groups[t], "system": system,
@@ -131,9 +137,12 @@ def main() -> None:
                              # The source itself agrees with itself: recognising it again would only cost time.
                              "words": 1.0 if system == "none" else words.agreement(heard, words.recognise(y)),
                              "rtf": seconds / (len(src) / SR)})
-        done = [r for r in rows if r["system"] == "vqspeech"]
-        print(f"[{k + 1}/{len(sources)}] {it.speaker}/{it.utterance}: vqspeech so far {np.mean([r['id_resemblyzer'] for r in done]):.0%} "
-              f"(resemblyzer) / {np.mean([r['id_mfcc'] for r in done]):.0%} (mfcc-lda)", flush=True)
+        so_far = []
+        for system in dict.fromkeys(r["system"] for r in rows if r["system"].startswith("vqspeech")):
+            done = [r for r in rows if r["system"] == system]
+            so_far.append(f"{system} {np.mean([r['id_resemblyzer'] for r in done]):.0%} / {np.mean([r['id_mfcc'] for r in done]):.0%}"
+                          f" / words {np.nanmean([r['words'] for r in done]):.2f}")
+        print(f"[{k + 1}/{len(sources)}] {it.speaker}/{it.utterance} so far (resemblyzer / mfcc-lda): {'; '.join(so_far)}", flush=True)
     write_report(args, rows, ceiling, groups, float(np.mean(voice_seconds)), time.perf_counter() - t0, model.config.voice,
                  resynthesis)
 
@@ -150,12 +159,14 @@ def write_report(args, rows, ceiling, groups, voice_seconds, wall, model_voice: 
         w.writerows(rows)
     ckpt = torch.load(args.model, map_location="cpu", weights_only=True)
     n_targets = len(ceiling)
+    systems = list(dict.fromkeys(r["system"] for r in rows))
+    converters = [x for x in systems if x.startswith("vqspeech")]
     lines = [
         "# Voice conversion to voices the model never heard",
         "",
         f"Model `{args.model}` (step {ckpt.get('step')}); sources: {len({(r['source'], r['sentence']) for r in rows})} VCC 2016 "
         f"held-out sentences ({' '.join(args.sources)}); targets: the {n_targets} held-out speechocean762 speakers "
-        f"(corpora.SPEECHOCEAN_UNSEEN), each from {N_REFERENCES} of its recordings; {len(rows) // 3} conversions per system; "
+        f"(corpora.SPEECHOCEAN_UNSEEN), each from {N_REFERENCES} of its recordings; {len(rows) // len(systems)} conversions per system; "
         f"whole run {wall / 60:.1f} min on one CPU thread.",
         f"Command: `python bench/vc_unseen.py {' '.join(sys.argv[1:])}`",
         "",
@@ -166,7 +177,7 @@ def write_report(args, rows, ceiling, groups, voice_seconds, wall, model_voice: 
         "| system | id as target (resemblyzer) | id as target (mfcc-lda) | word agreement | RTF |",
         "|---|---|---|---|---|",
     ]
-    for system in ("none", "pitch-shift", "vqspeech"):
+    for system in systems:
         r = [x for x in rows if x["system"] == system]
         lines.append(f"| {system} | {share(r, 'id_resemblyzer')} | {share(r, 'id_mfcc')} | "
                      f"{np.nanmean([x['words'] for x in r]):.2f} | {np.mean([x['rtf'] for x in r]):.3f} |")
@@ -186,27 +197,41 @@ def write_report(args, rows, ceiling, groups, voice_seconds, wall, model_voice: 
             f"{np.mean([j[1] == t for t, js in resynthesis.items() for j in js]):.0%}. A conversion keeps the source's timing, "
             "intonation and accent on top of what the codec loses, so this is its practical ceiling with these judges.",
         ]
+    if len(converters) > 1:
+        lines += ["", "Paired with vqspeech on the same conversions (mean difference ± standard error, in points for the "
+                  "judges):", ""]
+        base = {(x["source"], x["sentence"], x["target"]): x for x in rows if x["system"] == "vqspeech"}
+        for system in converters[1:]:
+            mine = [x for x in rows if x["system"] == system]
+            parts = []
+            for key, scale in (("id_resemblyzer", 100), ("id_mfcc", 100), ("words", 1)):
+                d = np.array([scale * (float(x[key]) - float(base[x["source"], x["sentence"], x["target"]][key])) for x in mine])
+                d = d[np.isfinite(d)]
+                parts.append(f"{key} {d.mean():+.{0 if scale > 1 else 3}f} ± {d.std(ddof=1) / math.sqrt(len(d)):.{1 if scale > 1 else 3}f}")
+            lines.append(f"- {system}: " + "; ".join(parts))
     lines += [
         "",
-        "vqspeech per group of targets:",
+        "Per group of targets:",
         "",
-        "| group | conversions | id as target (resemblyzer) | id as target (mfcc-lda) | word agreement |",
-        "|---|---|---|---|---|",
+        "| group | system | conversions | id as target (resemblyzer) | id as target (mfcc-lda) | word agreement |",
+        "|---|---|---|---|---|---|",
     ]
     for group in sorted(set(groups.values())):
-        r = [x for x in rows if x["system"] == "vqspeech" and x["group"] == group]
-        lines.append(f"| {group} | {len(r)} | {share(r, 'id_resemblyzer')} | {share(r, 'id_mfcc')} | "
-                     f"{np.nanmean([x['words'] for x in r]):.2f} |")
+        for system in converters:
+            r = [x for x in rows if x["system"] == system and x["group"] == group]
+            lines.append(f"| {group} | {system} | {len(r)} | {share(r, 'id_resemblyzer')} | {share(r, 'id_mfcc')} | "
+                         f"{np.nanmean([x['words'] for x in r]):.2f} |")
     lines += [
         "",
-        "Per source speaker (vqspeech):",
+        "Per source speaker:",
         "",
-        "| source | id as target (resemblyzer) | id as target (mfcc-lda) |",
-        "|---|---|---|",
+        "| source | system | id as target (resemblyzer) | id as target (mfcc-lda) |",
+        "|---|---|---|---|",
     ]
     for s in args.sources:
-        r = [x for x in rows if x["system"] == "vqspeech" and x["source"] == s]
-        lines.append(f"| {s} | {share(r, 'id_resemblyzer')} | {share(r, 'id_mfcc')} |")
+        for system in converters:
+            r = [x for x in rows if x["system"] == system and x["source"] == s]
+            lines.append(f"| {s} | {system} | {share(r, 'id_resemblyzer')} | {share(r, 'id_mfcc')} |")
     lines += [
         "",
         f"- Finding each voice from its references took {voice_seconds:.2f} s (once per target, not in the RTF).",

@@ -124,6 +124,28 @@ def test_convert_needs_exactly_one_voice(model):
         convert.convert(model, wav, target="zed")
 
 
+def test_latent_match_puts_the_references_codes_in_the_source_order(model):
+    """kNN matching of the latents: with k=1 each frame becomes its nearest reference frame, so a source matched to
+    itself keeps its codes, and a source matched to another voice uses only codes that voice produced; it works frame
+    by frame, so chunked encoding gives the same codes; with a training speaker as the target it is refused."""
+    src, ref = speech(1.5, 150, seed=1), speech(1.2, 240, seed=2)
+    plain = model.encode(src)
+    assert torch.equal(model.encode(src, latent_map=convert.LatentMatch(model, [src], k=1)).codes, plain.codes)
+    matched = model.encode(src, latent_map=convert.LatentMatch(model, [ref], k=1)).codes
+    assert set(matched.tolist()) <= set(model.encode(ref).codes.tolist())
+    assert not torch.equal(matched, plain.codes)
+    from vqspeech.models.encoding import encode_stream
+
+    match = convert.LatentMatch(model, [ref], k=3)
+    one_shot = model.encode(src, latent_map=match)
+    chunked = encode_stream(model, [src[:7000], src[7000:]], src.size, encoder_seconds=0.25, latent_map=match)
+    assert torch.equal(chunked.codes, one_shot.codes) and torch.equal(chunked.pitch, plain.pitch)
+    with pytest.raises(ValueError, match="reference recordings"):
+        convert.convert(model, src, target="bob", match_k=4)
+    with pytest.raises(ValueError, match="at least 1"):
+        convert.LatentMatch(model, [ref], k=0)
+
+
 def test_reference_pitch_comes_from_the_references(model, recorder):
     refs = [speech(1.0, f0=260.0, seed=s) for s in (4, 5)]
     out = convert.convert(model, speech(1.0, f0=120.0, seed=6), references=refs)

@@ -48,6 +48,9 @@ class QuantizerConfig:
     gumbel_tau_end: float = 0.0625
     gumbel_anneal_steps: int = 5000
     gumbel_kl_weight: float = 0.01
+    # Codes at two rates (models/two_rate.py, after VQ-VAE-2): a codebook of this size for top codes, one per pitch
+    # frame, and the bottom codes (codebook_size) quantising what the top does not carry. 0: codes at one rate.
+    top_codebook_size: int = 0
 
     @property
     def codebook_by_gradient(self) -> bool:

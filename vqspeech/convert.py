@@ -2,6 +2,7 @@
 
     convert(model, wav, target="TF1")          to a training speaker: its voice and its pitch range
     convert(model, wav, references=[w1, w2])   to an unseen voice heard in a few seconds of audio
+    convert(model, wav, references=..., match_k=4)  ... with the source's latents matched to the references' (LatentMatch)
     speakers(model) -> [{name, gender, accent, f0_hz}]
     reference_voice(model, references, method) -> Voice, the speaker vector and pitch range used above
 
@@ -58,17 +59,20 @@ class Voice:
 
 
 def convert(model: VQSpeech, wav: np.ndarray, target: str | None = None, references: list[np.ndarray] | None = None,
-            decoder: str | None = None, generator: torch.Generator | None = None) -> np.ndarray:
+            decoder: str | None = None, generator: torch.Generator | None = None, match_k: int = 0) -> np.ndarray:
     """wav: float32 [T] at the model's rate (as audio.load gives it) -> the same words in another voice [T].
 
     Exactly one of `target` (a training speaker's name) or `references` (waveforms of an unseen voice,
-    a few seconds in all) names the voice. decoder: "autoregressive" or "parallel"."""
+    a few seconds in all) names the voice. decoder: "autoregressive" or "parallel". match_k > 0 (with
+    references): the source's latents are matched to the references' k nearest frames first (LatentMatch)."""
     if (target is None) == (references is None):
         raise ValueError("give exactly one of a target speaker or reference recordings")
-    encoded = model.encode(wav)
     if target is not None:
-        return model.decode(encoded, target, lf0=model.speaker_pitch(target), decoder=decoder, generator=generator)
+        if match_k:
+            raise ValueError("matching the latents needs reference recordings of the target")
+        return model.decode(model.encode(wav), target, lf0=model.speaker_pitch(target), decoder=decoder, generator=generator)
     voice = reference_voice(model, references, bank=model.voice_bank)
+    encoded = model.encode(wav, latent_map=LatentMatch(model, references, match_k) if match_k else None)
     return render(model, encoded, voice, decoder=decoder, generator=generator)
 
 
@@ -169,6 +173,35 @@ def reference_voice(model: VQSpeech, references: list[np.ndarray], method: str |
     return Voice(weights @ rows, lf0, dict(zip(names, weights.tolist())))
 
 
+class LatentMatch:
+    """kNN matching of content latents to a target voice's (after kNN-VC, Baas et al. 2023, here on this model's own
+    encoder latents instead of WavLM features).
+
+    Each frame of a source's encoder latents is replaced, before quantisation, by the mean of its k nearest frames
+    (Euclidean, the quantiser's own distance) among the latents of the target's reference recordings. The codes are
+    then ones the target speaker produced, in the source's order: whatever of the speaker the codes still carry is
+    the target's. Frame by frame, so chunked encoding is unchanged (encode_stream's latent_map)."""
+
+    def __init__(self, model: VQSpeech, references: list[np.ndarray], k: int = 4):
+        if k < 1:
+            raise ValueError(f"k={k}: the number of matched frames must be at least 1")
+        sr = model.config.sample_rate
+        frames = []
+        with torch.no_grad():
+            for r in references:
+                r = np.asarray(r, np.float32).reshape(-1)[: int(FIT_MAX_SECONDS * sr)]
+                padded = F.pad(torch.from_numpy(r), (0, model.pad_length(len(r)) - len(r)))
+                frames.append(model.encoder(padded[None, None].to(model.device))[0].T)  # [F_i, D]
+        self.bank = torch.cat(frames).float()  # [N, D]
+        self.k = min(k, self.bank.shape[0])
+
+    def __call__(self, z: torch.Tensor) -> torch.Tensor:
+        """z [B, D, F] -> [B, D, F], each frame the mean of its k nearest reference frames."""
+        q = z.transpose(1, 2).float()  # [B, F, D]
+        nearest = torch.cdist(q, self.bank[None].expand(q.shape[0], -1, -1)).topk(self.k, largest=False).indices
+        return self.bank[nearest].mean(2).transpose(1, 2).to(z.dtype)  # [B, F, k, D] -> [B, D, F]
+
+
 def nearest_speaker(model: VQSpeech, wav: np.ndarray) -> str | None:
     """The training voice nearest to this recording (float32 [T] at the model's rate), or None when it cannot
     tell (too little voiced speech, or no mel head). The codec records it, so that decoding renders an unknown
@@ -206,7 +239,7 @@ def _fit_weights(model: VQSpeech, references: list[np.ndarray], rows: torch.Tens
         enc = model.encode(r)
         padded = F.pad(torch.from_numpy(r), (0, model.pad_length(len(r)) - len(r)))
         mel = features.log_mel(padded[None], c.hop, c.sample_rate, c.n_mels)
-        batch.append((model.quantizer.lookup(enc.codes[None]), None if enc.pitch is None else enc.pitch[None], mel))
+        batch.append((model.dequantise(enc.codes[None], None if enc.top is None else enc.top[None]), None if enc.pitch is None else enc.pitch[None], mel))
     logits = torch.zeros(rows.shape[0], requires_grad=True)
     opt = torch.optim.Adam([logits], lr=FIT_LR)
     with torch.enable_grad():

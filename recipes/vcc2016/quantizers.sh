@@ -8,7 +8,9 @@
 #   recipes/vcc2016/quantizers.sh --prepared DIR --arms "soft-em gumbel"    some arms
 #
 # Arms: ema (the default: nearest codes, EMA codebook), codebook-loss (nearest codes, the paper's codebook loss),
-# soft-em (conf/ablations/soft-em.yaml), gumbel (conf/ablations/gumbel.yaml).
+# soft-em (conf/ablations/soft-em.yaml), gumbel (conf/ablations/gumbel.yaml); and for codes at two rates (EMA):
+# two-rate (conf/ablations/two-rate.yaml: K=128 bottom + K=256 top, the default's 2250 bit/s) and k128 (its bottom
+# codes alone, 1750 bit/s).
 #
 # Options (--name value):
 #   --prepared   the prepared VCC 2016 folder (recipes/vcc2016/run.sh stage 0; default data/vcc2016/prepared)
@@ -37,8 +39,8 @@ if stage_on 0 "train the arms: $arms"; then
     for arm in $arms; do
         case $arm in
             ema) arm_conf=() ;;
-            codebook-loss|soft-em|gumbel) arm_conf=(--config "$conf/ablations/$arm.yaml") ;;
-            *) die "unknown arm $arm: choose from ema codebook-loss soft-em gumbel" ;;
+            codebook-loss|soft-em|gumbel|two-rate|k128) arm_conf=(--config "$conf/ablations/$arm.yaml") ;;
+            *) die "unknown arm $arm: choose from ema codebook-loss soft-em gumbel two-rate k128" ;;
         esac
         echo "--- $arm" >&2
         [ -n "$(latest_checkpoint "$run_dir/$arm/base")" ] || vqspeech train --config "$conf/cpu.yaml" "${arm_conf[@]}" \

@@ -12,7 +12,7 @@ whole F0 track, which is kept (4 bytes per pitch frame) and quantised at the end
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,6 +32,7 @@ class Encoded:
     n_samples: int  # original length in samples
     voice: torch.Tensor | None = None  # [speaker_dim] the speaker's voice vector (voice="vector" models), as quantised
     dvector: np.ndarray | None = None  # [256] the d-vector it was mapped from (in memory only; no file carries it)
+    top: torch.Tensor | None = None  # [F // pitch_frames] long, the top codes of a model whose codes come at two rates
 
 
 VOICE_SECONDS = 20.0  # the voice vector is computed on a recording's first seconds: enough to place a voice
@@ -45,14 +46,18 @@ def encoder_context(model) -> int:
     """Samples of context each side of a window that make chunked codes equal one-shot codes.
 
     The receptive field of the encoder's convolution chain (an upper bound for each side), rounded up
-    to whole codes so that windows stay on the code grid."""
+    to whole codes so that windows stay on the code grid (to whole pitch frames for codes at two rates, whose top
+    codes lie on the pitch grid, plus the top path's own reach)."""
     field, jump = 1, 1
     for m in model.encoder.modules():
         if isinstance(m, torch.nn.Conv1d):
             field += (m.kernel_size[0] - 1) * m.dilation[0] * jump
             jump *= m.stride[0]
-    hop = model.config.hop
-    return -(-field // hop) * hop
+    unit = model.config.hop
+    if model.two_rate:
+        field += model.quantizer.context_frames() * model.config.hop
+        unit = model.config.pitch_hop
+    return -(-field // unit) * unit
 
 
 class _Window:
@@ -89,12 +94,15 @@ def _seconds_to(seconds: float, unit: int, sample_rate: int) -> int:
 @torch.no_grad()  # not inference_mode: what it returns may feed code that needs gradients (convert fit)
 def encode_stream(model, blocks: Iterable[np.ndarray], n_samples: int, *, chunk_seconds: float = 120.0,
                   encoder_seconds: float = 5.0, pitch_context_seconds: float = 1.0,
-                  context: int | None = None, peak: float | None = None) -> Encoded:
+                  context: int | None = None, peak: float | None = None,
+                  latent_map: Callable[[torch.Tensor], torch.Tensor] | None = None) -> Encoded:
     """A stream of normalised float32 blocks at the model's rate, `n_samples` in all -> Encoded. `model`: a VQSpeech.
 
     The codes do not depend on the chunking; the pitch track does not while the audio fits in one window.
     `context` overrides the encoder context in samples (tests use it to show that less is not enough).
-    `peak`: the whole signal's peak (Level.peak), so pitch windows judge silence as a one-shot pass would."""
+    `peak`: the whole signal's peak (Level.peak), so pitch windows judge silence as a one-shot pass would.
+    `latent_map`: applied to the encoder's latents [1, D, F] before they are quantised (convert.LatentMatch); it
+    must work frame by frame, so that the codes still do not depend on the chunking."""
     c = model.config
     P, sr = c.pitch_hop, c.sample_rate
     total = model.pad_length(n_samples)
@@ -105,7 +113,7 @@ def encode_stream(model, blocks: Iterable[np.ndarray], n_samples: int, *, chunk_
     enc_chunk = _seconds_to(encoder_seconds, P, sr)
     ctx = max(_seconds_to(pitch_context_seconds, P, sr), -(-enc_ctx // P) * P, _seconds_to(_MIN_PITCH_SECONDS, P, sr))
     window = _Window(blocks, n_samples, total)
-    codes, f0, head = [], [], []
+    codes, tops, f0, head = [], [], [], []
     head_wanted = int(VOICE_SECONDS * sr) if c.voice == "vector" else 0
     for s in range(0, total, chunk):
         e = min(s + chunk, total)
@@ -118,7 +126,11 @@ def encode_stream(model, blocks: Iterable[np.ndarray], n_samples: int, *, chunk_
             e2 = min(s2 + enc_chunk, e)
             a2, b2 = max(a, s2 - enc_ctx), min(b, e2 + enc_ctx)
             z = model.encoder(w[a2 - a : b2 - a][None, None].to(model.device))
-            codes.append(model.quantizer.encode(z)[0, (s2 - a2) // c.hop : (e2 - a2) // c.hop].cpu())
+            z = z if latent_map is None else latent_map(z)
+            window_codes, window_top = model.quantise(z)
+            codes.append(window_codes[0, (s2 - a2) // c.hop : (e2 - a2) // c.hop].cpu())
+            if window_top is not None:  # on the pitch grid: s2 - a2 and e2 - a2 are whole pitch frames
+                tops.append(window_top[0, (s2 - a2) // P : (e2 - a2) // P].cpu())
         if c.pitch:
             f0.append(features.extract_pitch(w.numpy(), P, sr, reference_peak=peak).f0[(s - a) // P : (e - a) // P])
     pitch, (mean, std) = None, NO_PITCH_LF0
@@ -128,4 +140,4 @@ def encode_stream(model, blocks: Iterable[np.ndarray], n_samples: int, *, chunk_
         pitch = torch.from_numpy(features.quantise_pitch(track, mean, std, c.pitch_levels, c.pitch_z_range))
     voice, dvector = model.voice_of(np.concatenate(head)) if head else (None, None)
     return Encoded(codes=torch.cat(codes), pitch=pitch, lf0_mean=mean, lf0_std=std, n_samples=n_samples, voice=voice,
-                   dvector=dvector)
+                   dvector=dvector, top=torch.cat(tops) if tops else None)

@@ -35,6 +35,8 @@ class QuantizerOutput:
     losses: dict[str, torch.Tensor]  # weights applied: "vq/commit"; "vq/codebook" (nearest without EMA); "vq/kl" (gumbel)
     perplexity: torch.Tensor  # scalar, over this batch (all processes when training)
     usage: torch.Tensor  # scalar, fraction of the codebook used in this batch (all processes when training)
+    top_codes: torch.Tensor | None = None  # [B, F / pitch_frames] long, codes at two rates only (models/two_rate.py)
+    top_perplexity: torch.Tensor | None = None
 
 
 class VectorQuantizer(nn.Module):

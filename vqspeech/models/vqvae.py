@@ -23,6 +23,7 @@ from vqspeech.models.encoder import Encoder
 from vqspeech.models.encoding import VOICE_SECONDS, Encoded, encode_stream
 from vqspeech.models.parallel import ParallelDecoder
 from vqspeech.models.quantizer import VectorQuantizer
+from vqspeech.models.two_rate import TwoRateQuantizer
 from vqspeech.models.wavenet import WaveNet
 
 
@@ -40,7 +41,8 @@ class VQSpeech(nn.Module):
             raise ValueError(f"{len(self.speaker_names)} speaker names for n_speakers={config.n_speakers}")
         c = config
         self.encoder = Encoder(c.encoder, c.latent_dim)
-        self.quantizer = VectorQuantizer(c.quantizer, c.latent_dim)
+        self.quantizer = (TwoRateQuantizer(c.quantizer, c.latent_dim, c.pitch_frames) if c.quantizer.top_codebook_size
+                          else VectorQuantizer(c.quantizer, c.latent_dim))
         if c.voice == "table":
             self.speaker_embedding = nn.Embedding(c.n_speakers, c.speaker_dim)
         elif c.voice == "vector":
@@ -106,6 +108,22 @@ class VQSpeech(nn.Module):
         if self.config.voice != "vector":
             raise ValueError("this model reads its voices from a table of its training speakers, not from a speaker vector")
         return self.voice_projection(dvector.to(self.voice_projection.weight.dtype))
+
+    @property
+    def two_rate(self) -> bool:
+        """Whether the codes come at two rates (top codes, one per pitch frame, and bottom codes: models/two_rate.py)."""
+        return self.config.quantizer.top_codebook_size > 0
+
+    def quantise(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Encoder latents z [B, D, F] -> (codes [B, F], top codes [B, F // pitch_frames] or None at one rate)."""
+        return self.quantizer.encode(z) if self.two_rate else (self.quantizer.encode(z), None)
+
+    def dequantise(self, codes: torch.Tensor, top: torch.Tensor | None = None) -> torch.Tensor:
+        """codes [B, F] (and top codes [B, F // pitch_frames], two rates) -> what the decoders read [B, D, F]."""
+        if self.two_rate != (top is not None):
+            raise ValueError("this model's codes come at two rates: give the top codes too" if self.two_rate else
+                             "top codes given to a model whose codes come at one rate")
+        return self.quantizer.lookup(codes, top) if self.two_rate else self.quantizer.lookup(codes)
 
     def condition(self, quantized: torch.Tensor, voice: torch.Tensor, pitch: torch.Tensor | None) -> torch.Tensor:
         """quantized [B, D, F], voice [B, speaker_dim], pitch [B, F // pitch_frames] long -> cond [B, C, F]."""
@@ -196,15 +214,18 @@ class VQSpeech(nn.Module):
             mel = features.log_mel(wav, c.hop, c.sample_rate, c.n_mels)
             losses["aux/mel"] = c.mel_weight * F.l1_loss(self.mel_head(cond).float(), mel)
         metrics = {"vq/perplexity": vq.perplexity.detach(), "vq/usage": vq.usage.detach()}
+        if vq.top_perplexity is not None:
+            metrics["vq/top_perplexity"] = vq.top_perplexity.detach()
         return vq, voice, cond, losses, metrics
 
     # --- inference ------------------------------------------------------------------------------
 
-    def encode(self, wav: np.ndarray | torch.Tensor) -> Encoded:
+    def encode(self, wav: np.ndarray | torch.Tensor, latent_map=None) -> Encoded:
         """One waveform [T] at the model's sample rate -> Encoded (codes [F], pitch [F // pitch_frames], log-F0
-        statistics, the voice vector): models/encoding.encode_stream, the codec's own path, on it as one block."""
+        statistics, the voice vector): models/encoding.encode_stream, the codec's own path, on it as one block.
+        latent_map: see encode_stream (conversion's kNN matching of the latents to a target's)."""
         wav = torch.as_tensor(wav, dtype=torch.float32).flatten().numpy()
-        return encode_stream(self, [wav], wav.shape[0])
+        return encode_stream(self, [wav], wav.shape[0], latent_map=latent_map)
 
     @torch.no_grad()
     def voice_of(self, wav: np.ndarray) -> tuple[torch.Tensor | None, np.ndarray | None]:
@@ -253,7 +274,8 @@ class VQSpeech(nn.Module):
         if vector.shape[1] != self.config.speaker_dim:
             raise ValueError(f"speaker vector of size {vector.shape[1]}; this model's voices have {self.config.speaker_dim}")
         pitch = None if encoded.pitch is None else encoded.pitch[None].to(dev)
-        cond = self.condition(self.quantizer.lookup(encoded.codes[None].to(dev)), vector, pitch)
+        top = None if encoded.top is None else encoded.top[None].to(dev)
+        cond = self.condition(self.dequantise(encoded.codes[None].to(dev), top), vector, pitch)
         lf0_t = torch.tensor([lf0], dtype=torch.float32, device=dev)
         if decoder == "parallel":
             if self.parallel is None:
@@ -323,6 +345,11 @@ def model_fingerprint(model: VQSpeech) -> bytes:
     digest = hashlib.sha256(json.dumps(code_space, sort_keys=True).encode())
     tensors = {f"encoder.{k}": v for k, v in model.encoder.state_dict().items()}
     tensors["quantizer.codebook"] = model.quantizer.codebook
+    if model.two_rate:  # the top path and its codebook name the code space too
+        tensors.update({f"quantizer.{k}": v for k, v in model.quantizer.state_dict().items()
+                        if k.startswith(("down.", "up.")) or k == "top.codebook"})
+    else:  # added after models had shipped: leaving it out keeps their fingerprints
+        code_space["quantizer"].pop("top_codebook_size")
     for name in sorted(tensors):
         digest.update(name.encode())
         digest.update(tensors[name].detach().to("cpu", torch.float16).contiguous().numpy().astype("<f2").tobytes())
