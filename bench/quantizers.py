@@ -35,7 +35,8 @@ from vqspeech import audio, checkpoint  # noqa: E402
 from vqspeech.eval import metrics  # noqa: E402
 
 RULES = {"ema": "nearest code, EMA codebook (the default)", "codebook-loss": "nearest code, the paper's codebook loss",
-         "soft-em": "Monte-Carlo soft EM (Roy et al. 2018)", "gumbel": "Gumbel-softmax relaxation (DALL-E's dVAE)"}
+         "soft-em": "Monte-Carlo soft EM (Roy et al. 2018)", "gumbel": "Gumbel-softmax relaxation (DALL-E's dVAE)",
+         "two-rate": "two rates (VQ-VAE-2): K=128 bottom + K=256 top, EMA", "k128": "nearest code, EMA, K=128"}
 
 
 def last_row(path: Path) -> dict:
@@ -60,16 +61,32 @@ def score_arm(arm: str, run: Path, rows: list, fit_rows: list, args) -> dict:
     model = checkpoint.load_model(path)
     c = model.config
     K = c.quantizer.codebook_size
-    quality, codes_held, codes_fit = [], [], []
+    quality, codes_held, codes_fit, top_held, top_fit = [], [], [], [], []
     for i, row in enumerate(rows):
         wav = audio.load(row.path, c.sample_rate)
         encoded = model.encode(wav)
         codes_held.append(encoded.codes.numpy())
+        if encoded.top is not None:
+            top_held.append(encoded.top.numpy())
         out = model.decode(encoded, row.speaker, decoder="parallel", generator=torch.Generator().manual_seed(i))
         quality.append(metrics.speech_quality(wav, metrics.align(wav, out[: len(wav)])))
     for row in fit_rows:
-        codes_fit.append(model.encode(audio.load(row.path, c.sample_rate)).codes.numpy())
+        encoded = model.encode(audio.load(row.path, c.sample_rate))
+        codes_fit.append(encoded.codes.numpy())
+        if encoded.top is not None:
+            top_fit.append(encoded.top.numpy())
     uni, bi = table_bits(codes_fit, codes_held, K)
+    # Bits a second of codes: nominal (ceil(log2 K) a code) and under the bigram tables, both levels counted.
+    rate, K_top = c.sample_rate / c.hop, c.quantizer.top_codebook_size
+    nominal, bigram_bps = rate * np.ceil(np.log2(K)), rate * bi
+    top = {}
+    if K_top:
+        top_uni, top_bi = table_bits(top_fit, top_held, K_top)
+        top_counts = np.bincount(np.concatenate(top_held), minlength=K_top)
+        top = {"top_codebook_size": K_top, "top_codes_used": float((top_counts > 0).mean()), "top_unigram_bits": top_uni,
+               "top_bigram_bits": top_bi}
+        nominal += rate / c.pitch_frames * np.ceil(np.log2(K_top))
+        bigram_bps += rate / c.pitch_frames * top_bi
     counts = np.bincount(np.concatenate(codes_held), minlength=K)
     p = counts / counts.sum()
 
@@ -84,7 +101,7 @@ def score_arm(arm: str, run: Path, rows: list, fit_rows: list, args) -> dict:
         "pesq_wb": [q["pesq_wb"] for q in quality], "stoi": [q["stoi"] for q in quality],
         "voicing_agreement": float(np.mean([q["voicing_agreement"] for q in quality])),
         "codes_used": float((counts > 0).mean()), "perplexity": float(np.exp(-(p[p > 0] * np.log(p[p > 0])).sum())),
-        "unigram_bits": uni, "bigram_bits": bi,
+        "unigram_bits": uni, "bigram_bits": bi, "code_bps": float(nominal), "code_bps_bigram": float(bigram_bps), **top,
         "valid_mrstft": valid.get("recon/mrstft"), "training_eval_pesq_wb": log.get("pesq_wb"),
         "voice_from_codes": real_voices(model, args.manifest, args.per_speaker, histogram),
         **phones(model, args.text, args.sentences),
@@ -108,20 +125,25 @@ def report(args, results: list[dict], elapsed: float) -> None:
         f"Command: `python bench/quantizers.py {' '.join(sys.argv[1:])}`",
         "",
         f"| arm | training rule | step | CPU-hours | PESQ-WB | STOI | PESQ-WB vs {base['arm']} | STOI vs {base['arm']} "
-        "| voicing agreement | codes used | perplexity | bits/code unigram | bits/code bigram |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| voicing agreement | codes used | perplexity | bits/code unigram | bits/code bigram | codes bit/s: nominal, bigram |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         vs = "" if r is base else f"{paired(base['pesq_wb'], r['pesq_wb'])} | {paired(base['stoi'], r['stoi'])}"
         vs = vs or "- | -"
         lines.append(f"| {r['arm']} | {r['rule']} | {r['step']} | {r['cpu_hours']:.2f} | {np.mean(r['pesq_wb']):.3f} | "
                      f"{np.mean(r['stoi']):.3f} | {vs} | {r['voicing_agreement']:.3f} | {r['codes_used']:.2f} | "
-                     f"{r['perplexity']:.0f} | {r['unigram_bits']:.2f} | {r['bigram_bits']:.2f} |")
+                     f"{r['perplexity']:.0f} | {r['unigram_bits']:.2f} | {r['bigram_bits']:.2f} | "
+                     f"{r.get('code_bps', float('nan')):.0f}, {r.get('code_bps_bigram', float('nan')):.0f} |")
     lines += [
         "",
         "Paired differences: mean over the same sentences ± 1.96 standard errors. Codes used and perplexity: over the "
         f"held-out sentences' codes (codebook of {base['codebook_size']}). Bits per code: held-out codes under unigram "
-        f"and bigram tables fitted on {args.fit_utterances} training sentences' codes of the same arm.",
+        f"and bigram tables fitted on {args.fit_utterances} training sentences' codes of the same arm (the bottom codes of "
+        "two-rate arms). Bits a second count both levels: nominal (ceil(log2 K) per code) and under the bigram tables.",
+        *[f"- {r['arm']}'s top codes (K={r['top_codebook_size']}, one per pitch frame): {r['top_codes_used']:.0%} of the "
+          f"codebook used, {r['top_unigram_bits']:.2f} / {r['top_bigram_bits']:.2f} bits per top code under unigram / "
+          "bigram tables." for r in results if r.get("top_codebook_size")],
         "",
         "## What the codes learned",
         "",

@@ -66,6 +66,15 @@ def test_a_two_rate_model_encodes_decodes_and_chunks_exactly():
     one_rate, _ = tiny_codec_model(0)
     with pytest.raises(ValueError, match="one rate"):
         one_rate.dequantise(enc.codes[None], enc.top[None])
+    # No .vqs version carries top codes, and no prior lays them out: both refuse in one line instead of writing files
+    # that decode wrong.
+    from vqspeech.codec import api
+    from vqspeech.data.codes import TokenLayout
+
+    with pytest.raises(ValueError, match="two rates"):
+        api.encode_audio(model, wav, speaker="alice")
+    with pytest.raises(ValueError, match="two rates"):
+        TokenLayout.of(model.config)
     # A code space of its own; the one-rate model's fingerprint does not see the new (zero) setting.
     assert model_fingerprint(model) != model_fingerprint(one_rate) == model_fingerprint(tiny_codec_model(0)[0])
 

@@ -66,8 +66,14 @@ def speaker_name(model: VQSpeech, speaker: str | int) -> str:
     return model.speaker_names[model.speaker_index(speaker)]
 
 
+TWO_RATE_REFUSAL = ("its codes come at two rates (model.quantizer.top_codebook_size), which no .vqs format version "
+                    "carries: such a model is an ablation (recipes/vcc2016/quantizers.sh), not a codec")
+
+
 def _header(model: VQSpeech, enc: Encoded, speaker: str | int | None) -> Header:
     c = model.config
+    if model.two_rate:
+        raise ValueError(f"this model cannot write .vqs files: {TWO_RATE_REFUSAL}")
     if speaker is not None:
         speaker = speaker_name(model, speaker)
     return Header(model=fingerprint(model), sample_rate=c.sample_rate, hop=c.hop, codebook_size=c.quantizer.codebook_size,

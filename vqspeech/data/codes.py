@@ -44,6 +44,9 @@ class TokenLayout:
     @classmethod
     def of(cls, model_config) -> "TokenLayout":
         c = model_config
+        if c.quantizer.top_codebook_size:  # nothing lays the top codes into the stream yet
+            raise ValueError("a prior over codes at two rates is not built: the token stream has no place for the "
+                             "top codes (model.quantizer.top_codebook_size)")
         return cls(c.quantizer.codebook_size, c.pitch_levels if c.pitch else 0, c.pitch_frames)
 
 
