@@ -83,6 +83,9 @@ def main() -> None:
     p.add_argument("--name", default="vc-unseen")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--match-k", type=int, nargs="*", default=[], help="also convert with kNN-matched latents, for each K")
+    p.add_argument("--unseen-sources", nargs="+", default=None, metavar="SPEAKER",
+                   help="sources from the held-out speechocean762 speakers instead of VCC 2016: each one's first enrolment "
+                        "recording converted to every other held-out voice (same corpus, accent and channels as the targets)")
     args = p.parse_args()
     torch.set_num_threads(1)
     t0 = time.perf_counter()
@@ -93,11 +96,20 @@ def main() -> None:
     names, groups, refs, judged = voices.names, voices.groups, voices.refs, voices.judged
 
     ceiling = {t: [judged(w) for w in refs[t]] for t in names}
-    vcc = [it for it in corpora.vcc2016(args.vcc) if it.split == "valid" and it.speaker in args.sources]
     sources = []
-    for s in args.sources:
-        mine = sorted((it for it in vcc if it.speaker == s), key=lambda it: it.utterance)
-        sources += mine[:: max(1, len(mine) // args.per_source)][: args.per_source]
+    if args.unseen_sources:  # the speaker's first recording after its references (it enrols that speaker's judges)
+        unknown = sorted(set(args.unseen_sources) - set(names))
+        if unknown:
+            sys.exit(f"--unseen-sources {' '.join(unknown)}: not held-out speechocean762 speakers ({' '.join(names)})")
+        held = sorted((it for it in corpora.speechocean762(args.targets_data) if it.speaker in args.unseen_sources),
+                      key=lambda it: it.utterance)
+        sources = [[it for it in held if it.speaker == s][N_REFERENCES] for s in args.unseen_sources]
+        args.sources = args.unseen_sources
+    else:
+        vcc = [it for it in corpora.vcc2016(args.vcc) if it.split == "valid" and it.speaker in args.sources]
+        for s in args.sources:
+            mine = sorted((it for it in vcc if it.speaker == s), key=lambda it: it.utterance)
+            sources += mine[:: max(1, len(mine) // args.per_source)][: args.per_source]
     voices = {}
     voice_seconds = []
     for t in names:
@@ -117,6 +129,8 @@ def main() -> None:
         encoded = model.encode(src)
         source_f0 = math.exp(convert.reference_pitch(model, [src])[0])
         for t in names:
+            if t == it.speaker:  # a held-out source is not converted to itself
+                continue
             for system in ("none", "pitch-shift", "vqspeech", *(f"vqspeech-knn{k}" for k in args.match_k)):
                 start = time.perf_counter()
                 if system == "none":
@@ -164,8 +178,9 @@ def write_report(args, rows, ceiling, groups, voice_seconds, wall, model_voice: 
     lines = [
         "# Voice conversion to voices the model never heard",
         "",
-        f"Model `{args.model}` (step {ckpt.get('step')}); sources: {len({(r['source'], r['sentence']) for r in rows})} VCC 2016 "
-        f"held-out sentences ({' '.join(args.sources)}); targets: the {n_targets} held-out speechocean762 speakers "
+        f"Model `{args.model}` (step {ckpt.get('step')}); sources: {len({(r['source'], r['sentence']) for r in rows})} "
+        f"{'recordings of held-out speechocean762 speakers (each converted to the 19 others)' if args.unseen_sources else 'VCC 2016 held-out sentences'} "
+        f"({' '.join(args.sources)}); targets: the {n_targets} held-out speechocean762 speakers "
         f"(corpora.SPEECHOCEAN_UNSEEN), each from {N_REFERENCES} of its recordings; {len(rows) // len(systems)} conversions per system; "
         f"whole run {wall / 60:.1f} min on one CPU thread.",
         f"Command: `python bench/vc_unseen.py {' '.join(sys.argv[1:])}`",

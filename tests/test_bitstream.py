@@ -348,8 +348,8 @@ def test_named_problems():
     assert_refused(good[:23], "truncated")
     assert_refused(good[:-1], "checksum")
     newer = bytearray(good)
-    newer[3] = 5
-    assert_refused(bytes(newer), "version 5 is newer than this vqspeech understands")
+    newer[3] = 6
+    assert_refused(bytes(newer), "version 6 is newer than this vqspeech understands")
     assert_refused(forge(b"{}" + bytes(30), version=0), "unknown file format version 0")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import pytest
 import torch
 
@@ -66,13 +67,9 @@ def test_a_two_rate_model_encodes_decodes_and_chunks_exactly():
     one_rate, _ = tiny_codec_model(0)
     with pytest.raises(ValueError, match="one rate"):
         one_rate.dequantise(enc.codes[None], enc.top[None])
-    # No .vqs version carries top codes, and no prior lays them out: both refuse in one line instead of writing files
-    # that decode wrong.
-    from vqspeech.codec import api
+    # No prior lays out top codes yet: refused in one line.
     from vqspeech.data.codes import TokenLayout
 
-    with pytest.raises(ValueError, match="two rates"):
-        api.encode_audio(model, wav, speaker="alice")
     with pytest.raises(ValueError, match="two rates"):
         TokenLayout.of(model.config)
     # A code space of its own; the one-rate model's fingerprint does not see the new (zero) setting.
@@ -95,3 +92,34 @@ def test_a_two_rate_model_trains_saves_and_loads(manifest, tmp_path):
     assert model.two_rate and model_fingerprint(model) == model_fingerprint(trainer.model)
     enc = model.encode(synthetic_voice(0.5, 150, 0))
     assert enc.top.max() < 16 and enc.codes.max() < config.model.quantizer.codebook_size
+
+
+def test_two_rate_files_are_version_5_and_decode_to_the_same_audio(tmp_path, capsys):
+    from vqspeech import audio, cli
+    from vqspeech.codec import api, bitstream
+    from vqspeech.codec.bitstream import BitstreamError
+
+    model = two_rate_model()
+    wav = audio.normalise(synthetic_voice(1.0, 150, seed=5))  # as encode_audio levels it
+    data = api.encode_audio(model, wav, speaker="alice")
+    parsed = bitstream.read(data)
+    h = parsed.header
+    enc = model.encode(wav)
+    assert h.version == 5 and h.top_codebook_size == 16 and np.array_equal(parsed.top, enc.top.numpy())
+    assert np.array_equal(parsed.codes, enc.codes.numpy()) and np.array_equal(parsed.pitch, enc.pitch.numpy())
+    # 4 bits a top code, one per pitch frame, on top of the codes and pitch: in the size and the nominal rate.
+    assert h.payload_bytes == -(-h.n_frames * h.code_bits // 8) + -(-h.n_top * 4 // 8) + -(-h.n_pitch * h.pitch_bits // 8)
+    assert h.bitrate == pytest.approx(250 * h.code_bits + 62.5 * (4 + h.pitch_bits))
+    decoded, _ = api.decode_bytes(model, data, speaker="alice", decoder="parallel" if model.parallel else "autoregressive")
+    assert decoded.shape == wav.shape
+    with pytest.raises(BitstreamError, match="two rates"):
+        bitstream.unpack(data)  # two arrays would drop the top codes
+    with pytest.raises(BitstreamError, match="checksum"):
+        bitstream.read(data[:-6] + bytes([data[-6] ^ 1]) + data[-5:])
+    one_rate, _ = tiny_codec_model(0)
+    with pytest.raises(BitstreamError, match="top_codebook_size"):
+        api.check_model(one_rate, h, force=True)
+    path = tmp_path / "x.vqs"
+    path.write_bytes(data)
+    assert cli.main(["info", str(path)]) == 0
+    assert f"top codes  {h.n_top} x 4 bits (codebook 16" in capsys.readouterr().out

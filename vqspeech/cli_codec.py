@@ -97,7 +97,8 @@ def cmd_info(args) -> int:
         h = parsed.header
         payload = h.payload_bytes if parsed.words is None else parsed.words.nbytes
         coding = (f"range-coded under prior {h.prior} ({payload * 8 / max(1, h.n_frames):.2f} bits a code, pitch included)"
-                  if h.prior else f"packed ({h.code_bits} bits a code, {h.pitch_bits} a pitch symbol)")
+                  if h.prior else f"packed ({h.code_bits} bits a code, {h.top_bits} a top code, {h.pitch_bits} a pitch symbol)"
+                  if h.top_codebook_size else f"packed ({h.code_bits} bits a code, {h.pitch_bits} a pitch symbol)")
         seconds = h.duration
         pitch = (f"{h.n_pitch} x {h.pitch_bits} bits ({h.pitch_levels} levels, one per {h.pitch_frames} codes), "
                  f"log-F0 mean {h.lf0_mean:.4f} std {h.lf0_std:.4f}") if h.pitch_levels else "none"
@@ -110,6 +111,8 @@ def cmd_info(args) -> int:
               f"  model      {h.model}\n"
               f"  audio      {seconds:.3f} s, {h.n_samples} samples at {h.sample_rate} Hz\n"
               f"  codes      {h.n_frames} x {h.code_bits} bits (codebook {h.codebook_size}, hop {h.hop}: {h.sample_rate / h.hop:g} codes/s)\n"
+              + (f"  top codes  {h.n_top} x {h.top_bits} bits (codebook {h.top_codebook_size}, one per {h.pitch_frames} codes: "
+                 f"codes at two rates)\n" if h.top_codebook_size else "") +
               f"  pitch      {pitch}\n"
               f"  speaker    {h.speaker if h.speaker is not None else '(not recorded)'}"
               f"{' (nearest training voice)' if h.voice and h.speaker else ''}\n"

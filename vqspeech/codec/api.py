@@ -43,8 +43,9 @@ def check_model(model: VQSpeech, header: Header, force: bool = False) -> None:
     """Refuse to decode codes made by another model (unless forced), and always when shapes differ."""
     c = model.config
     ours = dict(sample_rate=c.sample_rate, hop=c.hop, codebook_size=c.quantizer.codebook_size,
-                pitch_levels=c.pitch_levels if c.pitch else 0, pitch_frames=c.pitch_frames)
-    if not ours["pitch_levels"]:
+                top_codebook_size=c.quantizer.top_codebook_size, pitch_levels=c.pitch_levels if c.pitch else 0,
+                pitch_frames=c.pitch_frames)
+    if not ours["pitch_levels"] and not ours["top_codebook_size"]:
         ours.pop("pitch_frames")
     for key, value in ours.items():
         if getattr(header, key) != value:
@@ -66,20 +67,14 @@ def speaker_name(model: VQSpeech, speaker: str | int) -> str:
     return model.speaker_names[model.speaker_index(speaker)]
 
 
-TWO_RATE_REFUSAL = ("its codes come at two rates (model.quantizer.top_codebook_size), which no .vqs format version "
-                    "carries: such a model is an ablation (recipes/vcc2016/quantizers.sh), not a codec")
-
-
 def _header(model: VQSpeech, enc: Encoded, speaker: str | int | None) -> Header:
     c = model.config
-    if model.two_rate:
-        raise ValueError(f"this model cannot write .vqs files: {TWO_RATE_REFUSAL}")
     if speaker is not None:
         speaker = speaker_name(model, speaker)
     return Header(model=fingerprint(model), sample_rate=c.sample_rate, hop=c.hop, codebook_size=c.quantizer.codebook_size,
                   pitch_levels=c.pitch_levels if c.pitch else 0, pitch_frames=c.pitch_frames, n_frames=int(enc.codes.shape[0]),
                   n_samples=enc.n_samples, speaker=speaker, lf0_mean=enc.lf0_mean, lf0_std=enc.lf0_std,
-                  voice=None if enc.voice is None else tuple(enc.voice.tolist()))
+                  voice=None if enc.voice is None else tuple(enc.voice.tolist()), top_codebook_size=c.quantizer.top_codebook_size)
 
 
 AUTO_SPEAKER = "auto"
@@ -114,9 +109,9 @@ def _entropy_model(model: VQSpeech, prior) -> "entropy.Prior | None":
 def _pack(model: VQSpeech, enc: Encoded, speaker: str | None, prior=True) -> bytes:
     pitch = None if enc.pitch is None else enc.pitch.numpy()
     header = _header(model, enc, speaker)
-    coder = _entropy_model(model, prior)
+    coder = None if model.two_rate else _entropy_model(model, prior)  # no prior lays out top codes (data/codes.py)
     if coder is None:
-        return bitstream.pack(header, enc.codes.numpy(), pitch)
+        return bitstream.pack(header, enc.codes.numpy(), pitch, None if enc.top is None else enc.top.numpy())
     header.prior = coder.id
     tokens = code_streams.tokens_of(enc.codes.numpy(), pitch, code_streams.TokenLayout.of(model.config))
     return bitstream.pack_coded(header, entropy.encode_tokens(coder, tokens, code_streams.default_voice(model, header)))
@@ -170,10 +165,11 @@ def _voice(model: VQSpeech, header: Header, speaker: str | int | None) -> tuple[
     return name, (model.speaker_pitch(name) if converting else None)
 
 
-def _encoded(header: Header, codes: np.ndarray, pitch: np.ndarray | None) -> Encoded:
+def _encoded(header: Header, codes: np.ndarray, pitch: np.ndarray | None, top: np.ndarray | None = None) -> Encoded:
     voice = None if header.voice is None else torch.tensor(header.voice, dtype=torch.float32)
     return Encoded(codes=torch.from_numpy(codes), pitch=None if pitch is None else torch.from_numpy(pitch),
-                   lf0_mean=header.lf0_mean, lf0_std=header.lf0_std, n_samples=header.n_samples, voice=voice)
+                   lf0_mean=header.lf0_mean, lf0_std=header.lf0_std, n_samples=header.n_samples, voice=voice,
+                   top=None if top is None else torch.from_numpy(top))
 
 
 def decode_bytes(model: VQSpeech, data: bytes, speaker: str | int | None = None, force: bool = False, seed: int = 0,
@@ -186,7 +182,7 @@ def decode_bytes(model: VQSpeech, data: bytes, speaker: str | int | None = None,
     check_model(model, header, force)
     codes, pitch = symbols(model, parsed, prior_path)
     name, lf0 = _voice(model, header, speaker)
-    pieces = list(stream.decode_stream(model, _encoded(header, codes, pitch), name, lf0, chunk_seconds,
+    pieces = list(stream.decode_stream(model, _encoded(header, codes, pitch, parsed.top), name, lf0, chunk_seconds,
                                        torch.Generator().manual_seed(seed), decoder))
     return (np.concatenate(pieces) if pieces else np.zeros(0, np.float32)), header
 
@@ -267,7 +263,7 @@ def decode_file(model: VQSpeech, in_path: str | Path, out_path: str | Path, forc
     name, lf0 = _voice(model, header, speaker)
     rate = model.config.sample_rate
     with audio.AudioWriter(dst, sample_rate or rate, rate, overwrite=force) as out:
-        for piece in stream.decode_stream(model, _encoded(header, codes, pitch), name, lf0, chunk_seconds,
+        for piece in stream.decode_stream(model, _encoded(header, codes, pitch, parsed.top), name, lf0, chunk_seconds,
                                           torch.Generator().manual_seed(seed), decoder):
             out.write(piece)
     if name and speaker is None and header.speaker is not None and header.speaker not in model.speaker_names:

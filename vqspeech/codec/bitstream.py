@@ -1,5 +1,9 @@
 """The .vqs file format: one encoded utterance, self-describing, checksummed.
 
+Version 5 (written by a model whose codes come at two rates, models/two_rate.py; always packed) is version 3's
+header, then varint top_codebook_size (K_top >= 2), and a payload of the codes, then the top codes (one per pitch
+frame, ceil(log2 K_top) bits each, MSB first, zero-padded to a byte), then the pitch symbols.
+
 Version 4 (written when the model has a prior over its codes) is version 3's header, then the prior's id, then
 the codes and pitch symbols range-coded under the prior (vqspeech/codec/entropy.py) instead of packed:
 
@@ -42,177 +46,26 @@ from __future__ import annotations
 
 import json
 import struct
-import unicodedata
 import zlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
-# How symbols and the voice vector become bytes lives in packing.py; re-exported here with the format's other names.
+# The header's fields and rules live in header.py, how symbols and the voice vector become bytes in packing.py;
+# both re-exported here with the format's other names.
+from vqspeech.codec.header import (_VOICE_SCALE, FINGERPRINT_BYTES, INT_FIELDS, MAX_SPEAKER_BYTES, MAX_VOICE_DIM,  # noqa: F401
+                                   MAX_VOICE_SCALE, PLAIN_VERSION, PRIOR_ID_BYTES, Header, check_header, check_int,
+                                   short_fingerprint)
 from vqspeech.codec.packing import (MAX_BITS, BitstreamError, bits_for, pack_bits, quantise_voice,  # noqa: F401
                                     unpack_bits, voice_to_int8)
 
 MAGIC = b"VQS"
-VERSION = 4  # the newest version we write (range-coded, needs the prior); we read 1 to 4
-PLAIN_VERSION = 3  # the version of plainly packed files
-PRIOR_ID_BYTES = 4
-FINGERPRINT_BYTES = 8  # of the model fingerprint kept in a file (v1 files may hold more; compared on these)
-MAX_SPEAKER_BYTES = 255  # a name's UTF-8 length fits the uint8 before it
-MAX_VOICE_DIM = 255  # the voice vector's length fits a uint8
-MAX_VOICE_SCALE = 1.0  # a mapped d-vector's entries are O(0.1-1): an int8 step above 1 (|v| > 127) is corrupt
-_VOICE_SCALE = struct.Struct(">e")  # the voice's float16 step (packing.voice_to_int8)
+VERSION = 5  # the newest version we write (codes at two rates); we read 1 to 5
+TWO_RATE_VERSION = 5
 _V1_PREFIX = struct.Struct(">3sBI")  # magic, version, JSON header length
 _V2_FIXED = struct.Struct(">3sB8sff")  # magic, version, fingerprint, lf0_mean, lf0_std
 _CRC = struct.Struct(">I")
 _MAX_VARINT = 8  # bytes: 56 bits, above every range below
-_F32_MAX = float(np.finfo(np.float32).max)
-# Log-F0 statistics a real recording can have: a mean of log(1 Hz) to log(22 kHz), a spread below 4 (a factor of
-# e**4 = 55 per standard deviation; speech is ~0.1-0.3).
-_LF0_RANGES = {"lf0_mean": (0.0, 10.0), "lf0_std": (0.0, 4.0)}
-
-
-def _f32(x: float) -> float:
-    """Round to float32: the log-F0 statistics travel as float32 (7 significant digits are plenty)."""
-    return float(np.float32(x))
-
-
-@dataclass
-class Header:
-    """Everything a decoder needs besides the model; `model` names the model whose codebook made the codes.
-
-    A header read from a file holds what the file holds: the fingerprint cut to FINGERPRINT_BYTES, the
-    log-F0 statistics as float32, and the format version it was written in."""
-
-    model: str  # hex model fingerprint (vqspeech.models.vqvae.model_fingerprint); files keep its first 8 bytes
-    sample_rate: int
-    hop: int  # samples per code
-    codebook_size: int  # K
-    pitch_levels: int  # 0: no pitch side information
-    pitch_frames: int  # codes per pitch symbol
-    n_frames: int  # number of codes
-    n_samples: int  # audio length the codes stand for (<= n_frames * hop); v2 stores n_frames * hop - n_samples
-    speaker: str | None = None  # the recorded speaker's name, if known (non-empty, at most 255 bytes of UTF-8)
-    lf0_mean: float = 0.0  # utterance log-F0 statistics (float32 precision)
-    lf0_std: float = 0.0
-    voice: tuple[float, ...] | None = None  # the speaker's voice vector as the file holds it (see quantise_voice)
-    prior: str | None = None  # hex id of the prior the payload is range-coded under (version 4); None: packed
-    version: int = field(default=PLAIN_VERSION, compare=False)  # the file's format version (pack: 3, pack_coded: 4)
-
-    def __post_init__(self):
-        self.lf0_mean, self.lf0_std = _f32(self.lf0_mean), _f32(self.lf0_std)
-        if self.voice is not None:
-            self.voice = tuple(float(v) for v in np.asarray(self.voice, np.float64).reshape(-1))
-
-    @property
-    def voice_bytes(self) -> int:
-        """What the voice vector costs in the file (the length byte included)."""
-        return 1 + (_VOICE_SCALE.size + len(self.voice) if self.voice else 0)
-
-    @property
-    def code_bits(self) -> int:
-        return bits_for(self.codebook_size)
-
-    @property
-    def pitch_bits(self) -> int:
-        return bits_for(self.pitch_levels) if self.pitch_levels else 0
-
-    @property
-    def n_pitch(self) -> int:
-        return self.n_frames // self.pitch_frames if self.pitch_levels else 0
-
-    @property
-    def duration(self) -> float:
-        return self.n_samples / self.sample_rate
-
-    @property
-    def payload_bytes(self) -> int:
-        return -(-self.n_frames * self.code_bits // 8) + -(-self.n_pitch * self.pitch_bits // 8)
-
-    @property
-    def bitrate(self) -> float:
-        """Nominal bits per second of codes plus pitch, without headers or byte padding."""
-        frames_per_s = self.sample_rate / self.hop
-        return frames_per_s * self.code_bits + (frames_per_s / self.pitch_frames * self.pitch_bits if self.pitch_levels else 0.0)
-
-
-def short_fingerprint(model: str) -> str:
-    """A hex fingerprint cut to what a file keeps: compare a model with a file's header through this."""
-    return model[: 2 * FINGERPRINT_BYTES]
-
-
-# field -> (minimum, maximum), in the order v2 stores them. Ranges keep a corrupt header from asking for
-# absurd allocations before the payload-size check catches it.
-_INT_FIELDS = {
-    "sample_rate": (1, 10_000_000),
-    "hop": (1, 1 << 20),
-    "codebook_size": (2, 1 << MAX_BITS),
-    "pitch_levels": (0, 1 << MAX_BITS),
-    "pitch_frames": (1, 1 << 20),
-    "n_frames": (0, 1 << 40),
-    "n_samples": (0, 1 << 50),
-}
-
-
-def _check_int(name: str, v) -> int:
-    if type(v) is not int:  # bool is an int subclass: refuse it too
-        raise BitstreamError(f"header field {name!r} missing or not an integer")
-    lo, hi = _INT_FIELDS[name]
-    if not lo <= v <= hi:
-        raise BitstreamError(f"header field {name!r} = {v} out of range [{lo}, {hi}]")
-    return v
-
-
-def _check_speaker(speaker) -> None:
-    if speaker is None:
-        return
-    if not isinstance(speaker, str):
-        raise BitstreamError("header field 'speaker' must be null or a name")
-    try:
-        size = len(speaker.encode("utf-8"))
-    except UnicodeEncodeError:  # a lone surrogate, which JSON can spell
-        raise BitstreamError("header field 'speaker' is not valid Unicode") from None
-    if not 1 <= size <= MAX_SPEAKER_BYTES:
-        raise BitstreamError(f"header field 'speaker' must be 1 to {MAX_SPEAKER_BYTES} bytes of UTF-8, got {size}")
-    if any(unicodedata.category(c) == "Cc" for c in speaker):  # a newline would break one-line messages and `info`
-        raise BitstreamError("header field 'speaker' contains control characters")
-
-
-def _check_header(h: dict, version: int = PLAIN_VERSION) -> Header:
-    """A dict of header fields (from JSON, from the v2 fields, or asdict of a Header to write) -> a valid Header."""
-    if not isinstance(h, dict):
-        raise BitstreamError("header is not a JSON object")
-    values = {name: _check_int(name, h.get(name)) for name in _INT_FIELDS}
-    if values["pitch_levels"] == 1:
-        raise BitstreamError("header field 'pitch_levels' = 1: must be 0 (no pitch) or at least 2")
-    model = h.get("model")
-    if not isinstance(model, str) or not 1 <= len(model) <= 128 or any(c not in "0123456789abcdef" for c in model):
-        raise BitstreamError("header field 'model' missing or not a hex fingerprint")
-    speaker = h.get("speaker")
-    _check_speaker(speaker)
-    stats = {}
-    for name in ("lf0_mean", "lf0_std"):
-        v = h.get(name)
-        if type(v) not in (int, float) or not abs(v) <= _F32_MAX:  # NaN fails too
-            raise BitstreamError(f"header field {name!r} missing or not a finite float32")
-        lo, hi = _LF0_RANGES[name]
-        if not lo <= v <= hi:  # a valid CRC over an absurd value would decode to full-scale noise
-            raise BitstreamError(f"header field {name!r} = {v:g} out of range [{lo:g}, {hi:g}]")
-        stats[name] = v
-    if values["n_samples"] > values["n_frames"] * values["hop"]:
-        raise BitstreamError(f"header says {values['n_samples']} samples but {values['n_frames']} codes cover only "
-                             f"{values['n_frames'] * values['hop']}")
-    voice = h.get("voice")
-    if voice is not None:
-        v = np.asarray(voice, np.float64).reshape(-1)
-        if not 1 <= v.size <= MAX_VOICE_DIM:
-            raise BitstreamError(f"header field 'voice' has {v.size} values (1 to {MAX_VOICE_DIM})")
-        if not np.isfinite(v).all() or np.abs(v).max() > 127 * MAX_VOICE_SCALE:
-            raise BitstreamError(f"header field 'voice' holds values beyond +-{127 * MAX_VOICE_SCALE:g}")
-    prior = h.get("prior")
-    if prior is not None and (not isinstance(prior, str) or len(prior) != 2 * PRIOR_ID_BYTES
-                              or any(c not in "0123456789abcdef" for c in prior)):
-        raise BitstreamError(f"header field 'prior' is not a {PRIOR_ID_BYTES}-byte hex id")
-    return Header(model=short_fingerprint(model), speaker=speaker, **values, **stats, voice=voice, prior=prior, version=version)
 
 
 # --- version 2: fixed fields, varints, length-prefixed name ---------------------------------------------
@@ -260,9 +113,11 @@ def _write_v3(h: Header) -> bytes:
     if h.voice:
         scale, q = voice_to_int8(h.voice)
         voice = bytes([len(q)]) + _VOICE_SCALE.pack(scale) + q.tobytes()
-    version, prior = (4, bytes.fromhex(h.prior)) if h.prior else (3, b"")
+    version, extra = (4, bytes.fromhex(h.prior)) if h.prior else (3, b"")
+    if h.top_codebook_size:
+        version, extra = TWO_RATE_VERSION, _varint(h.top_codebook_size)
     return (_V2_FIXED.pack(MAGIC, version, bytes.fromhex(h.model), h.lf0_mean, h.lf0_std)
-            + b"".join(map(_varint, ints)) + bytes([len(speaker)]) + speaker + voice + prior)
+            + b"".join(map(_varint, ints)) + bytes([len(speaker)]) + speaker + voice + extra)
 
 
 def _read_voice(f: "_Fields") -> tuple[float, ...] | None:
@@ -290,7 +145,7 @@ def _read_v2(body: bytes, version: int = 2) -> tuple[Header, int]:
     """body (the file less its CRC, at least _V2_FIXED.size bytes) -> (header, offset of the payload)."""
     _, _, model, lf0_mean, lf0_std = _V2_FIXED.unpack_from(body)
     f = _Fields(body, _V2_FIXED.size)
-    values = {name: _check_int(name, f.varint(name)) for name in _INT_FIELDS if name != "n_samples"}
+    values = {name: check_int(name, f.varint(name)) for name in INT_FIELDS if name != "n_samples"}
     padding = f.varint("tail padding")
     covered = values["n_frames"] * values["hop"]
     if padding > covered:
@@ -301,10 +156,13 @@ def _read_v2(body: bytes, version: int = 2) -> tuple[Header, int]:
     except UnicodeDecodeError:
         raise BitstreamError("header field 'speaker' is not valid UTF-8") from None
     voice = _read_voice(f) if version >= 3 else None
-    prior = f.take(PRIOR_ID_BYTES, "prior id").hex() if version >= 4 else None
+    prior = f.take(PRIOR_ID_BYTES, "prior id").hex() if version == 4 else None
+    top = f.varint("top_codebook_size") if version == TWO_RATE_VERSION else 0
+    if version == TWO_RATE_VERSION and top < 2:
+        raise BitstreamError(f"a version {version} file with top_codebook_size = {top} (codes at two rates need at least 2)")
     fields = dict(values, n_samples=covered - padding, model=model.hex(), speaker=speaker, lf0_mean=lf0_mean, lf0_std=lf0_std,
-                  voice=voice, prior=prior)
-    return _check_header(fields, version=version), f.pos
+                  voice=voice, prior=prior, top_codebook_size=top)
+    return check_header(fields, version=version), f.pos
 
 
 # --- version 1: JSON (read only) ------------------------------------------------------------------------
@@ -318,19 +176,21 @@ def _read_v1(body: bytes) -> tuple[Header, int]:
         meta = json.loads(body[_V1_PREFIX.size : _V1_PREFIX.size + meta_len].decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as e:
         raise BitstreamError(f"header is not valid JSON ({type(e).__name__})") from None
-    return _check_header(meta, version=1), _V1_PREFIX.size + meta_len
+    return check_header(meta, version=1), _V1_PREFIX.size + meta_len
 
 
 _READERS = {1: (_V1_PREFIX.size, _read_v1), 2: (_V2_FIXED.size, _read_v2), 3: (_V2_FIXED.size, _read_v3),
-            4: (_V2_FIXED.size, _read_v4)}  # version -> (smallest header, reader)
+            4: (_V2_FIXED.size, _read_v4), 5: (_V2_FIXED.size, lambda body: _read_v2(body, version=5))}
+# version -> (smallest header, reader)
 
 
 # --- files ------------------------------------------------------------------------------------------------
 
-def pack(header: Header, codes: np.ndarray, pitch: np.ndarray | None = None) -> bytes:
-    """Header + codes [n_frames] (+ pitch [n_frames // pitch_frames]) -> the bytes of a version 3 .vqs file."""
+def pack(header: Header, codes: np.ndarray, pitch: np.ndarray | None = None, top: np.ndarray | None = None) -> bytes:
+    """Header + codes [n_frames] (+ pitch [n_frames // pitch_frames]) -> the bytes of a version 3 .vqs file; with
+    top codes [n_frames // pitch_frames] (header.top_codebook_size > 0), of a version 5 one."""
     codes = np.asarray(codes)
-    h = _check_header({**asdict(header), "prior": None})  # the writer obeys the same rules as the reader
+    h = check_header({**asdict(header), "prior": None})  # the writer obeys the same rules as the reader
     if codes.shape != (h.n_frames,):
         raise BitstreamError(f"header says {h.n_frames} codes, got an array of shape {codes.shape}")
     if codes.size and codes.max() >= h.codebook_size:
@@ -343,7 +203,14 @@ def pack(header: Header, codes: np.ndarray, pitch: np.ndarray | None = None) -> 
             raise BitstreamError(f"pitch symbol {pitch.max()} out of range for {h.pitch_levels} levels")
     elif pitch is not None:
         raise BitstreamError("pitch symbols given but the header says pitch_levels = 0")
+    if (top is None) != (h.top_codebook_size == 0):
+        raise BitstreamError("top codes need a header with top_codebook_size, and such a header needs them")
     body = _write_v3(h) + pack_bits(codes, h.code_bits)
+    if top is not None:
+        top = np.asarray(top)
+        if top.shape != (h.n_top,) or (top.size and top.max() >= h.top_codebook_size):
+            raise BitstreamError(f"header says {h.n_top} top codes below {h.top_codebook_size}, got shape {top.shape}")
+        body += pack_bits(top, h.top_bits)
     if h.pitch_levels:
         body += pack_bits(pitch, h.pitch_bits)
     return body + _CRC.pack(zlib.crc32(body))
@@ -353,7 +220,7 @@ def pack_coded(header: Header, words: np.ndarray) -> bytes:
     """Header (its `prior` set) + the range coder's uint32 words -> the bytes of a version 4 .vqs file."""
     if not header.prior:
         raise BitstreamError("a range-coded file needs the id of its prior (header.prior)")
-    h = _check_header(asdict(header), version=4)
+    h = check_header(asdict(header), version=4)
     body = _write_v3(h) + np.asarray(words, "<u4").tobytes()
     return body + _CRC.pack(zlib.crc32(body))
 
@@ -366,12 +233,15 @@ class Parsed:
     codes: np.ndarray | None  # int64 [n_frames]
     pitch: np.ndarray | None  # int64 [n_pitch], or None without pitch
     words: np.ndarray | None = None  # uint32 [W] (version 4): codes and pitch under the prior header.prior
+    top: np.ndarray | None = None  # int64 [n_frames // pitch_frames] (version 5): the top codes
 
 
 def unpack(data: bytes) -> tuple[Header, np.ndarray, np.ndarray | None]:
     """The bytes of a packed .vqs file (version 1, 2 or 3) -> (header, codes int64 [n_frames], pitch int64 [n_pitch]
     or None). A range-coded file (version 4) needs its prior: read it with `read` and codec.api."""
     parsed = read(data)
+    if parsed.top is not None:  # three arrays, not two: returning two would lose the top codes without a word
+        raise BitstreamError("its codes come at two rates (version 5): read it with `read`, which returns the top codes too")
     if parsed.words is not None:
         raise BitstreamError(f"its codes are range-coded under prior {parsed.header.prior}: decode it with the model's prior")
     return parsed.header, parsed.codes, parsed.pitch
@@ -402,7 +272,7 @@ def read(data: bytes) -> Parsed:
         raise BitstreamError("checksum mismatch: the file is corrupted or truncated")
     h, offset = read_header(body)
     payload = body[offset:]
-    if version >= 4:
+    if version == 4:
         if len(payload) % 4:
             raise BitstreamError(f"range-coded payload of {len(payload)} bytes is not a whole number of 32-bit words")
         if h.n_frames and not payload:
@@ -414,12 +284,18 @@ def read(data: bytes) -> Parsed:
     codes = unpack_bits(payload[:n_code_bytes], h.code_bits, h.n_frames)
     if codes.size and codes.max() >= h.codebook_size:
         raise BitstreamError(f"code {codes.max()} out of range for a codebook of {h.codebook_size}")
-    pitch = None
+    pitch, top, at = None, None, n_code_bytes
+    if h.top_codebook_size:
+        top_bytes = -(-h.n_top * h.top_bits // 8)
+        top = unpack_bits(payload[at : at + top_bytes], h.top_bits, h.n_top)
+        if top.size and top.max() >= h.top_codebook_size:
+            raise BitstreamError(f"top code {top.max()} out of range for a top codebook of {h.top_codebook_size}")
+        at += top_bytes
     if h.pitch_levels:
-        pitch = unpack_bits(payload[n_code_bytes:], h.pitch_bits, h.n_pitch)
+        pitch = unpack_bits(payload[at:], h.pitch_bits, h.n_pitch)
         if pitch.size and pitch.max() >= h.pitch_levels:
             raise BitstreamError(f"pitch symbol {pitch.max()} out of range for {h.pitch_levels} levels")
-    return Parsed(h, codes, pitch)
+    return Parsed(h, codes, pitch, top=top)
 
 
 def read_file(path) -> tuple[Parsed, int]:

@@ -35,7 +35,7 @@ def decode_stream(model: VQSpeech, encoded: Encoded, speaker: str | int | None, 
     (raised cosine) into the start of chunk k + 1, where the fresh decoder is least settled. Memory stays
     bounded by the chunk length; the overlap costs overlap / chunk more decoding (1.3 % by default)."""
     c = model.config
-    unit = c.pitch_frames if encoded.pitch is not None else 1
+    unit = c.pitch_frames if encoded.pitch is not None or encoded.top is not None else 1
     frames = max(unit, round(chunk_seconds * c.sample_rate / c.hop) // unit * unit)
     overlap = round(overlap_seconds * c.sample_rate / c.hop) // unit * unit
     n_frames = encoded.codes.shape[0]
@@ -47,8 +47,9 @@ def decode_stream(model: VQSpeech, encoded: Encoded, speaker: str | int | None, 
         if n <= 0:
             return
         pitch = None if encoded.pitch is None else encoded.pitch[a // unit : e // unit]
+        top = None if encoded.top is None else encoded.top[a // unit : e // unit]
         piece = Encoded(codes=encoded.codes[a:e], pitch=pitch, lf0_mean=encoded.lf0_mean, lf0_std=encoded.lf0_std, n_samples=n,
-                        voice=encoded.voice)
+                        voice=encoded.voice, top=top)
         wav = np.array(decode_chunk(model, piece, speaker, lf0, generator, decoder), dtype=np.float32)
         if tail is not None and tail.size:
             fade = (0.5 - 0.5 * np.cos(np.pi * (np.arange(tail.size) + 0.5) / tail.size)).astype(np.float32)
