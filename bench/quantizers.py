@@ -115,6 +115,7 @@ def paired(a: list[float], b: list[float]) -> str:
 
 def report(args, results: list[dict], elapsed: float) -> None:
     base = results[0]
+    sizes = ", ".join(f"{r['arm']} {r['codebook_size']}" for r in results)
     lines = [
         "# Quantizers: the seeds' training rules on one budget, through one decoder",
         "",
@@ -138,7 +139,7 @@ def report(args, results: list[dict], elapsed: float) -> None:
     lines += [
         "",
         "Paired differences: mean over the same sentences ± 1.96 standard errors. Codes used and perplexity: over the "
-        f"held-out sentences' codes (codebook of {base['codebook_size']}). Bits per code: held-out codes under unigram "
+        f"held-out sentences' codes (each arm's own codebook: {sizes}). Bits per code: held-out codes under unigram "
         f"and bigram tables fitted on {args.fit_utterances} training sentences' codes of the same arm (the bottom codes of "
         "two-rate arms). Bits a second count both levels: nominal (ceil(log2 K) per code) and under the bigram tables.",
         *[f"- {r['arm']}'s top codes (K={r['top_codebook_size']}, one per pitch frame): {r['top_codes_used']:.0%} of the "

@@ -11,6 +11,8 @@ Systems, per (source utterance, target):
   vqspeech     convert.reference_voice(model, references) rendered by the model (`--to-reference`)
   vqspeech-knnK  the same, the source's latents first matched to the references' K nearest frames
                (convert.LatentMatch; `--match-k K`), for each K of --match-k
+  vqspeech-flat  the same with the source's intonation flattened (bench/vc_prosody.flat; `--flat-pitch`): with
+               --unseen-sources, how much of "heard as the source" the intonation carries
 Judges, each choosing among the 20 held-out voices, enrolled on each target's 5 recordings that are not the
 references:
   resemblyzer  nearest centroid of d-vectors: the embedding model the vector-voice decoder is conditioned on, so
@@ -83,6 +85,7 @@ def main() -> None:
     p.add_argument("--name", default="vc-unseen")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--match-k", type=int, nargs="*", default=[], help="also convert with kNN-matched latents, for each K")
+    p.add_argument("--flat-pitch", action="store_true", help="also convert with the source's intonation flattened")
     p.add_argument("--unseen-sources", nargs="+", default=None, metavar="SPEAKER",
                    help="sources from the held-out speechocean762 speakers instead of VCC 2016: each one's first enrolment "
                         "recording converted to every other held-out voice (same corpus, accent and channels as the targets)")
@@ -131,7 +134,8 @@ def main() -> None:
         for t in names:
             if t == it.speaker:  # a held-out source is not converted to itself
                 continue
-            for system in ("none", "pitch-shift", "vqspeech", *(f"vqspeech-knn{k}" for k in args.match_k)):
+            for system in ("none", "pitch-shift", "vqspeech", *(f"vqspeech-knn{k}" for k in args.match_k),
+                           *(["vqspeech-flat"] if args.flat_pitch else [])):
                 start = time.perf_counter()
                 if system == "none":
                     y = src
@@ -140,6 +144,11 @@ def main() -> None:
                     y = librosa.effects.pitch_shift(src, sr=SR, n_steps=steps).astype(np.float32)
                 elif system == "vqspeech":
                     y = convert.render(model, encoded, voices[t], generator=torch.Generator().manual_seed(args.seed))
+                elif system == "vqspeech-flat":
+                    from bench.vc_prosody import flat
+
+                    y = convert.render(model, flat(encoded, model.config.pitch_levels), voices[t],
+                                       generator=torch.Generator().manual_seed(args.seed))
                 else:
                     matched = model.encode(src, latent_map=convert.LatentMatch(model, refs[t], int(system.removeprefix("vqspeech-knn"))))
                     y = convert.render(model, matched, voices[t], generator=torch.Generator().manual_seed(args.seed))
@@ -189,13 +198,17 @@ def write_report(args, rows, ceiling, groups, voice_seconds, wall, model_voice: 
         f"other {len(next(iter(ceiling.values())))}+ recordings; word agreement: pocketsphinx on the output against its "
         "reading of the source.",
         "",
-        "| system | id as target (resemblyzer) | id as target (mfcc-lda) | word agreement | RTF |",
-        "|---|---|---|---|---|",
+        "| system | id as target (resemblyzer) | id as target (mfcc-lda) | word agreement | RTF |"
+        + (" heard as the source (resemblyzer / mfcc-lda) |" if args.unseen_sources else ""),
+        "|---|---|---|---|---|" + ("---|" if args.unseen_sources else ""),
     ]
     for system in systems:
         r = [x for x in rows if x["system"] == system]
+        # Held-out sources are among the 20 voices the judges choose from: a conversion can be heard as its source.
+        as_source = (f" {np.mean([x['resemblyzer_said'] == x['source'] for x in r]):.0%} / "
+                     f"{np.mean([x['mfcc_said'] == x['source'] for x in r]):.0%} |") if args.unseen_sources else ""
         lines.append(f"| {system} | {share(r, 'id_resemblyzer')} | {share(r, 'id_mfcc')} | "
-                     f"{np.nanmean([x['words'] for x in r]):.2f} | {np.mean([x['rtf'] for x in r]):.3f} |")
+                     f"{np.nanmean([x['words'] for x in r]):.2f} | {np.mean([x['rtf'] for x in r]):.3f} |" + as_source)
     real = [j for t, js in ceiling.items() for j in js]
     lines += [
         "",
