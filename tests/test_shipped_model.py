@@ -39,6 +39,15 @@ ANYVOICE = MODEL.with_name("anyvoice.pt")
 PRIOR = checkpoint.prior_path(MODEL)
 
 
+def test_the_shipped_models_keep_their_fingerprints():
+    """Every .vqs file (and prior) made by a shipped model names it by this fingerprint: a setting added to the code
+    space's config (top_codebook_size, normalise_frames) must leave it unchanged at its off value."""
+    from vqspeech.models.vqvae import model_fingerprint
+
+    assert model_fingerprint(checkpoint.load(MODEL)).hex() == "f21328cd0754f4f6"
+    assert model_fingerprint(checkpoint.load(ANYVOICE)).hex() == "6953ec5420d87748"
+
+
 def test_the_default_model_ships_its_prior_and_codes_losslessly_under_it():
     """The prior beside the default model is that model's (a prior of another model would be refused by name), and
     the default encode range-codes under it: fewer bytes, the same codes, the same audio."""

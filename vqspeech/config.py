@@ -22,6 +22,11 @@ class EncoderConfig:
     strides: tuple[int, ...] = (2, 2, 2, 2, 2, 2)
     kernel_size: int = 4
     residual_layers: int = 2
+    # Local instance normalisation of the latents (after AdaIN-VC / VQVC's instance norm): each channel centred and
+    # scaled by its mean and spread over this many frames around each frame, so that what stays constant over a
+    # stretch of speech (the voice, the channel) cannot reach the codes. 0: off. Local, not per utterance, so that
+    # chunked encoding stays exact.
+    normalise_frames: int = 0
 
 
 @dataclass

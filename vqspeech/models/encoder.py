@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from vqspeech.config import EncoderConfig
 
@@ -38,5 +39,17 @@ class Encoder(nn.Module):
                 nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
                 nn.init.zeros_(m.bias)
 
+        self.normalise_frames = config.normalise_frames
+
     def forward(self, wav: torch.Tensor) -> torch.Tensor:
-        return self.net(wav)
+        z = self.net(wav)
+        return local_instance_norm(z, self.normalise_frames) if self.normalise_frames else z
+
+
+def local_instance_norm(z: torch.Tensor, frames: int, eps: float = 1e-5) -> torch.Tensor:
+    """z [B, D, F] -> [B, D, F], each channel minus its mean over the 2 * (frames // 2) + 1 frames centred on each
+    frame, over their standard deviation (windows cut at the edges, not padded with zeros)."""
+    k, pad = 2 * (frames // 2) + 1, frames // 2
+    mean = F.avg_pool1d(z, k, 1, pad, count_include_pad=False)
+    var = (F.avg_pool1d(z * z, k, 1, pad, count_include_pad=False) - mean * mean).clamp_min(0)
+    return (z - mean) / torch.sqrt(var + eps)

@@ -54,6 +54,7 @@ def encoder_context(model) -> int:
             field += (m.kernel_size[0] - 1) * m.dilation[0] * jump
             jump *= m.stride[0]
     unit = model.config.hop
+    field += 2 * (model.config.encoder.normalise_frames // 2) * model.config.hop  # the normalisation's window
     if model.two_rate:
         field += model.quantizer.context_frames() * model.config.hop
         unit = model.config.pitch_hop

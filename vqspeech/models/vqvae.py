@@ -342,14 +342,18 @@ def model_fingerprint(model: VQSpeech) -> bytes:
     # apart; leaving it out keeps the fingerprints of every file made before it.
     for name in QUANTIZER_TRAINING_RULE:  # config.py, beside QuantizerConfig
         code_space["quantizer"].pop(name)
+    # Settings added after models had shipped name a code space only when set: left out at their off value, they keep
+    # the fingerprints of every file made before them.
+    if not model.two_rate:
+        code_space["quantizer"].pop("top_codebook_size")
+    if not model.config.encoder.normalise_frames:
+        code_space["encoder"].pop("normalise_frames")
     digest = hashlib.sha256(json.dumps(code_space, sort_keys=True).encode())
     tensors = {f"encoder.{k}": v for k, v in model.encoder.state_dict().items()}
     tensors["quantizer.codebook"] = model.quantizer.codebook
     if model.two_rate:  # the top path and its codebook name the code space too
         tensors.update({f"quantizer.{k}": v for k, v in model.quantizer.state_dict().items()
                         if k.startswith(("down.", "up.")) or k == "top.codebook"})
-    else:  # added after models had shipped: leaving it out keeps their fingerprints
-        code_space["quantizer"].pop("top_codebook_size")
     for name in sorted(tensors):
         digest.update(name.encode())
         digest.update(tensors[name].detach().to("cpu", torch.float16).contiguous().numpy().astype("<f2").tobytes())
