@@ -82,3 +82,23 @@ def test_encode_decode_round_trip_shapes(tiny_config):
     assert enc.pitch.max() < c.pitch_levels and (enc.pitch > 0).any()
     out = model.decode(enc, 1, generator=torch.Generator().manual_seed(0))
     assert out.shape == (len(wav),) and abs(out).max() <= 1.0
+
+
+def test_local_instance_norm_removes_what_is_constant_and_keeps_chunked_codes_exact():
+    """encoder.normalise_frames: a constant offset and scale per channel (a voice, a channel) do not reach the
+    normalised latents, and the codec's chunked encoding still equals one-shot encoding (the window is context)."""
+    import dataclasses
+
+    from tests.conftest import tiny_codec_model
+    from vqspeech.models import encoding
+    from vqspeech.models.encoder import local_instance_norm
+
+    z = torch.randn(1, 3, 200)
+    shifted = 4.0 * z + torch.tensor([1.0, -2.0, 5.0])[None, :, None]
+    torch.testing.assert_close(local_instance_norm(shifted, 32), local_instance_norm(z, 32), atol=1e-4, rtol=1e-4)
+    _, config = tiny_codec_model(0)
+    model, _ = tiny_codec_model(0, encoder=dataclasses.replace(config.model.encoder, normalise_frames=32))
+    wav = synthetic_voice(1.2, 150, seed=3)
+    small = dict(chunk_seconds=0.128, encoder_seconds=0.032, pitch_context_seconds=0.064)
+    chunked = encoding.encode_stream(model, [wav[:5000], wav[5000:]], len(wav), **small).codes
+    assert torch.equal(chunked, model.encode(wav).codes)
