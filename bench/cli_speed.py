@@ -105,7 +105,8 @@ def main() -> None:
     lines = [
         "# Whole-process codec speed, one thread",
         "",
-        f"Model: {args.model or 'the shipped default'}. A {args.seconds:.0f} s file of held-out sentences put end to end, "
+        f"Model: {args.model or 'the shipped default'}. A {len(long) / SR:.0f} s file of held-out sentences put end to end "
+        f"(--seconds {args.seconds:g}, or all the held-out split has), "
         f"and its first 1.5 s; each command a fresh process, {args.repeats} runs, OMP_NUM_THREADS=1. {machine_note()}",
         f"Command: `python bench/cli_speed.py {' '.join(sys.argv[1:])}`",
         "",
