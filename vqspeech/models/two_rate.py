@@ -47,10 +47,10 @@ class TwoRateQuantizer(nn.Module):
     def context_frames(self) -> int:
         """Frames each side of a frame that its codes depend on through the top path (down, then up): windows of
         the codec need this much more context for chunked codes to equal one-shot codes."""
-        r = self.rate
-        down = 2 * r + 2 * r  # the strided conv's span, then the k=3 conv at the top rate (one top frame each side)
-        up = 2 * r + 2 * r  # the transposed conv's span, then the k=3 conv at the bottom rate
-        return down + up
+        # A top code sees its frame group and 1.5 groups either side (the strided conv's half-group padding, then the
+        # k=3 conv at the top rate); a bottom frame reads the two nearest top codes through the transposed conv and
+        # one frame either side through the last conv: 3r + 1 frames in all, bounded here by 4r.
+        return 4 * self.rate
 
     def forward(self, z: torch.Tensor) -> QuantizerOutput:
         """z [B, D, F] (F a multiple of the rate) -> QuantizerOutput: quantized = u + bottom codewords, codes the bottom
