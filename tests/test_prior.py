@@ -142,7 +142,15 @@ def test_the_compiled_step_computes_what_feed_does():
     inputs = np.concatenate([[exact.start_token], stream_of(8, 4)[:-1]])
     stream = exact.stepper(voice)
     stepped = np.stack([stream.next(int(t)) for t in inputs])  # well past the window: the rings wrap
-    np.testing.assert_array_equal(stepped, exact.feed(exact.start(voice), inputs))
+    fed = exact.feed(exact.start(voice), inputs)
+    np.testing.assert_array_equal(stepped, fed)
+    # What the coder runs per token (embedding, step and frequency table in one compiled call), and its fallback
+    # without the kernel, give the frequencies of feed's logits.
+    want = np.stack([exact.frequencies_of(logits, t) for t, logits in enumerate(fed)])
+    fused, fallback = exact.stepper(voice), exact.stepper(voice)
+    fallback.kernel = None
+    np.testing.assert_array_equal(np.stack([fused.next_frequencies(int(t)) for t in inputs]), want)
+    np.testing.assert_array_equal(np.stack([fallback.next_frequencies(int(t)) for t in inputs]), want)
 
 
 # --- with a codec model: train-prior, the .vqs v4 round trip, the commands, the errors --------------------------

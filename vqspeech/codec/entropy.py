@@ -125,7 +125,7 @@ def _frequencies_along(exact: ExactPrior, tokens: np.ndarray, voice: np.ndarray)
     stream = exact.stepper(voice)
     previous = exact.start_token
     for t, token in enumerate(tokens):
-        yield t, exact.frequencies_of(stream.next(previous), t)
+        yield t, stream.next_frequencies(previous)
         previous = int(token)
 
 
@@ -159,7 +159,7 @@ def decode_tokens(prior: Prior, words: np.ndarray, n: int, voice: np.ndarray) ->
     out = np.empty(n, np.int64)
     previous = exact.start_token
     for t in range(n):
-        freqs = exact.frequencies_of(stream.next(previous), t)
+        freqs = stream.next_frequencies(previous)
         previous = out[t] = decoder.decode(constriction.stream.model.Categorical(freqs, perfect=False))
     return out
 

@@ -227,10 +227,14 @@ class ExactPrior:
                             if prior_step.available() else None)
         return self._kernel
 
+    def symbol_range(self, position: int) -> tuple[int, int]:
+        """The symbols [lo, hi) that may stand at stream position `position`: the pitch symbols or the codes."""
+        return (self.codebook_size, self.vocab) if self.pitch_levels and position % self.period == 0 else (0, self.codebook_size)
+
     def frequencies_of(self, logits: np.ndarray, position: int) -> np.ndarray:
         """logits [V] (feed's or the step's) of stream position `position` -> integer frequencies [V] as float64: 0
         for the other kind of symbol, else max(1, round(2**20 exp(logit - max))) over this kind."""
-        lo, hi = (self.codebook_size, self.vocab) if self.pitch_levels and position % self.period == 0 else (0, self.codebook_size)
+        lo, hi = self.symbol_range(position)
         f = np.zeros(self.vocab)
         part = logits[lo:hi]
         below = (part.max() - part).astype(np.int64)
@@ -248,6 +252,18 @@ class Stepper:
         self.kernel = exact.step_kernel()
         if self.kernel is not None:
             self.keys, self.values = self.kernel.rings()
+            self._voice = np.ascontiguousarray(self.state.voice, np.float64).reshape(-1)
+
+    def next_frequencies(self, previous: int) -> np.ndarray:
+        """next, then ExactPrior.frequencies_of: the integer frequencies [V] the next position is coded under (in one
+        compiled call where numba is installed: what range coding runs per token)."""
+        if self.kernel is None:
+            position = self.position
+            return self.exact.frequencies_of(self.next(previous), position)
+        lo, hi = self.exact.symbol_range(self.position)
+        f = self.kernel.frequencies(previous, self.position, self._voice, lo, hi, self.keys, self.values)
+        self.position += 1
+        return f
 
     def next(self, previous: int) -> np.ndarray:
         e = self.exact

@@ -127,6 +127,30 @@ def _step(x, position, window, heads, limit, eps, score_div, attn_norm, qkv, qkv
     return logits
 
 
+def _frequencies(token_embedding, phase_embedding, voice, previous, position, period, lo, hi, frequency_exp, window,
+                 heads, limit, eps, score_div, attn_norm, qkv, qkv_unit, out_w, out_unit, distance_bias, ff_norm, ff_in,
+                 ff_in_b, ff_in_unit, ff_out, ff_out_b, ff_out_unit, keys, values, exp_table, final_norm, head, head_b,
+                 head_unit, logit_div, no_bias):
+    """One whole coding step: the embedding sum of `previous` at `position` (the same float64 additions, in the same
+    order, as Stepper.next), `_step`, then ExactPrior.frequencies_of over the symbols [lo, hi) that may come here
+    -> integer frequencies [V] as float64 (0 elsewhere)."""
+    x = np.empty(token_embedding.shape[1])
+    phase = position % period
+    for i in range(x.shape[0]):
+        x[i] = token_embedding[previous, i] + phase_embedding[phase, i] + voice[i]
+    logits = _step(x, position, window, heads, limit, eps, score_div, attn_norm, qkv, qkv_unit, out_w, out_unit,
+                   distance_bias, ff_norm, ff_in, ff_in_b, ff_in_unit, ff_out, ff_out_b, ff_out_unit, keys, values,
+                   exp_table, final_norm, head, head_b, head_unit, logit_div, no_bias)
+    best = -1e300
+    for j in range(lo, hi):
+        best = max(best, logits[j])
+    f = np.zeros(logits.shape[0])
+    top = frequency_exp.shape[0] - 1
+    for j in range(lo, hi):
+        f[j] = frequency_exp[min(int(best - logits[j]), top)]  # best - logit >= 0: int() is the floor
+    return f
+
+
 if numba is not None:
     # Reassociation only where every term is an integer product below 2**53 (so any order gives the same sum);
     # never on the divisions and floors, whose operands it could regroup.
@@ -135,6 +159,7 @@ if numba is not None:
     _rms = numba.njit(cache=True)(_rms)
     _linear = numba.njit(cache=True)(_linear)
     _step = numba.njit(cache=True)(_step)
+    _frequencies = numba.njit(cache=True)(_frequencies)
 
 
 class StepKernel:
@@ -165,11 +190,25 @@ class StepKernel:
         self.tail = (np.asarray(exact.attention_exp, np.int64), np.asarray(exact.norm, np.float64), exact.head._weight_t.astype(np.int16),
                      np.asarray(exact.head.bias, np.float64), exact.head._unit, float(1 << (ACT_BITS - LOGIT_BITS)),
                      np.zeros(0))
+        self.embeddings = (np.ascontiguousarray(exact.token_embedding, np.float64),
+                           np.ascontiguousarray(exact.phase_embedding, np.float64))
+        self.frequency_exp = np.asarray(exact.frequency_exp, np.float64)
         D = exact.token_embedding.shape[1]
         self.ring_shape = (len(L), exact.heads, exact.window, D // exact.heads)
 
     def rings(self) -> tuple[np.ndarray, np.ndarray]:
         return np.zeros(self.ring_shape), np.zeros(self.ring_shape)
+
+    def frequencies(self, previous: int, position: int, voice: np.ndarray, lo: int, hi: int, keys: np.ndarray,
+                    values: np.ndarray) -> np.ndarray:
+        """The token before `position` -> the integer frequencies [V] that position is coded under, over the symbols
+        [lo, hi) (ExactPrior.frequencies_of of step's logits, in one compiled call); the rings get this position."""
+        e = self.exact
+        window, heads, limit, eps, score_div = self.constants
+        exp_table, norm, head, head_b, head_unit, logit_div, no_bias = self.tail
+        return _frequencies(self.embeddings[0], self.embeddings[1], voice, previous, position, e.period, lo, hi,
+                            self.frequency_exp, window, heads, limit, eps, score_div, *self.weights, keys, values,
+                            exp_table, norm, head, head_b, head_unit, logit_div, no_bias)
 
     def step(self, x: np.ndarray, position: int, keys: np.ndarray, values: np.ndarray) -> np.ndarray:
         """x [D] the embedding sum of the token before `position` -> logits [V]; the rings get this position."""
