@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.common import machine_note, write_atomic  # noqa: E402
-from bench.vc_unseen import SR, HeldOutVoices  # noqa: E402
+from bench.vc_unseen import SR, HeldOutVoices, flat  # noqa: E402
 from vqspeech import audio, checkpoint, convert  # noqa: E402
 from vqspeech.data import corpora  # noqa: E402
 from vqspeech.models.encoding import Encoded  # noqa: E402
@@ -37,12 +37,6 @@ from vqspeech.models.encoding import Encoded  # noqa: E402
 VARIANTS = {"own": "nothing replaced: the codec's ceiling", "flat": "intonation flattened to the speaker's mean",
             "foreign": "a VCC sentence's intonation on the target's voiced frames",
             "slow": "codes and pitch slowed by 1.25"}
-
-
-def flat(e: Encoded, levels: int) -> Encoded:
-    pitch = e.pitch.clone()
-    pitch[pitch > 0] = 1 + (levels - 2) // 2  # the symbol of z = 0
-    return dataclasses.replace(e, pitch=pitch)
 
 
 def foreign(e: Encoded, source_pitch: np.ndarray) -> Encoded:

@@ -11,7 +11,7 @@ Systems, per (source utterance, target):
   vqspeech     convert.reference_voice(model, references) rendered by the model (`--to-reference`)
   vqspeech-knnK  the same, the source's latents first matched to the references' K nearest frames
                (convert.LatentMatch; `--match-k K`), for each K of --match-k
-  vqspeech-flat  the same with the source's intonation flattened (bench/vc_prosody.flat; `--flat-pitch`): with
+  vqspeech-flat  the same with the source's intonation flattened (flat; `--flat-pitch`): with
                --unseen-sources, how much of "heard as the source" the intonation carries
 Judges, each choosing among the 20 held-out voices, enrolled on each target's 5 recordings that are not the
 references:
@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import math
 import sys
 import time
@@ -41,6 +42,7 @@ sys.path.insert(0, str(REPO))
 from vqspeech import audio, checkpoint, convert, speaker_encoder  # noqa: E402
 from vqspeech.data import corpora  # noqa: E402
 from vqspeech.eval import speaker_id, speaker_judge, words  # noqa: E402
+from vqspeech.models.encoding import Encoded  # noqa: E402
 
 SR = 16000
 N_REFERENCES = 3
@@ -55,6 +57,13 @@ def unseen_speakers(root: Path) -> tuple[dict[str, list[np.ndarray]], dict[str, 
     info = corpora.speechocean762_speakers(root)
     groups = {s: f"{info[s].region} {'female' if info[s].gender == 'F' else 'male'}" for s in recordings}
     return dict(recordings), groups
+
+
+def flat(e: Encoded, levels: int) -> Encoded:
+    """The same encoding with every voiced pitch symbol set to the speaker's mean: no intonation."""
+    pitch = e.pitch.clone()
+    pitch[pitch > 0] = 1 + (levels - 2) // 2  # the symbol of z = 0
+    return dataclasses.replace(e, pitch=pitch)
 
 
 class HeldOutVoices:
@@ -125,7 +134,7 @@ def main() -> None:
     resynthesis = {t: [judged(convert.render(model, model.encode(w), voices[t], generator=torch.Generator().manual_seed(args.seed)))
                        for w in refs[t]] for t in names}
 
-    rows = []
+    rows, matchers = [], {}
     for k, it in enumerate(sources):
         src = audio.load(it.path, SR)
         heard = words.recognise(src)
@@ -145,12 +154,15 @@ def main() -> None:
                 elif system == "vqspeech":
                     y = convert.render(model, encoded, voices[t], generator=torch.Generator().manual_seed(args.seed))
                 elif system == "vqspeech-flat":
-                    from bench.vc_prosody import flat
-
                     y = convert.render(model, flat(encoded, model.config.pitch_levels), voices[t],
                                        generator=torch.Generator().manual_seed(args.seed))
                 else:
-                    matched = model.encode(src, latent_map=convert.LatentMatch(model, refs[t], int(system.removeprefix("vqspeech-knn"))))
+                    k_nearest = int(system.removeprefix("vqspeech-knn"))
+                    if (t, k_nearest) not in matchers:  # the references' latents, once per target (not in the RTF)
+                        seconds_before = time.perf_counter()
+                        matchers[t, k_nearest] = convert.LatentMatch(model, refs[t], k_nearest)
+                        start += time.perf_counter() - seconds_before
+                    matched = model.encode(src, latent_map=matchers[t, k_nearest])
                     y = convert.render(model, matched, voices[t], generator=torch.Generator().manual_seed(args.seed))
                 seconds = time.perf_counter() - start
                 by_resemblyzer, by_mfcc = judged(y)

@@ -109,7 +109,7 @@ def _entropy_model(model: VQSpeech, prior) -> "entropy.Prior | None":
 def _pack(model: VQSpeech, enc: Encoded, speaker: str | None, prior=True) -> bytes:
     pitch = None if enc.pitch is None else enc.pitch.numpy()
     header = _header(model, enc, speaker)
-    coder = None if model.two_rate else _entropy_model(model, prior)  # no prior lays out top codes (data/codes.py)
+    coder = _entropy_model(model, prior)
     if coder is None:
         return bitstream.pack(header, enc.codes.numpy(), pitch, None if enc.top is None else enc.top.numpy())
     header.prior = coder.id
