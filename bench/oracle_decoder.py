@@ -33,7 +33,7 @@ from vqspeech.config import load_config  # noqa: E402
 from vqspeech.data.dataset import SpeechDataset  # noqa: E402
 from vqspeech.data.manifest import read_manifest  # noqa: E402
 from vqspeech.models.parallel import ParallelDecoder  # noqa: E402
-from vqspeech.train.loop import lr_lambda  # noqa: E402
+from vqspeech.train.fit import lr_lambda  # noqa: E402
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "vcc2016" / "conf" / "parallel.yaml"
 

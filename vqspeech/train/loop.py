@@ -3,10 +3,7 @@ decoder's (parallel_loop) and the WaveNet's alone (wavenet_loop) too."""
 
 from __future__ import annotations
 
-import csv
 import logging
-import math
-import time
 from pathlib import Path
 
 import numpy as np
@@ -22,34 +19,9 @@ from vqspeech.data.manifest import read_manifest, read_speakers
 from vqspeech.models.vqvae import VQSpeech
 from vqspeech import checkpoint
 from vqspeech.train import distributed
+from vqspeech.train.fit import Every, Optimisation, append_row, fit
 
 log = logging.getLogger(__name__)
-
-
-def append_row(path: Path, step: int, cpu_seconds: float, values: dict[str, float], digits: int = 5) -> None:
-    """One row of a run's learning curve (step, CPU-hours, then `values`), appended to the CSV at `path`; the
-    header is written with the first row."""
-    row = {"step": step, "cpu_hours": round(cpu_seconds / 3600, 4), **{k: round(v, digits) for k, v in values.items()}}
-    new = not path.exists()
-    with open(path, "a", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(row))
-        if new:
-            w.writeheader()
-        w.writerow(row)
-
-
-def lr_lambda(config: Config):
-    """Linear warmup, then cosine decay from lr to lr_min at the last step (values fixed at creation)."""
-    lr, lr_min, warmup, total = config.train.lr, config.train.lr_min, config.train.warmup_steps, config.train.steps
-    floor = lr_min / lr
-
-    def f(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = min(1.0, (step - warmup) / max(1, total - warmup))
-        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
-
-    return f
 
 
 def measure_speakers(model: VQSpeech, train_set: SpeechDataset) -> None:
@@ -145,11 +117,9 @@ class Trainer:
         self.objective.prepare(self.train_set, self.valid_set)
         # All of the trained module's parameters (Adam skips those without gradients, e.g. an EMA codebook),
         # so the optimizer's state lines up with checkpoints whatever requires_grad says.
-        self.optimizer = torch.optim.Adam(self.objective.trained.parameters(), lr=t.lr)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(config))
+        self.optimisation = Optimisation(config, self.objective.trained.parameters(), self.objective.clipped,
+                                         device_type=self.device.type, bf16=self.bf16)
         self.generator = torch.Generator().manual_seed(t.seed + self.rank)
-        self.step = 0
-        self.cpu_seconds = 0.0
         if resume:
             self._resume()
         self.ddp = (DistributedDataParallel(self.objective.trained, broadcast_buffers=False) if self.world > 1 else None)
@@ -158,6 +128,14 @@ class Trainer:
             from torch.utils.tensorboard import SummaryWriter
 
             self.writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=self.step or None)
+
+    @property
+    def step(self) -> int:
+        return self.optimisation.step
+
+    @property
+    def cpu_seconds(self) -> float:
+        return self.optimisation.cpu_seconds
 
     def compute(self, net: torch.nn.Module, batch: dict) -> tuple[dict, dict]:
         """The objective's (weighted loss terms, metrics) for one batch (on the trained module or its DDP wrapper)."""
@@ -176,15 +154,12 @@ class Trainer:
             raise checkpoint.CheckpointError(f"{path}: model config differs from the one asked for; use a new run_dir")
         self.model.load_state_dict(ckpt["model"])
         self.objective.restore(ckpt, self.run_dir)
-        self.optimizer.load_state_dict(ckpt["optimizer"])
-        self.scheduler.load_state_dict(ckpt["scheduler"])
+        self.optimisation.load_state_dict(ckpt)
         self.generator.set_state(ckpt["generator"][self.rank] if self.rank < len(ckpt["generator"]) else ckpt["generator"][0])
         if "torch_rng" in ckpt:
             torch.set_rng_state(ckpt["torch_rng"])
         else:  # written before v0.1.0 saved it: training goes on, only not bit-for-bit as if uninterrupted
             log.warning("%s has no global RNG state: resuming without it", path)
-        self.step = ckpt["step"]
-        self.cpu_seconds = ckpt["cpu_seconds"]
         log.info("resumed from %s at step %d (%.2f CPU-hours)", path, self.step, self.cpu_seconds / 3600)
 
     def _gather_generator_states(self) -> list[torch.Tensor]:
@@ -203,11 +178,8 @@ class Trainer:
             "config": to_dict(self.config),
             "speakers": self.model.speaker_names,
             "speaker_info": self.model.speaker_info,
-            "step": self.step,
-            "cpu_seconds": self.cpu_seconds,
             "model": self.model.state_dict(),  # the unwrapped module, never the DDP wrapper
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
+            **self.optimisation.state_dict(),  # optimizer, scheduler, step, cpu_seconds
             "generator": states,
             "torch_rng": torch.get_rng_state(),  # k-means init, dead-code restarts and jitter draw from it
             **self.objective.state(),
@@ -222,18 +194,9 @@ class Trainer:
         self.model.eval()  # frozen parts (if any) stay in eval mode: no EMA codebook updates, no jitter
         self.objective.trained.train()
         net = self.ddp or self.objective.trained
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+        with self.optimisation.autocast():
             losses, metrics = self.compute(net, self._to_device(batch))
-        loss = sum(losses.values())
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        # Each trained network clipped on its own (the model's norm as it always was, then any helper's, such as the code
-        # adversary's), so that one cannot take the other's budget.
-        for name, module in self.objective.clipped.items():
-            trainable = [p for p in module.parameters() if p.requires_grad]
-            metrics[f"train/{name}grad_norm"] = torch.nn.utils.clip_grad_norm_(trainable, self.config.train.grad_clip)
-        self.optimizer.step()
-        self.scheduler.step()
+        metrics.update(self.optimisation.update(losses))
         return losses, metrics
 
     @torch.no_grad()
@@ -242,7 +205,7 @@ class Trainer:
         totals: dict[str, float] = {}
         batches = self.valid_set.fixed_batches(self.config.data.batch_size, self.config.train.val_batches)
         for batch in batches:
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            with self.optimisation.autocast():
                 losses, metrics = self.compute(self.objective.trained, self._to_device(batch))
             for k, v in {**losses, **metrics}.items():
                 totals[k] = totals.get(k, 0.0) + float(v) / len(batches)
@@ -275,39 +238,36 @@ class Trainer:
     def fit(self) -> None:
         t = self.config.train
         bar = tqdm(total=t.steps, initial=self.step, desc="train", unit="step", disable=self.rank != 0, dynamic_ncols=True)
-        cpu_start = time.process_time()
-        while self.step < t.steps:
-            batch = self.train_set.batch(self.config.data.batch_size, self.generator)
-            losses, metrics = self.train_step(batch)
-            self.step += 1
-            # CPU time of this process (all its threads) is the budget we measure learning against.
-            now = time.process_time()
-            self.cpu_seconds += (now - cpu_start) * self.world
-            cpu_start = now
+        last: dict[str, torch.Tensor] = {}
+
+        def train_step() -> None:
+            losses, metrics = self.train_step(self.train_set.batch(self.config.data.batch_size, self.generator))
+            last.clear()
+            last.update({**losses, **metrics})
             bar.update(1)
-            if self.step % t.log_every == 0:
-                values = {k: float(distributed.mean(v.detach())) for k, v in {**losses, **metrics}.items()}
-                bar.set_postfix({k.split("/")[-1]: f"{v:.3g}" for k, v in values.items() if k in ("recon/ce", "vq/perplexity")})
-                if self.writer:
-                    for k, v in values.items():
-                        self.writer.add_scalar(k, v, self.step)
-                    self.writer.add_scalar("train/lr", self.scheduler.get_last_lr()[0], self.step)
-                    self.writer.add_scalar("train/cpu_hours", self.cpu_seconds / 3600, self.step)
-            if self.rank == 0 and self.valid_set is not None and self.step % t.val_every == 0:
-                values = self.validate()
-                log.info("step %d valid %s", self.step, {k: round(v, 4) for k, v in values.items()})
-                self._log_csv("valid", values)
+
+        def log_train() -> None:
+            values = {k: float(distributed.mean(v.detach())) for k, v in last.items()}
+            bar.set_postfix({k.split("/")[-1]: f"{v:.3g}" for k, v in values.items() if k in ("recon/ce", "vq/perplexity")})
+            if self.writer:
                 for k, v in values.items():
-                    self.writer.add_scalar(f"valid/{k}", v, self.step)
-            if self.rank == 0 and t.eval_every and self.valid_rows and self.step % t.eval_every == 0:
-                values = self.evaluate_generation()
-                log.info("step %d held-out speech %s", self.step, {k: round(v, 4) for k, v in values.items()})
-                self._log_csv("eval", values)
-                for k, v in values.items():
-                    self.writer.add_scalar(f"eval/{k}", v, self.step)
-            if self.step % t.checkpoint_every == 0 or self.step == t.steps:
-                self.save()
-            cpu_start = time.process_time()  # validation and saving are not training cost
+                    self.writer.add_scalar(k, v, self.step)
+                self.writer.add_scalar("train/lr", self.optimisation.scheduler.get_last_lr()[0], self.step)
+                self.writer.add_scalar("train/cpu_hours", self.cpu_seconds / 3600, self.step)
+
+        def held_out(name: str, values: dict[str, float]) -> None:
+            log.info("step %d %s %s", self.step, name, {k: round(v, 4) for k, v in values.items()})
+            self._log_csv("valid" if name == "valid" else "eval", values)
+            for k, v in values.items():
+                self.writer.add_scalar(f"{'valid' if name == 'valid' else 'eval'}/{k}", v, self.step)
+
+        every = [Every(t.log_every, log_train)]
+        if self.rank == 0 and self.valid_set is not None:
+            every.append(Every(t.val_every, lambda: held_out("valid", self.validate())))
+        if self.rank == 0 and t.eval_every and self.valid_rows:
+            every.append(Every(t.eval_every, lambda: held_out("held-out speech", self.evaluate_generation())))
+        every.append(Every(t.checkpoint_every, self.save, at_end=True))
+        fit(self.optimisation, t.steps, train_step, every, processes=self.world)
         bar.close()
         if self.writer:
             self.writer.close()

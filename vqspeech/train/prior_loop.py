@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from vqspeech.config import PriorConfig, from_dict
 from vqspeech.data.codes import CodeCorpus, TokenLayout
 from vqspeech.fileio import atomic_path, remove_stale_temporaries
 from vqspeech.models.prior import PAD, CodePrior
-from vqspeech.train.loop import append_row, lr_lambda
+from vqspeech.train.fit import Every, Optimisation, append_row, fit
 
 log = logging.getLogger(__name__)
 FORMAT = "vqspeech-prior-checkpoint"
@@ -109,10 +108,9 @@ class PriorTrainer:
         self.heldout = heldout_sets(corpus)
         torch.manual_seed(t.seed)
         self.prior = CodePrior(config.model, self.layout, corpus.voices.shape[1])
-        self.optimizer = torch.optim.AdamW(self.prior.parameters(), lr=t.lr, weight_decay=t.weight_decay, betas=(0.9, 0.98))
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(config))
+        self.optimisation = Optimisation(config, self.prior.parameters(), {"": self.prior}, optimizer=torch.optim.AdamW,
+                                         weight_decay=t.weight_decay, betas=(0.9, 0.98))
         self.rng = np.random.default_rng(t.seed)
-        self.step, self.cpu_seconds = 0, 0.0
         self.last_validation: dict[str, float] | None = None  # of the step fit() ended on, for the prior file
         self.run_dir.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(self.run_dir)
@@ -123,6 +121,14 @@ class PriorTrainer:
                  sum(p.numel() for p in self.prior.parameters()) / 1e6, len(self.train_set.tokens),
                  sum(map(len, self.train_set.tokens)), ", ".join(f"{k} ({len(v.tokens)})" for k, v in self.heldout.items()))
 
+    @property
+    def step(self) -> int:
+        return self.optimisation.step
+
+    @property
+    def cpu_seconds(self) -> float:
+        return self.optimisation.cpu_seconds
+
     def _resume(self, path: Path) -> None:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
         if ckpt.get("format") != FORMAT:
@@ -130,9 +136,7 @@ class PriorTrainer:
         if ckpt["model_fingerprint"] != self.fingerprint:
             raise ValueError(f"{path}: a prior of model {ckpt['model_fingerprint']}, not of {self.model_path}")
         self.prior.load_state_dict(ckpt["prior"])
-        self.optimizer.load_state_dict(ckpt["optimizer"])
-        self.scheduler.load_state_dict(ckpt["scheduler"])
-        self.step, self.cpu_seconds = ckpt["step"], ckpt["cpu_seconds"]
+        self.optimisation.load_state_dict(ckpt)
         self.rng = np.random.default_rng([self.config.train.seed, self.step])
         log.info("resumed from %s (step %d)", path, self.step)
 
@@ -140,8 +144,7 @@ class PriorTrainer:
         path = self.run_dir / f"checkpoint-{self.step}.pt"
         state = {"format": FORMAT, "config": asdict(self.config), "model_fingerprint": self.fingerprint,
                  "layout": asdict(self.layout), "voice_dim": self.prior.voice_dim, "prior": self.prior.state_dict(),
-                 "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                 "step": self.step, "cpu_seconds": self.cpu_seconds}
+                 **self.optimisation.state_dict()}
         with atomic_path(path) as tmp:
             torch.save(state, tmp)
         checkpoint.prune_checkpoints(self.run_dir, 3)
@@ -160,30 +163,28 @@ class PriorTrainer:
 
     def fit(self) -> Path:
         t = self.config.train
-        self.prior.train()
-        start = time.process_time()
-        while self.step < t.steps:
+        last: dict[str, torch.Tensor] = {}
+
+        def train_step() -> None:
             tokens, previous, voices = sample_batch(self.train_set, self.layout, t.seq_len, t.batch_size, self.rng)
-            loss, metrics = self.prior.loss(tokens, voices, previous)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(self.prior.parameters(), t.grad_clip)
-            self.optimizer.step()
-            self.scheduler.step()
-            self.step += 1
-            now = time.process_time()
-            self.cpu_seconds += now - start
-            start = now
-            if self.step % t.log_every == 0:
-                log.info("step %d  %.3f bits/code  %.3f bits/pitch  (%.3f CPU-h)", self.step, float(metrics["bits/code"]),
-                         float(metrics.get("bits/pitch", math.nan)), self.cpu_seconds / 3600)
-            if self.step % t.val_every == 0 or self.step == t.steps:
-                row = self.last_validation = self.validate()
-                self._log(row)
-                log.info("held out: %s", "  ".join(f"{k} {v:.3f}" for k, v in row.items() if "bits/code" in k))
-            if self.step % t.checkpoint_every == 0 or self.step == t.steps:
-                self.save()
-            start = time.process_time()  # validation and saving are not training cost
+            with self.optimisation.autocast():
+                loss, metrics = self.prior.loss(tokens, voices, previous)
+            self.optimisation.update({"ce": loss})
+            last.clear()
+            last.update(metrics)
+
+        def log_train() -> None:
+            log.info("step %d  %.3f bits/code  %.3f bits/pitch  (%.3f CPU-h)", self.step, float(last["bits/code"]),
+                     float(last.get("bits/pitch", math.nan)), self.cpu_seconds / 3600)
+
+        def validate() -> None:
+            row = self.last_validation = self.validate()
+            self._log(row)
+            log.info("held out: %s", "  ".join(f"{k} {v:.3f}" for k, v in row.items() if "bits/code" in k))
+
+        self.prior.train()
+        fit(self.optimisation, t.steps, train_step, [Every(t.log_every, log_train), Every(t.val_every, validate, at_end=True),
+                                                   Every(t.checkpoint_every, self.save, at_end=True)])
         return self.run_dir
 
 
