@@ -284,6 +284,18 @@ def test_the_differentiable_embedding_is_resemblyzers_network_on_its_features():
     assert not any(p.requires_grad for p in speaker_encoder._encoder().parameters())  # frozen: no weight trains
 
 
+def test_embed_is_resemblyzers_embed_utterance_without_librosa():
+    import librosa
+    from resemblyzer import preprocess_wav
+
+    np.testing.assert_array_equal(speaker_encoder._mel_filters().numpy(),
+                                  librosa.filters.mel(sr=16000, n_fft=400, n_mels=40).astype(np.float32))
+    for seconds, f0 in ((0.8, 120), (3.5, 210)):  # one partial window, and several
+        wav = synthetic_voice(seconds, f0, seed=int(f0))
+        want = speaker_encoder._encoder().embed_utterance(preprocess_wav(wav))
+        np.testing.assert_allclose(speaker_encoder.embed(wav), want, atol=1e-5)
+
+
 def test_convert_names_the_references_that_cannot_place_a_voice(fake_resemblyzer, tmp_path, capsys):
     from vqspeech.cli import main
 

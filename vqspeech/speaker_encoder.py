@@ -53,7 +53,11 @@ def embed(wav: np.ndarray) -> np.ndarray:
     """float32 [T] at 16 kHz -> unit d-vector [256].
 
     resemblyzer's own preprocessing (volume up to -30 dBFS, long pauses cut by a VAD) first; a clip the VAD
-    finds no speech in is embedded whole rather than refused: it still has a voice, only a quiet one."""
+    finds no speech in is embedded whole rather than refused: it still has a voice, only a quiet one. Then what
+    VoiceEncoder.embed_utterance does (1.6 s partial windows at its default rate and coverage, their embeddings
+    averaged), with the mel features computed here: resemblyzer's come from librosa, whose import costs over a
+    second of every `vqspeech encode` that records the nearest voice."""
+    import torch
     from resemblyzer import preprocess_wav
 
     encoder = _encoder()
@@ -61,7 +65,13 @@ def embed(wav: np.ndarray) -> np.ndarray:
     trimmed = preprocess_wav(wav)
     if len(trimmed) < SAMPLE_RATE // 4:
         trimmed = wav
-    return encoder.embed_utterance(trimmed.astype(np.float32)).astype(np.float32)
+    wav_slices, mel_slices = encoder.compute_partial_slices(len(trimmed), rate=1.3, min_coverage=0.75)
+    trimmed = np.pad(trimmed, (0, max(0, wav_slices[-1].stop - len(trimmed))))
+    mel = _mels(torch.from_numpy(trimmed.astype(np.float32))[None])[0]
+    with torch.no_grad():
+        partials = encoder(torch.stack([mel[s] for s in mel_slices]))
+    mean = partials.mean(0)
+    return (mean / mean.norm()).numpy().astype(np.float32)
 
 
 _TARGET_RMS = 10 ** (-30 / 20)  # resemblyzer's volume normalisation (audio_norm_target_dBFS)
@@ -69,11 +79,22 @@ _TARGET_RMS = 10 ** (-30 / 20)  # resemblyzer's volume normalisation (audio_norm
 
 @functools.lru_cache(maxsize=1)
 def _mel_filters():
-    import librosa
+    """resemblyzer's mel filterbank [40, 201]: librosa.filters.mel(sr=16000, n_fft=400, n_mels=40), from the copy
+    beside this module (tests/test_any_voice.py checks it against librosa), so that start-up does not import
+    librosa."""
     import torch
 
-    # resemblyzer's features: librosa's 40-band mel of the power spectrum, 25 ms Hann windows every 10 ms.
-    return torch.from_numpy(librosa.filters.mel(sr=SAMPLE_RATE, n_fft=400, n_mels=40)).float()
+    return torch.from_numpy(np.load(Path(__file__).with_name("resemblyzer_mel.npy")))
+
+
+def _mels(wav):
+    """wav [B, T] float tensor at 16 kHz -> [B, frames, 40]: resemblyzer's features (librosa's melspectrogram of
+    the power spectrum, 25 ms Hann windows every 10 ms, centred, zero-padded)."""
+    import torch
+
+    window = torch.hann_window(400, device=wav.device)
+    spec = torch.stft(wav, 400, 160, 400, window, center=True, pad_mode="constant", return_complex=True).abs().pow(2)
+    return (_mel_filters().to(wav.device) @ spec).transpose(1, 2)
 
 
 def embed_batch(wav):
@@ -81,16 +102,11 @@ def embed_batch(wav):
 
     resemblyzer's network on resemblyzer's mel features of each whole crop, each crop first scaled to -30 dBFS RMS
     as resemblyzer's preprocessing does (its VAD is left out: crops are short). The network's weights are frozen."""
-    import torch
-
     encoder = _encoder()
     encoder.requires_grad_(False).eval()
     encoder.to(wav.device)
     wav = wav * (_TARGET_RMS / wav.pow(2).mean(-1, keepdim=True).clamp_min(1e-10).sqrt())
-    window = torch.hann_window(400, device=wav.device)
-    spec = torch.stft(wav, 400, 160, 400, window, center=True, pad_mode="constant", return_complex=True).abs().pow(2)
-    mels = (_mel_filters().to(wav.device) @ spec).transpose(1, 2)  # [B, frames, 40]
-    return encoder(mels)
+    return encoder(_mels(wav))
 
 
 def embed_speaker(wavs: list[np.ndarray]) -> np.ndarray:
