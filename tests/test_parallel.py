@@ -2,6 +2,7 @@
 
 import math
 
+import pytest
 import torch
 
 from vqspeech.config import load_config
@@ -48,7 +49,6 @@ def test_shapes_and_pitch_follow():
 def test_voice_film_starts_as_the_identity_and_then_reads_the_voice():
     import dataclasses
 
-    import pytest
 
     config = load_config(DEBUG_OVERLAY).model
     torch.manual_seed(0)
@@ -111,7 +111,6 @@ def test_trains_on_frozen_vqvae_and_decodes(manifest, tmp_path):
 
 
 def test_refuses_missing_base_model(manifest, tmp_path):
-    import pytest
 
     with pytest.raises(ValueError, match="base_model"):
         Trainer(_config(manifest, tmp_path / "par", 2), objective=ParallelObjective)
@@ -166,6 +165,27 @@ def test_joint_training_moves_the_codes_but_never_the_wavenet(manifest, tmp_path
     assert losses["recon/mrstft"].item() < loss_before and "vq/commit" in losses
 
 
+def test_joint_training_with_frozen_codes_keeps_the_codes_and_the_fingerprint(manifest, tmp_path):
+    from vqspeech.codec.api import fingerprint
+
+    Trainer(_config(manifest, tmp_path / "base", 3)).fit()
+    config = _config(manifest, tmp_path / "frozen", 10, checkpoint.latest_checkpoint(tmp_path / "base"))
+    config.train.joint = config.train.freeze_codes = True
+    trainer = Trainer(config, objective=ParallelObjective)
+    before, print_before = {k: v.clone() for k, v in trainer.model.state_dict().items()}, fingerprint(trainer.model)
+    trainer.fit()
+    after = trainer.model.state_dict()
+    codes_side = [k for k in before if k.startswith(("encoder.", "quantizer."))]
+    assert codes_side and all(torch.equal(after[k], before[k]) for k in codes_side)  # EMA buffers included
+    assert fingerprint(trainer.model) == print_before
+    for part in ("cond_net.", "parallel."):  # the conditioning trains, and the decoder
+        assert not all(torch.equal(after[k], v) for k, v in before.items() if k.startswith(part)), part
+    config.train.code_adversary_weight = 0.1  # an adversary would push the frozen encoder
+    config.train.run_dir = str(tmp_path / "adversary")
+    with pytest.raises(ValueError, match="freeze_codes"):
+        Trainer(config, objective=ParallelObjective)
+
+
 def test_gradient_reversal_negates_and_scales():
     from vqspeech.models.speaker_adversary import reverse_gradient
 
@@ -177,7 +197,6 @@ def test_gradient_reversal_negates_and_scales():
 
 
 def test_code_adversary_pushes_the_encoder_against_its_classifier_and_resumes(manifest, tmp_path):
-    import pytest
     from torch.nn import functional as F
 
     base = Trainer(_config(manifest, tmp_path / "base", 3))

@@ -189,6 +189,10 @@ class TrainConfig:
     # table) through the parallel decoder's loss. The WaveNet stays frozen, so it falls out of step with the
     # codes it was trained on: use it for a model whose decoder is the parallel one.
     joint: bool = False
+    # train-parallel joint only: keep the encoder and codebook as the base model made them, so that the codes, the
+    # model's fingerprint and any prior over its codes stay valid, while the conditioning network, mel head and
+    # voice map still train with the decoder (how the voice is read can change, what the codes say cannot).
+    freeze_codes: bool = False
     # train-parallel joint only: a speaker classifier on the quantized codes learns to name the speaker, and the
     # encoder gets its gradient reversed and scaled by this weight (vqspeech/models/speaker_adversary.py);
     # 0 = none.

@@ -21,12 +21,15 @@ from vqspeech.train.loop import Objective, Trainer, measure_speakers
 log = logging.getLogger(__name__)
 
 
-def _trains(name: str, joint: bool, codebook_by_gradient: bool) -> bool:
+CODES = ("encoder.", "quantizer.")  # the parameters (and EMA buffers) that decide the codes
+
+
+def _trains(name: str, joint: bool, codebook_by_gradient: bool, freeze_codes: bool = False) -> bool:
     """Whether the parameter `name` of a VQSpeech trains in a parallel-decoder run."""
     if name.startswith("parallel."):
         return True
-    if not joint or name.startswith("decoder."):
-        return False  # the frozen VQ-VAE; the WaveNet is never trained here
+    if not joint or name.startswith("decoder.") or (freeze_codes and name.startswith(CODES)):
+        return False  # the frozen VQ-VAE (or its codes, train.freeze_codes); the WaveNet is never trained here
     if name.startswith("quantizer."):
         return codebook_by_gradient  # an EMA codebook follows its assignments, with no gradient
     return True  # joint: the codes' side (encoder, conditioning network, mel head, speaker table)
@@ -102,15 +105,17 @@ class ParallelObjective(Objective):
         joint = self.config.train.joint
         if joint and distributed.world_size() > 1:
             raise ValueError("train.joint runs in one process (its loss calls the model's parts directly, past DDP)")
-        if self.config.train.code_adversary_weight > 0 and not joint:
-            raise ValueError("train.code_adversary_weight pushes the encoder: it needs train.joint")
+        if self.config.train.code_adversary_weight > 0 and (not joint or self.config.train.freeze_codes):
+            raise ValueError("train.code_adversary_weight pushes the encoder: it needs train.joint, without train.freeze_codes")
+        if self.config.train.freeze_codes and not joint:
+            raise ValueError("train.freeze_codes keeps the codes of a joint run: it needs train.joint")
         if self.config.train.voice_loss_weight > 0 and model_config.voice != "vector":
             raise ValueError("train.voice_loss_weight converts to other crops' d-vectors: it needs model.voice=vector")
         if self.config.train.voice_profile_weight > 0 and self.config.train.voice_loss_weight <= 0:
             raise ValueError("train.voice_profile_weight weighs a term of the voice loss: it needs train.voice_loss_weight > 0")
         codebook_by_gradient = model_config.quantizer.codebook_by_gradient
         for name, p in model.named_parameters():
-            p.requires_grad = _trains(name, joint, codebook_by_gradient)
+            p.requires_grad = _trains(name, joint, codebook_by_gradient, self.config.train.freeze_codes)
         model.eval()  # frozen parts stay in eval mode (train_step switches the trained module to training mode)
         self.stft_loss = auraloss.freq.MultiResolutionSTFTLoss(
             fft_sizes=[2048, 1024, 512, 256, 128], hop_sizes=[512, 256, 128, 64, 32], win_lengths=[2048, 1024, 512, 256, 128])
@@ -191,7 +196,14 @@ class ParallelObjective(Objective):
             f0 = model.f0(pitch, batch["lf0"])
         dvector = batch.get("dvector")
         if joint:  # codes trained through this loss too (plus their own VQ and mel terms)
+            if self.config.train.freeze_codes:
+                # In eval mode the codebook's EMA statistics, and so the codes, stay as they are; the VQ terms would
+                # only push parameters that do not train.
+                model.encoder.eval()
+                model.quantizer.eval()
             vq, voice, cond, losses, metrics = model.code_side(wav, speaker, pitch, dvector)
+            if self.config.train.freeze_codes:
+                losses = {k: v for k, v in losses.items() if not k.startswith("vq/")}
             decoder = model.parallel
         else:
             with torch.no_grad():  # the frozen VQ-VAE (in eval mode: see Trainer.train_step)
