@@ -13,6 +13,8 @@ Systems, per (source utterance, target):
                (convert.LatentMatch; `--match-k K`), for each K of --match-k
   vqspeech-flat  the same with the source's intonation flattened (flat; `--flat-pitch`): with
                --unseen-sources, how much of "heard as the source" the intonation carries
+  vqspeech-tempo the same with the source slowed or sped, in whole pitch frames, to the references' tempo
+               (their mean code run length over the source's; `--tempo`): how much the source's timing holds back
 Judges, each choosing among the 20 held-out voices, enrolled on each target's 5 recordings that are not the
 references:
   resemblyzer  nearest centroid of d-vectors: the embedding model the vector-voice decoder is conditioned on, so
@@ -66,6 +68,24 @@ def flat(e: Encoded, levels: int) -> Encoded:
     return dataclasses.replace(e, pitch=pitch)
 
 
+def run_length(codes: torch.Tensor) -> float:
+    """Mean length of the runs of one code repeated: the codes change more often in faster speech."""
+    c = codes.flatten()
+    return float(c.numel() / (1 + int((c[1:] != c[:-1]).sum())))
+
+
+def stretch(e: Encoded, ratio: float, unit: int) -> Encoded:
+    """The encoding slowed down by `ratio` (> 1: longer) in whole pitch frames of `unit` codes, each output frame
+    the nearest source frame (repeated or dropped): the timing changes, each frame's content and pitch do not."""
+    frames = e.codes.numel() // unit
+    out = max(1, round(frames * ratio))
+    pick = torch.clamp((torch.arange(out) / ratio).long(), max=frames - 1)
+    codes = e.codes[: frames * unit].view(frames, unit)[pick].flatten()
+    pitch = None if e.pitch is None else e.pitch[pick]
+    hop = e.n_samples / max(1, e.codes.numel())
+    return dataclasses.replace(e, codes=codes, pitch=pitch, n_samples=int(codes.numel() * hop))
+
+
 class HeldOutVoices:
     """The 20 held-out voices as the conversion benches use them: each speaker's first N_REFERENCES recordings are
     the references a voice is found from, the rest enrol the two judges, which name a recording's speaker."""
@@ -95,6 +115,8 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--match-k", type=int, nargs="*", default=[], help="also convert with kNN-matched latents, for each K")
     p.add_argument("--flat-pitch", action="store_true", help="also convert with the source's intonation flattened")
+    p.add_argument("--tempo", action="store_true",
+                   help="also convert with the source slowed or sped to the references' tempo (mean code run length)")
     p.add_argument("--unseen-sources", nargs="+", default=None, metavar="SPEAKER",
                    help="sources from the held-out speechocean762 speakers instead of VCC 2016: each one's first enrolment "
                         "recording converted to every other held-out voice (same corpus, accent and channels as the targets)")
@@ -128,6 +150,7 @@ def main() -> None:
         start = time.perf_counter()
         voices[t] = convert.reference_voice(model, refs[t])
         voice_seconds.append(time.perf_counter() - start)
+    tempo = {t: float(np.mean([run_length(model.encode(w).codes) for w in refs[t]])) for t in names} if args.tempo else {}
 
     # What the codec itself keeps of each target: its own reference recordings encoded and decoded in the voice found
     # from them. A conversion keeps less (the source's timing, intonation and accent stay), so this bounds it.
@@ -144,7 +167,7 @@ def main() -> None:
             if t == it.speaker:  # a held-out source is not converted to itself
                 continue
             for system in ("none", "pitch-shift", "vqspeech", *(f"vqspeech-knn{k}" for k in args.match_k),
-                           *(["vqspeech-flat"] if args.flat_pitch else [])):
+                           *(["vqspeech-flat"] if args.flat_pitch else []), *(["vqspeech-tempo"] if args.tempo else [])):
                 start = time.perf_counter()
                 if system == "none":
                     y = src
@@ -153,6 +176,10 @@ def main() -> None:
                     y = librosa.effects.pitch_shift(src, sr=SR, n_steps=steps).astype(np.float32)
                 elif system == "vqspeech":
                     y = convert.render(model, encoded, voices[t], generator=torch.Generator().manual_seed(args.seed))
+                elif system == "vqspeech-tempo":
+                    ratio = float(np.clip(tempo[t] / run_length(encoded.codes), 0.6, 1.6))
+                    y = convert.render(model, stretch(encoded, ratio, model.config.pitch_frames), voices[t],
+                                       generator=torch.Generator().manual_seed(args.seed))
                 elif system == "vqspeech-flat":
                     y = convert.render(model, flat(encoded, model.config.pitch_levels), voices[t],
                                        generator=torch.Generator().manual_seed(args.seed))
