@@ -117,7 +117,7 @@ def main() -> None:
         t = time.perf_counter()
         data = api.encode_audio(model, ref, speaker=api.AUTO_SPEAKER)  # what `vqspeech encode` does by default
         enc_time = time.perf_counter() - t
-        header, _, _ = bitstream.unpack(data)
+        header = bitstream.read(data).header  # the header only: range-coded codes need the prior to unpack
         voices.append((row.speaker, header.speaker))
         payload_bits = header.payload_bytes * 8
         for decoder in decoders:
