@@ -117,9 +117,10 @@ def main() -> None:
         t = time.perf_counter()
         data = api.encode_audio(model, ref, speaker=api.AUTO_SPEAKER)  # what `vqspeech encode` does by default
         enc_time = time.perf_counter() - t
-        header = bitstream.read(data).header  # the header only: range-coded codes need the prior to unpack
-        voices.append((row.speaker, header.speaker))
-        payload_bits = header.payload_bytes * 8
+        parsed = bitstream.read(data)  # not unpack: range-coded codes need the prior, and only sizes are wanted here
+        voices.append((row.speaker, parsed.header.speaker))
+        # The bytes the codes and pitch take: the coder's words if range-coded, else the packed payload.
+        payload_bits = 8 * (parsed.words.nbytes if parsed.words is not None else parsed.header.payload_bytes)
         for decoder in decoders:
             t = time.perf_counter()
             dec, _ = api.decode_bytes(model, data, decoder=decoder, seed=i)
