@@ -4,6 +4,7 @@ for the prior over the codes.
     Optimisation  the optimiser and its schedule (linear warmup, cosine decay), each network's gradients clipped on
                   their own, bf16 autocast, the step count and the CPU time it cost; its state for exact resume
     append_row    one row of a run's learning curve (step, CPU-hours, held-out figures)
+    RunProgress   a trainer's step and CPU time, read from its Optimisation
     Every         periodic work (logging, validation, checkpoints) after the steps it names
     fit           steps until the last, CPU time counted for training only
 
@@ -89,6 +90,20 @@ class Optimisation:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.step, self.cpu_seconds = int(state["step"]), float(state["cpu_seconds"])
+
+
+class RunProgress:
+    """A trainer's `step` and `cpu_seconds`, read from the Optimisation it holds as `optimisation`."""
+
+    optimisation: Optimisation
+
+    @property
+    def step(self) -> int:
+        return self.optimisation.step
+
+    @property
+    def cpu_seconds(self) -> float:
+        return self.optimisation.cpu_seconds
 
 
 @dataclass

@@ -19,7 +19,7 @@ from vqspeech.data.manifest import read_manifest, read_speakers
 from vqspeech.models.vqvae import VQSpeech
 from vqspeech import checkpoint
 from vqspeech.train import distributed
-from vqspeech.train.fit import Every, Optimisation, append_row, fit
+from vqspeech.train.fit import Every, Optimisation, RunProgress, append_row, fit
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ class Objective:
         """On resume, take back what state() wrote beyond its primitives (e.g. an auxiliary network)."""
 
 
-class Trainer:
+class Trainer(RunProgress):
     """The fit loop, for any Objective: random crops, Adam with warmup + cosine decay, clipping, bf16 autocast,
     validation, held-out generation metrics, TensorBoard, atomic checkpoints and exact resume."""
 
@@ -128,14 +128,6 @@ class Trainer:
             from torch.utils.tensorboard import SummaryWriter
 
             self.writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=self.step or None)
-
-    @property
-    def step(self) -> int:
-        return self.optimisation.step
-
-    @property
-    def cpu_seconds(self) -> float:
-        return self.optimisation.cpu_seconds
 
     def compute(self, net: torch.nn.Module, batch: dict) -> tuple[dict, dict]:
         """The objective's (weighted loss terms, metrics) for one batch (on the trained module or its DDP wrapper)."""

@@ -24,7 +24,7 @@ from vqspeech.config import PriorConfig, from_dict
 from vqspeech.data.codes import CodeCorpus, TokenLayout
 from vqspeech.fileio import atomic_path, remove_stale_temporaries
 from vqspeech.models.prior import PAD, CodePrior
-from vqspeech.train.fit import Every, Optimisation, append_row, fit
+from vqspeech.train.fit import Every, Optimisation, RunProgress, append_row, fit
 
 log = logging.getLogger(__name__)
 FORMAT = "vqspeech-prior-checkpoint"
@@ -85,7 +85,7 @@ def payload_bits_per_second(metrics: dict[str, float], layout: TokenLayout, code
     return codes_per_second * (metrics["bits/code"] + pitch)
 
 
-class PriorTrainer:
+class PriorTrainer(RunProgress):
     def __init__(self, config: PriorConfig, model_path: str | Path, resume: bool = False):
         t = config.train
         self.config = config
@@ -120,14 +120,6 @@ class PriorTrainer:
         log.info("prior: %.2f M parameters, %d training streams (%d tokens), held out: %s",
                  sum(p.numel() for p in self.prior.parameters()) / 1e6, len(self.train_set.tokens),
                  sum(map(len, self.train_set.tokens)), ", ".join(f"{k} ({len(v.tokens)})" for k, v in self.heldout.items()))
-
-    @property
-    def step(self) -> int:
-        return self.optimisation.step
-
-    @property
-    def cpu_seconds(self) -> float:
-        return self.optimisation.cpu_seconds
 
     def _resume(self, path: Path) -> None:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
