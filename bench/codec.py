@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shlex
 import time
 from collections import defaultdict
 from datetime import date
@@ -185,7 +186,7 @@ def write_report(args, results: dict[str, list[dict]], model, voices: list[tuple
     lines = [f"# Codec benchmark: {args.name}", "",
              f"{date.today()}, {platform.processor() or platform.machine()}, {args.threads} threads; model `{args.model}`; "
              f"{len(next(iter(results.values())))} utterances from `{args.manifest}` (split {args.split}).", "",
-             f"Command: `python bench/codec.py --model {args.model} --manifest {args.manifest} --split {args.split} --limit {args.limit}`", "",
+             f"Command: `python bench/codec.py {' '.join(shlex.quote(a) for a in sys.argv[1:])}`", "",
              "Means over utterances. RTF = audio seconds per wall second (higher is faster). file_bps counts every byte written "
              "(headers, container); payload_bps the codes and pitch only (Opus: its nominal rate). STOI, voicing and mel "
              "distance after envelope alignment; PESQ aligns itself. Speaker similarity: resemblyzer cosine, original vs decoded. "
