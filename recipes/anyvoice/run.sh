@@ -12,7 +12,9 @@
 #   2  train-parallel from --base-model with $conf (model.voice: vector; joint, with the code adversary) -> $run_dir
 #   3  continue it with $conf + conf/voice-loss.yaml (decodings in other voices pulled toward their d-vectors)
 #                                                                          -> $run_dir/voice-loss
-#   4  export the last checkpoint of stage 3 as a float16 model file       -> $run_dir/model.pt
+#   4  continue it with conf/decoder-side.yaml on top (the decoder side only, on frozen codes: v4 -> v4.1)
+#                                                                          -> $run_dir/voice-loss/decoder-side
+#   5  export the last checkpoint of stage 4 as a float16 model file       -> $run_dir/model.pt
 # Every stage keeps what an earlier run made: run it again and it does only what is missing (stage 2 resumes).
 #
 # Options (--name value):
@@ -23,10 +25,11 @@
 #   --prepared --run-dir   folders (default data/anyvoice, runs/anyvoice)
 #   --conf --overlay       training config (default conf/voice-vector.yaml) and space-separated overlays (both runs)
 #   --voice-loss           stage 3's overlay (default conf/voice-loss.yaml)
+#   --decoder-side         stage 4's overlay (default conf/decoder-side.yaml)
 #   --jobs         processes for prepare (default 1)
 #   --python --stage --stop-stage
 stage=0
-stop_stage=4
+stop_stage=5
 base_model=""
 vcc=""
 speechocean=""
@@ -34,6 +37,7 @@ prepared=""
 run_dir=""
 conf="$(dirname "$0")/conf/voice-vector.yaml"
 voice_loss="$(dirname "$0")/conf/voice-loss.yaml"
+decoder_side="$(dirname "$0")/conf/decoder-side.yaml"
 overlay=""
 jobs=1
 python=python3
@@ -75,6 +79,10 @@ if stage_on 3 "train conversion to other voices (the voice loss)"; then
     train_from "$(latest_checkpoint "$run_dir")" "$run_dir/voice-loss" "$voice_loss"
 fi
 
-if stage_on 4 "export the model (float16, weights only) -> $run_dir/model.pt"; then
-    vqspeech export "$(latest_checkpoint "$run_dir/voice-loss")" -o "$run_dir/model.pt" --force
+if stage_on 4 "train the decoder side on the frozen codes"; then
+    train_from "$(latest_checkpoint "$run_dir/voice-loss")" "$run_dir/voice-loss/decoder-side" "$voice_loss" "$decoder_side"
+fi
+
+if stage_on 5 "export the model (float16, weights only) -> $run_dir/model.pt"; then
+    vqspeech export "$(latest_checkpoint "$run_dir/voice-loss/decoder-side")" -o "$run_dir/model.pt" --force
 fi
