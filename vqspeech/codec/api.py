@@ -173,7 +173,7 @@ def _encoded(header: Header, codes: np.ndarray, pitch: np.ndarray | None, top: n
 
 
 def decode_bytes(model: VQSpeech, data: bytes, speaker: str | int | None = None, force: bool = False, seed: int = 0,
-                 chunk_seconds: float = 20.0, decoder: str | None = None,
+                 chunk_seconds: float = stream.DECODE_CHUNK_SECONDS, decoder: str | None = None,
                  prior_path: str | Path | None = None) -> tuple[np.ndarray, Header]:
     """.vqs bytes -> (waveform float32 [n_samples] at the model's rate, header). `force`: decode codes
     from another model anyway (never when the shapes differ). decoder: "autoregressive" or "parallel"."""
@@ -245,7 +245,7 @@ def read_vqs(path: str | Path) -> tuple[bitstream.Parsed, int]:
 
 def decode_file(model: VQSpeech, in_path: str | Path, out_path: str | Path, force: bool = False,
                 force_model: bool = False, speaker: str | int | None = None, sample_rate: int | None = None,
-                seed: int = 0, chunk_seconds: float = 20.0, decoder: str | None = None,
+                seed: int = 0, chunk_seconds: float = stream.DECODE_CHUNK_SECONDS, decoder: str | None = None,
                 prior_path: str | Path | None = None) -> tuple[Header, str]:
     """.vqs file -> audio file (.wav, .flac or .ogg by its extension) at `sample_rate` (default the
     model's), written piece by piece and renamed into place at the end. `force`: overwrite out_path;
