@@ -150,12 +150,13 @@ def main() -> None:
         start = time.perf_counter()
         voices[t] = convert.reference_voice(model, refs[t])
         voice_seconds.append(time.perf_counter() - start)
-    tempo = {t: float(np.mean([run_length(model.encode(w).codes) for w in refs[t]])) for t in names} if args.tempo else {}
+    ref_encoded = {t: [model.encode(w) for w in refs[t]] for t in names}  # for the resynthesis and the tempo
+    tempo = {t: float(np.mean([run_length(e.codes) for e in ref_encoded[t]])) for t in names} if args.tempo else {}
 
     # What the codec itself keeps of each target: its own reference recordings encoded and decoded in the voice found
     # from them. A conversion keeps less (the source's timing, intonation and accent stay), so this bounds it.
-    resynthesis = {t: [judged(convert.render(model, model.encode(w), voices[t], generator=torch.Generator().manual_seed(args.seed)))
-                       for w in refs[t]] for t in names}
+    resynthesis = {t: [judged(convert.render(model, e, voices[t], generator=torch.Generator().manual_seed(args.seed)))
+                       for e in ref_encoded[t]] for t in names}
 
     rows, matchers = [], {}
     for k, it in enumerate(sources):

@@ -7,8 +7,8 @@ recording needs no more memory than a minute. Equal up to float rounding: convol
 differently, and a code at a near tie can flip (2 of 30 000 codes with 0.5 s windows, none with 2 s, against 5 s, on
 120 s of speech). The pitch track equals the one-window track when the audio fits in one window (120 s by default);
 over longer audio Praat's global choices (the path finder, the silence threshold relative to the peak) can differ
-near window edges. The utterance's log-F0 statistics are taken over the
-whole F0 track, which is kept (4 bytes per pitch frame) and quantised at the end.
+near window edges. The utterance's log-F0 statistics are taken over the whole F0 track, which is kept (4 bytes per
+pitch frame) and quantised at the end.
 
 `encoder_seconds` is 2 s for speed: one window's activations stay in the core's cache (one thread of an AMD EPYC
 (Zen 4) encodes 120 s of speech at 92x real time with 2 s windows, 63x with 5 s, 20x in one pass of 60 s); below

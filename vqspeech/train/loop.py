@@ -38,8 +38,8 @@ class Objective:
     up in one fixed order, in one place (Trainer.__init__):
       1. build_model(speakers): the model (a base model may decide the model config that the data is read with);
       2. prepare(train_set, valid_set): what needs the data (speakers' pitch ranges, a judge, an adversary), and
-         `trained` (whose parameters Adam steps and DDP wraps) and `clipped` ({metric prefix: module}, each clipped
-         to train.grad_clip on its own).
+         `trained` (whose parameters Adam steps and DDP wraps), `clipped` ({metric prefix: module}, each clipped
+         to train.grad_clip on its own) and `frozen` (parts of `trained` kept in eval mode while it trains).
     After that `loss`, `state` and `restore` (what checkpoints record beyond the model) only read what those made.
     This class is the VQ-VAE's objective: the whole model by the WaveNet's cross-entropy and the code terms."""
 
@@ -50,6 +50,7 @@ class Objective:
         self.model: VQSpeech | None = None
         self.trained: torch.nn.Module | None = None
         self.clipped: dict[str, torch.nn.Module] = {}
+        self.frozen: list[torch.nn.Module] = []
 
     def build_model(self, speakers: list[str]) -> VQSpeech:
         self.config.model.n_speakers = len(speakers)
@@ -185,6 +186,8 @@ class Trainer(RunProgress):
     def train_step(self, batch: dict) -> tuple[dict, dict]:
         self.model.eval()  # frozen parts (if any) stay in eval mode: no EMA codebook updates, no jitter
         self.objective.trained.train()
+        for part in self.objective.frozen:  # e.g. an EMA codebook inside the trained module that must not move
+            part.eval()
         net = self.ddp or self.objective.trained
         with self.optimisation.autocast():
             losses, metrics = self.compute(net, self._to_device(batch))
@@ -247,17 +250,18 @@ class Trainer(RunProgress):
                 self.writer.add_scalar("train/lr", self.optimisation.scheduler.get_last_lr()[0], self.step)
                 self.writer.add_scalar("train/cpu_hours", self.cpu_seconds / 3600, self.step)
 
-        def held_out(name: str, values: dict[str, float]) -> None:
-            log.info("step %d %s %s", self.step, name, {k: round(v, 4) for k, v in values.items()})
-            self._log_csv("valid" if name == "valid" else "eval", values)
+        def held_out(kind: str, label: str, values: dict[str, float]) -> None:
+            """`values` logged as `label`, and written to KIND.csv and TensorBoard's KIND/ scalars."""
+            log.info("step %d %s %s", self.step, label, {k: round(v, 4) for k, v in values.items()})
+            self._log_csv(kind, values)
             for k, v in values.items():
-                self.writer.add_scalar(f"{'valid' if name == 'valid' else 'eval'}/{k}", v, self.step)
+                self.writer.add_scalar(f"{kind}/{k}", v, self.step)
 
         every = [Every(t.log_every, log_train)]
         if self.rank == 0 and self.valid_set is not None:
-            every.append(Every(t.val_every, lambda: held_out("valid", self.validate())))
+            every.append(Every(t.val_every, lambda: held_out("valid", "valid", self.validate())))
         if self.rank == 0 and t.eval_every and self.valid_rows:
-            every.append(Every(t.eval_every, lambda: held_out("held-out speech", self.evaluate_generation())))
+            every.append(Every(t.eval_every, lambda: held_out("eval", "held-out speech", self.evaluate_generation())))
         every.append(Every(t.checkpoint_every, self.save, at_end=True))
         fit(self.optimisation, t.steps, train_step, every, processes=self.world)
         bar.close()

@@ -164,6 +164,8 @@ class ParallelObjective(Objective):
         else:
             self.trained = self.model
         self.clipped = {"": self.model, **({"adversary_": self.adversary} if self.adversary is not None else {})}
+        if t.freeze_codes:  # in eval mode the codebook's EMA statistics, and so the codes, stay as they are
+            self.frozen = [self.model.encoder, self.model.quantizer]
 
     def voice_loss(self, quantized: torch.Tensor, pitch: torch.Tensor, batch: dict, decoder) -> tuple[dict, dict]:
         """Each crop's codes decoded in the next crop's voice (d-vector and pitch range: mostly another speaker)
@@ -196,13 +198,8 @@ class ParallelObjective(Objective):
             f0 = model.f0(pitch, batch["lf0"])
         dvector = batch.get("dvector")
         if joint:  # codes trained through this loss too (plus their own VQ and mel terms)
-            if self.config.train.freeze_codes:
-                # In eval mode the codebook's EMA statistics, and so the codes, stay as they are; the VQ terms would
-                # only push parameters that do not train.
-                model.encoder.eval()
-                model.quantizer.eval()
             vq, voice, cond, losses, metrics = model.code_side(wav, speaker, pitch, dvector)
-            if self.config.train.freeze_codes:
+            if self.config.train.freeze_codes:  # the VQ terms would only push parameters that do not train
                 losses = {k: v for k, v in losses.items() if not k.startswith("vq/")}
             decoder = model.parallel
         else:
