@@ -340,3 +340,23 @@ def test_spectral_profile_is_the_level_of_speech_not_of_pauses():
     assert (a - louder).abs().mean() < 1e-3  # nor does the level
     dark = spectral_profile(0.05 * (hiss + 0.9 * torch.roll(hiss, 1))[None], 64)[0]
     assert (a - dark).abs().mean() > 0.5  # another spectrum does (the tilts differ by ~2 nats at the ends)
+
+
+def test_voice_loss_targets_are_other_crops_or_mixtures_between_two():
+    from vqspeech.train.parallel_loop import conversion_targets
+
+    g = torch.Generator().manual_seed(0)
+    dvec = torch.nn.functional.normalize(torch.randn(6, 16, generator=g), dim=-1)
+    lf0 = torch.randn(6, 2, generator=g)
+    target, pitch_range = conversion_targets(dvec, lf0)
+    assert torch.equal(target, dvec.roll(1, 0)) and torch.equal(pitch_range, lf0.roll(1, 0))
+    target, pitch_range = conversion_targets(dvec, lf0, mixup=1.0, generator=g)
+    assert torch.allclose(target.norm(dim=-1), torch.ones(6))
+    first, second = dvec.roll(1, 0), dvec.roll(2, 0)
+    # Each mixture lies on the arc between its two voices: its coordinates in their plane are both non-negative.
+    coords = torch.linalg.lstsq(torch.stack([first, second], -1), target[..., None]).solution[..., 0]
+    assert (coords > -1e-5).all() and not torch.allclose(target, first)
+    assert torch.allclose((target - torch.einsum("bk,bdk->bd", coords, torch.stack([first, second], -1))).norm(dim=-1),
+                          torch.zeros(6), atol=1e-5)
+    low, high = torch.minimum(lf0.roll(1, 0), lf0.roll(2, 0)), torch.maximum(lf0.roll(1, 0), lf0.roll(2, 0))
+    assert ((pitch_range >= low - 1e-6) & (pitch_range <= high + 1e-6)).all()

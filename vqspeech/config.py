@@ -206,6 +206,10 @@ class TrainConfig:
     # speech frames, features.spectral_profile) is pulled toward the other crop's own (L1, times this weight); 0 =
     # none. A second teacher of the voice that does not share resemblyzer's blind spots.
     voice_profile_weight: float = 0.0
+    # with voice_loss_weight: the share of those conversions whose target is a virtual speaker, a random mixture of
+    # two other crops' voices (d-vectors, renormalised; pitch ranges alike), so the voice map is taught between the
+    # training speakers' d-vectors, where unseen ones fall, and not only at them; 0 = none.
+    voice_mixup: float = 0.0
     # train-wavenet only: the previous samples the WaveNet is fed in training are moved by Gaussian noise of this many
     # mu-law classes (std), and it still predicts the clean next sample; 0 = none. Against exposure bias: teacher-forced
     # on the true past it leans on that past, which sampling does not have (LPCNet injects noise likewise).

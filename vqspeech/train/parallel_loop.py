@@ -35,6 +35,24 @@ def _trains(name: str, joint: bool, codebook_by_gradient: bool, freeze_codes: bo
     return True  # joint: the codes' side (encoder, conditioning network, mel head, speaker table)
 
 
+def conversion_targets(dvector: torch.Tensor, lf0: torch.Tensor, mixup: float = 0.0,
+                       generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The voices a batch's crops are converted to by the voice loss. dvector [B, D] (unit norm), lf0 [B, 2] ->
+    (target d-vectors [B, D], unit norm; their pitch ranges [B, 2]): crop i gets crop i-1's voice, or, for a share
+    `mixup` of the crops, a mixture (1 - m) * voice[i-1] + m * voice[i-2] with m ~ U(0, 1), renormalised: a virtual
+    speaker between two real ones."""
+    index = torch.arange(dvector.shape[0], device=dvector.device)
+    other, second = torch.roll(index, 1), torch.roll(index, 2)
+    target, pitch_range = dvector[other], lf0[other]
+    if mixup <= 0:
+        return target, pitch_range
+    shape = (len(index), 1)
+    mix = torch.rand(shape, generator=generator).to(dvector.device)
+    mix = mix * (torch.rand(shape, generator=generator).to(dvector.device) < mixup)  # 0: crop i-1's own voice
+    target = F.normalize((1 - mix) * target + mix * dvector[second], dim=-1)
+    return target, (1 - mix) * pitch_range + mix * lf0[second]
+
+
 def init_voice_projection(model: VQSpeech, base_speakers: list[str], rows: torch.Tensor, ridge: float = 0.1) -> None:
     """Start a transplanted voice projection where the base's table was: the linear map (ridge regression, in its
     dual form since speakers are few) from the base speakers' mean d-vectors to their table rows [S, D]. Speakers
@@ -111,6 +129,10 @@ class ParallelObjective(Objective):
             raise ValueError("train.freeze_codes keeps the codes of a joint run: it needs train.joint")
         if self.config.train.voice_loss_weight > 0 and model_config.voice != "vector":
             raise ValueError("train.voice_loss_weight converts to other crops' d-vectors: it needs model.voice=vector")
+        if not 0 <= self.config.train.voice_mixup <= 1:
+            raise ValueError(f"train.voice_mixup: {self.config.train.voice_mixup} is a share, not in [0, 1]")
+        if self.config.train.voice_mixup > 0 and self.config.train.voice_loss_weight <= 0:
+            raise ValueError("train.voice_mixup mixes the voice loss's targets: it needs train.voice_loss_weight > 0")
         if self.config.train.voice_profile_weight > 0 and self.config.train.voice_loss_weight <= 0:
             raise ValueError("train.voice_profile_weight weighs a term of the voice loss: it needs train.voice_loss_weight > 0")
         codebook_by_gradient = model_config.quantizer.codebook_by_gradient
@@ -168,17 +190,17 @@ class ParallelObjective(Objective):
             self.frozen = [self.model.encoder, self.model.quantizer]
 
     def voice_loss(self, quantized: torch.Tensor, pitch: torch.Tensor, batch: dict, decoder) -> tuple[dict, dict]:
-        """Each crop's codes decoded in the next crop's voice (d-vector and pitch range: mostly another speaker)
+        """Each crop's codes decoded in the next crop's voice (d-vector and pitch range: mostly another speaker;
+        with train.voice_mixup, some in a random mixture of the next two crops' voices)
         -> (losses, metrics): weight * mean (1 - cosine of resemblyzer's embedding of it to the d-vector given), and
         with train.voice_profile_weight, weight * L1 of its long-term spectrum to the other crop's."""
         from vqspeech import features, speaker_encoder
 
         model, t = self.model, self.config.train
-        other = torch.roll(torch.arange(quantized.shape[0], device=quantized.device), 1)
-        target = batch["dvector"][other]
+        target, lf0 = conversion_targets(batch["dvector"], batch["lf0"], t.voice_mixup)
         voice = model.dvector_voice(target)
         cond = model.condition(quantized, voice, pitch)
-        out = decoder(cond.float(), model.f0(pitch, batch["lf0"][other]), voice=voice).float()
+        out = decoder(cond.float(), model.f0(pitch, lf0), voice=voice).float()
         cos = (speaker_encoder.embed_batch(out) * target).sum(-1)
         losses = {"convert/dvector": t.voice_loss_weight * (1 - cos).mean()}
         metrics = {"convert/dvector_cos": cos.detach().mean()}
