@@ -206,6 +206,7 @@ def test_a_table_model_transplants_into_a_vector_voice_one(manifest, tmp_path, f
     trainer = Trainer(config(tmp_path / "v", 2, base_path, voice="vector"), objective=ParallelObjective)
     trainer.config.train.voice_loss_weight = 0.5  # the conversion term too (a real resemblyzer network pass)
     trainer.config.train.voice_profile_weight = 0.2  # and its resemblyzer-free spectral term
+    trainer.config.train.voice_mixup = 0.5  # with some targets mixtures of two crops' voices
     model = trainer.model
     assert model.config.voice == "vector" and not hasattr(model, "speaker_embedding")
     # The projection starts where the table was: the training speakers' mean d-vectors map near their rows.
@@ -224,6 +225,12 @@ def test_a_table_model_transplants_into_a_vector_voice_one(manifest, tmp_path, f
         Trainer(load_config(DEBUG_OVERLAY, overrides={
             "model": {"voice": "vector"}, "data": {"manifest": str(manifest)},
             "train": {"run_dir": str(tmp_path / "w"), "base_model": str(base_path)}}), objective=ParallelObjective)
+    for mixup, wanted in [(0.5, "needs train.voice_loss_weight"), (1.5, "is a share")]:
+        with pytest.raises(ValueError, match=wanted):
+            Trainer(load_config(DEBUG_OVERLAY, overrides={
+                "model": {"voice": "vector"}, "data": {"manifest": str(manifest)},
+                "train": {"run_dir": str(tmp_path / "w"), "base_model": str(base_path), "joint": True,
+                          "voice_mixup": mixup, "voice_loss_weight": 0.5 if mixup > 1 else 0.0}}), objective=ParallelObjective)
 
     # The vector model trained on, with more speakers than it had (e.g. pitch-shifted copies as new voices): the
     # speakers' measured tables are made anew on the new manifest, everything learnt carries over.
@@ -343,20 +350,15 @@ def test_spectral_profile_is_the_level_of_speech_not_of_pauses():
 
 
 def test_voice_loss_targets_are_other_crops_or_mixtures_between_two():
-    from vqspeech.train.parallel_loop import conversion_targets
+    from vqspeech.train.parallel_loop import conversion_voices
 
-    g = torch.Generator().manual_seed(0)
-    dvec = torch.nn.functional.normalize(torch.randn(6, 16, generator=g), dim=-1)
-    lf0 = torch.randn(6, 2, generator=g)
-    target, pitch_range = conversion_targets(dvec, lf0)
-    assert torch.equal(target, dvec.roll(1, 0)) and torch.equal(pitch_range, lf0.roll(1, 0))
-    target, pitch_range = conversion_targets(dvec, lf0, mixup=1.0, generator=g)
-    assert torch.allclose(target.norm(dim=-1), torch.ones(6))
-    first, second = dvec.roll(1, 0), dvec.roll(2, 0)
-    # Each mixture lies on the arc between its two voices: its coordinates in their plane are both non-negative.
-    coords = torch.linalg.lstsq(torch.stack([first, second], -1), target[..., None]).solution[..., 0]
-    assert (coords > -1e-5).all() and not torch.allclose(target, first)
-    assert torch.allclose((target - torch.einsum("bk,bdk->bd", coords, torch.stack([first, second], -1))).norm(dim=-1),
-                          torch.zeros(6), atol=1e-5)
-    low, high = torch.minimum(lf0.roll(1, 0), lf0.roll(2, 0)), torch.maximum(lf0.roll(1, 0), lf0.roll(2, 0))
-    assert ((pitch_range >= low - 1e-6) & (pitch_range <= high + 1e-6)).all()
+    first, second, mix = conversion_voices(6)
+    assert first.tolist() == [5, 0, 1, 2, 3, 4] and second.tolist() == [4, 5, 0, 1, 2, 3]
+    assert (first != torch.arange(6)).all() and (second != first).all() and (mix == 0).all()
+    _, _, mix = conversion_voices(4000, mixup=0.5, generator=torch.Generator().manual_seed(0))
+    mixed = mix[mix > 0]
+    assert ((mix >= 0) & (mix < 1)).all() and 0.45 < len(mixed) / 4000 < 0.55  # about half, each weight in (0, 1)
+    assert 0.45 < float(mixed.mean()) < 0.55
+    _, _, mix = conversion_voices(100, mixup=1.0)
+    assert (mix > 0).all()
+

@@ -35,22 +35,14 @@ def _trains(name: str, joint: bool, codebook_by_gradient: bool, freeze_codes: bo
     return True  # joint: the codes' side (encoder, conditioning network, mel head, speaker table)
 
 
-def conversion_targets(dvector: torch.Tensor, lf0: torch.Tensor, mixup: float = 0.0,
-                       generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """The voices a batch's crops are converted to by the voice loss. dvector [B, D] (unit norm), lf0 [B, 2] ->
-    (target d-vectors [B, D], unit norm; their pitch ranges [B, 2]): crop i gets crop i-1's voice, or, for a share
-    `mixup` of the crops, a mixture (1 - m) * voice[i-1] + m * voice[i-2] with m ~ U(0, 1), renormalised: a virtual
-    speaker between two real ones."""
-    index = torch.arange(dvector.shape[0], device=dvector.device)
-    other, second = torch.roll(index, 1), torch.roll(index, 2)
-    target, pitch_range = dvector[other], lf0[other]
-    if mixup <= 0:
-        return target, pitch_range
-    shape = (len(index), 1)
-    mix = torch.rand(shape, generator=generator).to(dvector.device)
-    mix = mix * (torch.rand(shape, generator=generator).to(dvector.device) < mixup)  # 0: crop i-1's own voice
-    target = F.normalize((1 - mix) * target + mix * dvector[second], dim=-1)
-    return target, (1 - mix) * pitch_range + mix * lf0[second]
+def conversion_voices(batch_size: int, mixup: float = 0.0, generator: torch.Generator | None = None
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Which voices the voice loss converts a batch's crops to -> (first [B], second [B] crop indices, mix [B, 1]):
+    crop i gets the voice (1 - mix) * voice[first] + mix * voice[second], where first = i - 1, second = i - 2, and
+    mix ~ U(0, 1) for a share `mixup` of the crops (a virtual speaker between two real ones), else 0."""
+    index = torch.arange(batch_size)
+    mix = torch.rand(batch_size, 1, generator=generator) * (torch.rand(batch_size, 1, generator=generator) < mixup)
+    return torch.roll(index, 1), torch.roll(index, 2), mix
 
 
 def init_voice_projection(model: VQSpeech, base_speakers: list[str], rows: torch.Tensor, ridge: float = 0.1) -> None:
@@ -190,14 +182,21 @@ class ParallelObjective(Objective):
             self.frozen = [self.model.encoder, self.model.quantizer]
 
     def voice_loss(self, quantized: torch.Tensor, pitch: torch.Tensor, batch: dict, decoder) -> tuple[dict, dict]:
-        """Each crop's codes decoded in the next crop's voice (d-vector and pitch range: mostly another speaker;
-        with train.voice_mixup, some in a random mixture of the next two crops' voices)
+        """Each crop's codes decoded in the previous crop's voice (d-vector and pitch range: mostly another speaker;
+        with train.voice_mixup, some in a random mixture of two other crops' voices: conversion_voices)
         -> (losses, metrics): weight * mean (1 - cosine of resemblyzer's embedding of it to the d-vector given), and
         with train.voice_profile_weight, weight * L1 of its long-term spectrum to the other crop's."""
         from vqspeech import features, speaker_encoder
 
         model, t = self.model, self.config.train
-        target, lf0 = conversion_targets(batch["dvector"], batch["lf0"], t.voice_mixup)
+        first, second, mix = (x.to(quantized.device) for x in conversion_voices(quantized.shape[0], t.voice_mixup))
+
+        def blend(x: torch.Tensor) -> torch.Tensor:  # per-crop x [B, ...] -> the targets' [B, ...]
+            m = mix.view(-1, *[1] * (x.dim() - 1))
+            return (1 - m) * x[first] + m * x[second]
+
+        target = F.normalize(blend(batch["dvector"]), dim=-1)
+        lf0 = blend(batch["lf0"])
         voice = model.dvector_voice(target)
         cond = model.condition(quantized, voice, pitch)
         out = decoder(cond.float(), model.f0(pitch, lf0), voice=voice).float()
@@ -207,7 +206,7 @@ class ParallelObjective(Objective):
         if t.voice_profile_weight > 0:
             c = model.config
             profile = features.spectral_profile(out, c.hop, c.sample_rate, c.n_mels)
-            wanted = features.spectral_profile(batch["wav"][other], c.hop, c.sample_rate, c.n_mels)
+            wanted = blend(features.spectral_profile(batch["wav"], c.hop, c.sample_rate, c.n_mels))
             gap = (profile - wanted).abs().mean()
             losses["convert/profile"] = t.voice_profile_weight * gap
             metrics["convert/profile_gap"] = gap.detach()
