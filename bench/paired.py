@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 CODEC_METRICS = ("pesq_wb", "stoi", "voicing_agreement", "speaker_similarity", "id_resemblyzer", "id_mfcc")
-VC_METRICS = ("id_resemblyzer", "id_mfcc", "words")
+VC_METRICS = ("id_resemblyzer", "id_mfcc", "id_target", "mcdid_target", "mcd_target", "words")  # vc_unseen.py; vc.py
 
 
 def as_number(value) -> float:
