@@ -30,6 +30,8 @@ def as_number(value) -> float:
 
 def load_rows(path: Path, system: str | None) -> tuple[dict[tuple, dict], tuple[str, ...]]:
     """-> ({pairing key: row}, metrics) of one run's rows of `system`."""
+    if not path.is_file():
+        raise SystemExit(f"{path}: no such file")
     if path.suffix == ".json":
         results = json.loads(path.read_text())
         name = system or "vqspeech-parallel"

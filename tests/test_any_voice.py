@@ -361,4 +361,3 @@ def test_voice_loss_targets_are_other_crops_or_mixtures_between_two():
     assert 0.45 < float(mixed.mean()) < 0.55
     _, _, mix = conversion_voices(100, mixup=1.0)
     assert (mix > 0).all()
-

@@ -32,8 +32,8 @@ def test_conversion_runs_pair_by_source_and_target(tmp_path):
         with path.open("w", newline="") as f:
             w = csv.DictWriter(f, ["source", "sentence", "target", "system", "id_resemblyzer", "id_mfcc", "words"])
             w.writeheader()
-            for (target, hit), system in zip(said, ["vqspeech"] * len(said)):
-                w.writerow({"source": "SF1", "sentence": "100151", "target": target, "system": system,
+            for target, hit in said:
+                w.writerow({"source": "SF1", "sentence": "100151", "target": target, "system": "vqspeech",
                             "id_resemblyzer": hit, "id_mfcc": hit, "words": 0.5})
             w.writerow({"source": "SF1", "sentence": "100151", "target": "t1", "system": "none",
                         "id_resemblyzer": True, "id_mfcc": True, "words": 1.0})

@@ -41,6 +41,8 @@ def conversion_voices(batch_size: int, mixup: float = 0.0, generator: torch.Gene
     crop i gets the voice (1 - mix) * voice[first] + mix * voice[second], where first = i - 1, second = i - 2, and
     mix ~ U(0, 1) for a share `mixup` of the crops (a virtual speaker between two real ones), else 0."""
     index = torch.arange(batch_size)
+    if mixup <= 0:  # no draws: without mixup the run's random stream stays what it was before the option existed
+        return torch.roll(index, 1), torch.roll(index, 2), torch.zeros(batch_size, 1)
     mix = torch.rand(batch_size, 1, generator=generator) * (torch.rand(batch_size, 1, generator=generator) < mixup)
     return torch.roll(index, 1), torch.roll(index, 2), mix
 
