@@ -79,11 +79,12 @@ class DecoderConfig:
     dilation_cycle: int = 10  # dilation of layer i is 2 ** (i % dilation_cycle)
     cond_channels: int = 128  # width of the frame-rate conditioning network
     cond_layers: int = 2  # non-causal conv layers (kernel 3) over the codes at frame rate
-    # The WaveNet also reads the parallel decoder's rendering of the same codes (pre-emphasised and mu-law
-    # companded, as the WaveNet's own output) as one more sample-rate input beside the pitch excitation: it then
-    # models what that rendering misses (phase, fine structure, noise) instead of the waveform from the codes
-    # alone. Needs model.parallel_decoder; trained by `vqspeech train-wavenet` on a model that has one.
+    # Both read the parallel decoder's rendering of the same codes (need model.parallel_decoder; trained by
+    # `vqspeech train-wavenet`). parallel_input: the rendering, mu-law companded, is one more sample-rate input, so
+    # that the WaveNet models what it misses. lpc_order > 0: the LPC WaveNet (models/lpc.py): linear prediction of
+    # this order fitted to the rendering per frame predicts x[t] from the past; the WaveNet predicts the excitation.
     parallel_input: bool = False
+    lpc_order: int = 0
 
 
 @dataclass
@@ -170,6 +171,7 @@ class TrainConfig:
     warmup_steps: int = 500
     grad_clip: float = 1.0
     bf16: bool = True  # autocast to bfloat16 where the device has it natively (else float32: see distributed.native_bf16)
+    compile: bool = False  # torch.compile the trained module (the WaveNet: 1.4x a step on a CPU; a minute to compile)
     seed: int = 0
     threads: int = 0  # torch threads; 0 leaves torch's default
     log_every: int = 25
@@ -252,6 +254,7 @@ class PriorTrainConfig:
     grad_clip: float = 1.0
     seed: int = 0
     threads: int = 0
+    bf16: bool = False  # autocast (native bf16 CPUs, GPUs); the prior file is the exact integer twin either way
     log_every: int = 50
     val_every: int = 250
     checkpoint_every: int = 250

@@ -24,6 +24,8 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from vqspeech import audio
+
 try:
     import numba
     from llvmlite import ir
@@ -60,7 +62,7 @@ def sample_classes(logits: torch.Tensor, u: torch.Tensor, temperature: float) ->
 class Packed(NamedTuple):
     """Decoder weights as contiguous float32 numpy arrays, output-major (row o is output o's weights)."""
 
-    embed: np.ndarray  # [C, R]
+    embed: np.ndarray  # [streams * C, R]: stream s's class k is row s * C + k (one stream, or the LPC WaveNet's 3)
     excitation: np.ndarray  # [R, H] (H = 0 without excitation)
     excitation_bias: np.ndarray  # [R]
     cond: np.ndarray  # [L * 2R, Cc]: row l * 2R + j is layer l's gate pre-activation j
@@ -101,18 +103,24 @@ def pack(decoder) -> Packed:
 
 @torch.no_grad()
 def generate(decoder, cond: torch.Tensor, excitation: torch.Tensor | None, uniforms: torch.Tensor,
-             temperature: float = 1.0, start: int | None = None, threads: int | None = None) -> torch.Tensor:
+             temperature: float = 1.0, start: int | None = None, threads: int | None = None,
+             lpc: torch.Tensor | None = None) -> torch.Tensor:
     """Free-running sampling. cond [B, C, F], excitation [B, H, F * hop] or None, uniforms [B, F * hop]
     -> classes [B, F * hop] long. `start` is the class fed before the first sample (mid-scale by default);
-    `threads` (default torch's) split the streams into groups decoded in parallel."""
+    `threads` (default torch's) split the streams into groups decoded in parallel. lpc [B, F, P]: the LPC
+    WaveNet's predictor coefficients (models/lpc.py; needed exactly when decoder.streams is 3): the classes are
+    then the excitation's, and lpc.synthesise turns them into the signal."""
     B, T = cond.shape[0], cond.shape[2] * decoder.hop
     if temperature < 0:
         raise ValueError(f"temperature must be >= 0, got {temperature}")
     if tuple(uniforms.shape) != (B, T):
         raise ValueError(f"uniforms must be [{B}, {T}], got {list(uniforms.shape)}")
-    start = decoder.embed.num_embeddings // 2 if start is None else start
+    if (lpc is not None) != (decoder.streams > 1):
+        raise ValueError("the LPC WaveNet samples with its coefficients (lpc), a plain one without")
+    start = decoder.n_classes // 2 if start is None else start
     classes, _ = _run(decoder, cond, excitation, threads, start=start, forced=np.empty((B, 0), np.int64),
-                      u=uniforms.detach().numpy().astype(np.float64), temperature=float(temperature), logits=False)
+                      u=uniforms.detach().numpy().astype(np.float64), temperature=float(temperature), logits=False,
+                      lpc=lpc)
     return torch.from_numpy(classes)
 
 
@@ -120,13 +128,16 @@ def generate(decoder, cond: torch.Tensor, excitation: torch.Tensor | None, unifo
 def teacher_forced_logits(decoder, cond: torch.Tensor, excitation: torch.Tensor | None, prev: torch.Tensor,
                           threads: int | None = None) -> torch.Tensor:
     """The compiled step loop fed given classes: prev [B, T] (as `WaveNet.forward` takes them),
-    cond [B, C, T // hop] -> logits [B, n_classes, T]. For checking the kernel against the reference."""
+    cond [B, C, T // hop] -> logits [B, n_classes, T]. For checking the kernel against the reference (a plain
+    WaveNet's: the LPC WaveNet's inputs depend on the signal, which only sampling makes)."""
+    if decoder.streams > 1:
+        raise ValueError("teacher-forced kernel logits are for a plain WaveNet")
     _, logits = _run(decoder, cond, excitation, threads, start=0, forced=prev.numpy().astype(np.int64),
                      u=np.empty((prev.shape[0], 0)), temperature=1.0, logits=True)
     return torch.from_numpy(logits).transpose(1, 2)
 
 
-def _run(decoder, cond, excitation, threads, start, forced, u, temperature, logits: bool):
+def _run(decoder, cond, excitation, threads, start, forced, u, temperature, logits: bool, lpc=None):
     """Split the streams into groups and decode each with the kernel, in threads (it releases the GIL).
     Returns classes [B, T] and logits [B, T, n_classes] (empty unless asked for).
 
@@ -143,7 +154,12 @@ def _run(decoder, cond, excitation, threads, start, forced, u, temperature, logi
         e = np.zeros((0, B, 0), np.float32)
     else:
         e = excitation.detach().cpu().numpy().astype(np.float32, copy=False).transpose(2, 0, 1)  # [T, B, H]
-    C = decoder.embed.num_embeddings
+    C = decoder.n_classes
+    if lpc is None:
+        coeffs = np.zeros((cond.shape[2], B, 0), np.float32)
+    else:
+        coeffs = lpc.detach().cpu().numpy().astype(np.float32, copy=False).transpose(1, 0, 2)  # [F, B, P]
+    table = audio.mu_law_decode(torch.arange(C), int(round(math.log2(C)))).double().numpy()
     n_groups = max(1, min(B, threads or torch.get_num_threads()))
     bounds = np.linspace(0, B, n_groups + 1).round().astype(int)
 
@@ -152,7 +168,8 @@ def _run(decoder, cond, excitation, threads, start, forced, u, temperature, logi
         classes = np.empty((b1 - b0, T), np.int64)
         out = np.empty((b1 - b0, T, C) if logits else (0, 0, 0), np.float32)
         _decode(*w, decoder.hop, np.ascontiguousarray(c[:, b0:b1]), np.ascontiguousarray(e[:, b0:b1]), start,
-                np.ascontiguousarray(forced[b0:b1]), np.ascontiguousarray(u[b0:b1]), temperature, classes, out)
+                np.ascontiguousarray(forced[b0:b1]), np.ascontiguousarray(u[b0:b1]), temperature, classes, out,
+                np.ascontiguousarray(coeffs[:, b0:b1]), table)
         return classes, out
 
     if n_groups == 1:
@@ -268,14 +285,25 @@ if numba is not None:
             k += 1
         return k
 
+    @_inline
+    def _mu_law_class(v, mu):
+        """float64 -> mu-law class, as audio.mu_law_encode computes it (clamped to [-1, 1])."""
+        c = np.log1p(mu * min(abs(v), 1.0)) / np.log1p(mu)
+        if v < 0:
+            c = -c
+        return np.int64((c + 1.0) / 2.0 * mu + 0.5)
+
     @_jit
     def _decode(embed, excitation, excitation_bias, cond_w, cond_bias, dilated, res_skip, res_skip_bias, out1,
-                out1_bias, out2, out2_bias, dilations, hop, cond, exc, start, forced, u, temperature, classes, logits):
+                out1_bias, out2, out2_bias, dilations, hop, cond, exc, start, forced, u, temperature, classes, logits,
+                lpc, table):
         """Run the cached WaveNet for B streams over T = F * hop samples.
 
         cond [F, B, Cc] conditioning per frame; exc [T, B, H] excitation per sample (or [0, B, 0]);
         forced [B, T] classes to feed (teacher forcing: logits [B, T, C] are written) or [B, 0] to sample
-        from u [B, T] (classes [B, T] are written), feeding class `start` before the first sample."""
+        from u [B, T] (classes [B, T] are written), feeding class `start` before the first sample.
+        lpc [F, B, P] predictor coefficients (P = 0: a plain WaveNet) and table [C] the classes' values: the LPC
+        WaveNet (models/lpc.py) is fed x[t-1], p[t], e[t-1] and samples e[t]; x[t] = p[t] + table[e[t]]."""
         B = classes.shape[0]
         L, R2, _ = dilated.shape
         R = R2 // 2
@@ -295,15 +323,29 @@ if numba is not None:
         lg = np.empty((B, C), np.float32)
         e = np.empty(C, np.float32)
         cdf = np.empty(C, np.float64)
+        P = lpc.shape[2]
+        mu = np.float64(C - 1)
+        signal = np.zeros((B, max(P, 1)))  # ring of the last P samples of x, x[t] in slot t % P
+        predicted = np.zeros(B)
+        x_prev = np.full(B, start, np.int64)
         for t in range(cond.shape[0] * hop):
             if t % hop == 0:
                 for b in range(B):
                     gates[b, :] = cond_bias
                 _gemv(cond_w, cond[t // hop], gates)
             for b in range(B):
-                p = forced[b, t] if teacher else prev[b]
-                for j in range(R):
-                    x[b, R + j] = embed[p, j]
+                if P > 0:
+                    acc = 0.0
+                    for k in range(min(P, t)):
+                        acc += np.float64(lpc[t // hop, b, k]) * signal[b, (t - 1 - k) % P]
+                    predicted[b] = acc
+                    pc = _mu_law_class(acc, mu)
+                    for j in range(R):
+                        x[b, R + j] = embed[x_prev[b], j] + embed[C + pc, j] + embed[2 * C + prev[b], j]
+                else:
+                    p = forced[b, t] if teacher else prev[b]
+                    for j in range(R):
+                        x[b, R + j] = embed[p, j]
                 if exc.shape[0] > 0:
                     for j in range(R):
                         acc = excitation_bias[j]
@@ -349,3 +391,7 @@ if numba is not None:
                 else:
                     prev[b] = _sample(lg[b], u[b, t], temperature, e, cdf)
                     classes[b, t] = prev[b]
+                    if P > 0:
+                        xv = predicted[b] + table[prev[b]]
+                        signal[b, t % P] = xv
+                        x_prev[b] = _mu_law_class(xv, mu)

@@ -19,6 +19,7 @@ from torch.nn import functional as F
 
 from vqspeech import audio, features
 from vqspeech.config import QUANTIZER_TRAINING_RULE, ModelConfig
+from vqspeech.models import lpc as linear_prediction
 from vqspeech.models.encoder import Encoder
 from vqspeech.models.encoding import VOICE_SECONDS, Encoded, encode_stream
 from vqspeech.models.parallel import ParallelDecoder
@@ -63,8 +64,9 @@ class VQSpeech(nn.Module):
             layers += [nn.Conv1d(cond_in if i == 0 else c.decoder.cond_channels, c.decoder.cond_channels, 3, padding=1), nn.ReLU()]
         self.cond_net = nn.Sequential(*layers) if layers else nn.Conv1d(cond_in, c.decoder.cond_channels, 1)
         self.mel_head = nn.Conv1d(c.decoder.cond_channels, c.n_mels, 1) if c.mel_weight > 0 else None
-        if c.decoder.parallel_input and not c.parallel_decoder:
-            raise ValueError("model.decoder.parallel_input reads the parallel decoder's rendering: it needs model.parallel_decoder")
+        for option in ("parallel_input", "lpc_order"):
+            if getattr(c.decoder, option) and not c.parallel_decoder:
+                raise ValueError(f"model.decoder.{option} reads the parallel decoder's rendering: it needs model.parallel_decoder")
         wavenet_inputs = (c.pitch_harmonics if c.pitch else 0) + (1 if c.decoder.parallel_input else 0)
         self.decoder = WaveNet(c.decoder, c.decoder.cond_channels, wavenet_inputs, 2**c.mu_law_bits, c.hop)
         self.parallel = ParallelDecoder(c.parallel, c.decoder.cond_channels, c.hop, c.sample_rate, c.speaker_dim) if c.parallel_decoder else None
@@ -147,21 +149,35 @@ class VQSpeech(nn.Module):
         f0 = self.f0(pitch, lf0)
         return None if f0 is None else features.excitation(f0, self.config.pitch_harmonics, self.config.sample_rate)
 
-    def wavenet_inputs(self, cond: torch.Tensor, pitch: torch.Tensor | None, lf0: torch.Tensor, voice: torch.Tensor,
-                       generator: torch.Generator | None = None) -> torch.Tensor | None:
-        """The WaveNet's sample-rate inputs: cond [B, C, F], pitch [B, P] symbols, lf0 [B, 2], voice [B, speaker_dim]
-        (the one cond was made with) -> [B, H, F * hop]
-        (the pitch excitation's harmonics, then with decoder.parallel_input the parallel decoder's rendering of the
-        same conditioning, pre-emphasised and mu-law companded: the WaveNet's own output domain), or None."""
+    @torch.no_grad()  # the rendering is an input of the WaveNet: no gradient reaches the parallel decoder
+    def rendering(self, cond: torch.Tensor, pitch: torch.Tensor | None, lf0: torch.Tensor, voice: torch.Tensor,
+                  generator: torch.Generator | None = None) -> torch.Tensor | None:
+        """What the WaveNet reads of the parallel decoder (decoder.parallel_input, decoder.lpc_order): its rendering
+        of cond [B, C, F] in voice [B, speaker_dim], pre-emphasised as the WaveNet's signal is -> [B, F * hop], or
+        None when the WaveNet reads nothing of it."""
+        c = self.config
+        if not (c.decoder.parallel_input or c.decoder.lpc_order):
+            return None
+        # drawn on the CPU (where generators live) so that a seed gives the same rendering on any device
+        noise = torch.randn(cond.shape[0], cond.shape[-1] * c.hop, generator=generator).to(cond.device)
+        rendered = self.parallel(cond.float(), self.f0(pitch, lf0), noise, voice=voice).clamp(-1, 1)
+        return audio.preemphasis(rendered, c.preemphasis)
+
+    def wavenet_inputs(self, pitch: torch.Tensor | None, lf0: torch.Tensor, rendering: torch.Tensor | None) -> torch.Tensor | None:
+        """The WaveNet's sample-rate inputs: pitch [B, P] symbols, lf0 [B, 2], rendering [B, T] (`rendering`)
+        -> [B, H, T] (the pitch excitation's harmonics, then with decoder.parallel_input the rendering mu-law
+        companded: the WaveNet's own output domain), or None."""
         c = self.config
         parts = [] if pitch is None or not c.pitch else [self.excitation(pitch, lf0)]
         if c.decoder.parallel_input:
-            with torch.no_grad():  # the rendering is an input here: no gradient reaches the parallel decoder
-                # drawn on the CPU (where generators live) so that a seed gives the same rendering on any device
-                noise = torch.randn(cond.shape[0], cond.shape[-1] * c.hop, generator=generator).to(cond.device)
-                rendered = self.parallel(cond.float(), self.f0(pitch, lf0), noise, voice=voice).clamp(-1, 1)
-                parts.append(audio.mu_law_compress(audio.preemphasis(rendered, c.preemphasis), c.mu_law_bits)[:, None])
+            parts.append(audio.mu_law_compress(rendering, c.mu_law_bits)[:, None])
         return torch.cat(parts, 1) if parts else None
+
+    def lpc_coefficients(self, rendering: torch.Tensor | None) -> torch.Tensor | None:
+        """The LPC WaveNet's predictor coefficients (models/lpc.py) from `rendering` [B, T] -> [B, T // hop, order],
+        or None for a plain WaveNet."""
+        order = self.config.decoder.lpc_order
+        return linear_prediction.coefficients(rendering, self.config.hop, order, self.config.sample_rate) if order else None
 
     def jitter(self, quantized: torch.Tensor) -> torch.Tensor:
         """Replace each frame by a neighbour with probability `jitter` (half each side)."""
@@ -178,15 +194,20 @@ class VQSpeech(nn.Module):
                 dvector: torch.Tensor | None = None):
         """wav [B, T] float (T a multiple of pitch_hop), speaker [B], pitch [B, T // pitch_hop], lf0 [B, 2],
         dvector [B, 256] (voice="vector") -> (losses: dict of weighted scalar terms, metrics: dict of scalars)."""
+        if self.config.decoder.lpc_order:
+            raise ValueError("the LPC WaveNet trains on a finished model's frozen codes: vqspeech train-wavenet")
         vq, voice, cond, code_losses, metrics = self.code_side(wav, speaker, pitch, dvector)
         target, prev = self.teacher_forcing(wav)
-        logits = self.decoder(prev, cond, self.wavenet_inputs(cond, pitch, lf0, voice))
+        logits = self.decoder(prev, cond, self.wavenet_inputs(pitch, lf0, self.rendering(cond, pitch, lf0, voice)))
         return {"recon/ce": F.cross_entropy(logits.float(), target), **code_losses}, metrics
 
-    def teacher_forcing(self, wav: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def teacher_forcing(self, wav: torch.Tensor, coeffs: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """wav [B, T] -> (target [B, T], prev [B, T]): the WaveNet's mu-law classes of the pre-emphasised signal, and
-        the same shifted by one sample (mid-scale first), what it is fed to predict them."""
+        the same shifted by one sample (mid-scale first), what it is fed to predict them. With the LPC WaveNet's
+        coefficients [B, T // hop, P] (`lpc_coefficients`): the excitation's classes and inputs [B, 3, T] (lpc.teacher_forcing)."""
         c = self.config
+        if coeffs is not None:
+            return linear_prediction.teacher_forcing(audio.preemphasis(wav, c.preemphasis), coeffs, c.hop, c.mu_law_bits)
         target = audio.mu_law_encode(audio.preemphasis(wav, c.preemphasis), c.mu_law_bits)
         return target, F.pad(target[:, :-1], (1, 0), value=2 ** (c.mu_law_bits - 1))
 
@@ -285,13 +306,17 @@ class VQSpeech(nn.Module):
             return np.clip(wav, -1.0, 1.0)[: encoded.n_samples]
         if decoder != "autoregressive":
             raise ValueError(f"unknown decoder {decoder!r}: choose autoregressive or parallel")
-        classes = self.generate(cond, self.wavenet_inputs(cond, pitch, lf0_t, vector, generator), temperature, generator)
-        return self.to_waveform(classes)[0, : encoded.n_samples]
+        rendering = self.rendering(cond, pitch, lf0_t, vector, generator)
+        coeffs = self.lpc_coefficients(rendering)
+        classes = self.generate(cond, self.wavenet_inputs(pitch, lf0_t, rendering), temperature, generator, lpc=coeffs)
+        return self.to_waveform(classes, coeffs)[0, : encoded.n_samples]
 
     @torch.no_grad()
     def generate(self, cond: torch.Tensor, excitation: torch.Tensor | None, temperature: float = 1.0,
-                 generator: torch.Generator | None = None, method: str | None = None) -> torch.Tensor:
-        """Cached autoregressive sampling. cond [B, C, F] -> classes [B, F * hop].
+                 generator: torch.Generator | None = None, method: str | None = None,
+                 lpc: torch.Tensor | None = None) -> torch.Tensor:
+        """Cached autoregressive sampling. cond [B, C, F] -> classes [B, F * hop]; lpc [B, F, P]: the LPC
+        WaveNet's coefficients (`lpc_coefficients`), then the classes are the excitation's (`to_waveform` makes the signal).
 
         method: "fast" (the compiled step loop of `fast_sampler`, the default when numba is installed) or
         "reference" (the same loop one PyTorch op at a time). Both sample by inverse CDF from one uniform
@@ -307,19 +332,36 @@ class VQSpeech(nn.Module):
         uniforms = fast_sampler.draw_uniforms(B, n_frames * self.config.hop, generator)
         start = 2 ** (self.config.mu_law_bits - 1)
         if method == "fast":
-            return fast_sampler.generate(self.decoder, cond, excitation, uniforms, temperature, start)
+            return fast_sampler.generate(self.decoder, cond, excitation, uniforms, temperature, start, lpc=lpc)
         state = self.decoder.init_state(cond, excitation)
         prev = torch.full((B,), start, dtype=torch.long)
         out = torch.empty(B, n_frames * self.config.hop, dtype=torch.long)
+        if lpc is not None:  # the LPC WaveNet's feedback: the signal's last samples, in float64 as the kernel keeps them
+            bits, hop, order = self.config.mu_law_bits, self.config.hop, lpc.shape[-1]
+            signal = torch.zeros(B, out.shape[1] + order, dtype=torch.float64)
+            x_prev = prev.clone()
         for t in range(out.shape[1]):
-            prev = fast_sampler.sample_classes(self.decoder.step(prev, state), uniforms[:, t], temperature)
+            if lpc is None:
+                inputs = prev
+            else:
+                predicted = (lpc[:, t // hop].double() * signal[:, t: t + order].flip(-1)).sum(-1)
+                inputs = torch.stack([x_prev, audio.mu_law_encode(predicted, bits), prev], -1)
+            prev = fast_sampler.sample_classes(self.decoder.step(inputs, state), uniforms[:, t], temperature)
             out[:, t] = prev
+            if lpc is not None:
+                signal[:, t + order] = predicted + audio.mu_law_decode(prev, bits).double()
+                x_prev = audio.mu_law_encode(signal[:, t + order], bits)
         return out
 
-    def to_waveform(self, classes: torch.Tensor) -> np.ndarray:
-        """mu-law classes [B, T] -> float32 waveform [B, T] (de-emphasised)."""
-        y = audio.mu_law_decode(classes.cpu(), self.config.mu_law_bits).numpy()
-        return np.clip(audio.deemphasis(y, self.config.preemphasis), -1.0, 1.0)
+    def to_waveform(self, classes: torch.Tensor, lpc: torch.Tensor | None = None) -> np.ndarray:
+        """mu-law classes [B, T] (with the LPC WaveNet's coefficients [B, T // hop, P]: the excitation's) -> float32
+        waveform [B, T] (de-emphasised)."""
+        c = self.config
+        if lpc is None:
+            y = audio.mu_law_decode(classes.cpu(), c.mu_law_bits).numpy()
+        else:
+            y = linear_prediction.synthesise(classes.cpu().numpy(), lpc.cpu().numpy(), c.hop, c.mu_law_bits)
+        return np.clip(audio.deemphasis(y, c.preemphasis), -1.0, 1.0)
 
 
 def model_fingerprint(model: VQSpeech) -> bytes:

@@ -20,6 +20,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from vqspeech.config import DecoderConfig
+from vqspeech.models import lpc
 
 
 class WaveNet(nn.Module):
@@ -29,7 +30,12 @@ class WaveNet(nn.Module):
         self.hop = hop
         R, S, L = config.residual_channels, config.skip_channels, config.layers
         self.dilations = [2 ** (i % config.dilation_cycle) for i in range(L)]
-        self.embed = nn.Embedding(n_classes, R)
+        # One class input (the previous sample), or with decoder.lpc_order the three of models/lpc.py (x[t-1], p[t],
+        # e[t-1]), each with its own rows of one table: stream s's class k is row s * n_classes + k.
+        self.streams = lpc.N_STREAMS if config.lpc_order else 1
+        self.n_classes = n_classes
+        self.embed = nn.Embedding(n_classes * self.streams, R)
+        self.register_buffer("offsets", torch.arange(self.streams) * n_classes, persistent=False)
         self.excitation = nn.Conv1d(excitation_channels, R, 1) if excitation_channels else None
         self.cond = nn.Conv1d(cond_channels, L * 2 * R, 1)
         self.dilated = nn.ModuleList(nn.Conv1d(R, 2 * R, 2, dilation=d) for d in self.dilations)
@@ -41,13 +47,20 @@ class WaveNet(nn.Module):
     def receptive_field(self) -> int:
         return sum(self.dilations) + 1
 
+    def embed_inputs(self, prev: torch.Tensor) -> torch.Tensor:
+        """Class inputs [..., T] (one stream) or [..., streams, T] -> [..., T, R], the streams' embeddings summed."""
+        if self.streams == 1:
+            return self.embed(prev)
+        return self.embed(prev + self.offsets[:, None]).sum(-3)
+
     def forward(self, prev: torch.Tensor, cond: torch.Tensor, excitation: torch.Tensor | None = None) -> torch.Tensor:
-        """prev: [B, T] classes of the previous samples (prev[:, t] = target[:, t-1]);
-        cond: [B, C, T // hop]; excitation: [B, H, T] or None -> logits [B, n_classes, T]."""
-        B, T = prev.shape
+        """prev: [B, T] classes of the previous samples (prev[:, t] = target[:, t-1]), or [B, 3, T] for the LPC
+        WaveNet (models/lpc.teacher_forcing); cond: [B, C, T // hop]; excitation: [B, H, T] or None
+        -> logits [B, n_classes, T]."""
+        B, T = prev.shape[0], prev.shape[-1]
         R = self.config.residual_channels
         n_frames = T // self.hop
-        h = self.embed(prev).transpose(1, 2)
+        h = self.embed_inputs(prev).transpose(1, 2)
         if self.excitation is not None:
             h = h + self.excitation(excitation)
         c = self.cond(cond).view(B, len(self.dilations), 2 * R, n_frames, 1)
@@ -78,10 +91,11 @@ class WaveNet(nn.Module):
                             buffers=buffers, t=0)
 
     def step(self, prev: torch.Tensor, state: "WaveNetState") -> torch.Tensor:
-        """prev: [B] class of the previous sample -> logits [B, n_classes] for sample `state.t`; advances state."""
+        """prev: [B] class of the previous sample ([B, 3]: the LPC WaveNet's inputs) -> logits [B, n_classes] for
+        sample `state.t`; advances state."""
         R = self.config.residual_channels
         t = state.t
-        h = self.embed(prev)
+        h = self.embed(prev) if self.streams == 1 else self.embed(prev + self.offsets).sum(-2)
         if state.excitation is not None:
             h = h + state.excitation[t]
         c = state.cond[t // self.hop]  # [B, L, 2R]

@@ -124,6 +124,7 @@ class Trainer(RunProgress):
         if resume:
             self._resume()
         self.ddp = (DistributedDataParallel(self.objective.trained, broadcast_buffers=False) if self.world > 1 else None)
+        self.compiled = torch.compile(self.ddp or self.objective.trained) if self.config.train.compile else None
         self.writer = None
         if self.rank == 0:
             from torch.utils.tensorboard import SummaryWriter
@@ -189,6 +190,8 @@ class Trainer(RunProgress):
         for part in self.objective.frozen:  # e.g. an EMA codebook inside the trained module that must not move
             part.eval()
         net = self.ddp or self.objective.trained
+        if self.compiled is not None:  # (a compiled module has no truth value)
+            net = self.compiled
         with self.optimisation.autocast():
             losses, metrics = self.compute(net, self._to_device(batch))
         metrics.update(self.optimisation.update(losses))
@@ -267,7 +270,7 @@ class Trainer(RunProgress):
         bar.close()
         if self.writer:
             self.writer.close()
-        self.ddp = None  # DDP's reducer holds the process group: release it before the group goes
+        self.ddp = self.compiled = None  # DDP's reducer holds the process group: release it before the group goes
         distributed.cleanup()
 
 

@@ -108,7 +108,7 @@ class PriorTrainer(RunProgress):
         self.heldout = heldout_sets(corpus)
         torch.manual_seed(t.seed)
         self.prior = CodePrior(config.model, self.layout, corpus.voices.shape[1])
-        self.optimisation = Optimisation(config, self.prior.parameters(), {"": self.prior}, optimizer=torch.optim.AdamW,
+        self.optimisation = Optimisation(config, self.prior.parameters(), {"": self.prior}, optimizer=torch.optim.AdamW, bf16=t.bf16,
                                          weight_decay=t.weight_decay, betas=(0.9, 0.98))
         self.rng = np.random.default_rng(t.seed)
         self.last_validation: dict[str, float] | None = None  # of the step fit() ended on, for the prior file

@@ -68,9 +68,10 @@ class WaveNetObjective(Objective):
         model_config = from_dict(ModelConfig, base["config"]["model"])
         if base["speakers"] != speakers:
             raise ValueError(f"{path}: its speakers {base['speakers']} are not this manifest's training speakers {speakers}")
-        if not model_config.parallel_decoder and self.config.model.decoder.parallel_input:
+        wants = [o for o in ("parallel_input", "lpc_order") if getattr(self.config.model.decoder, o)]
+        if not model_config.parallel_decoder and wants:
             raise ValueError(f"{path}: has no parallel decoder, so its rendering cannot be the WaveNet's input "
-                             "(model.decoder.parallel_input)")
+                             f"(model.decoder.{wants[0]})")
         model_config.decoder = self.config.model.decoder  # the one part of the model this run decides
         self.config.model = model_config
         self.costs = base_costs(base, path)
@@ -103,8 +104,9 @@ class WaveNetObjective(Objective):
             vq = model.quantizer(model.encoder(wav[:, None]))
             voice = model.training_voice(batch["speaker"], batch.get("dvector"))
             cond = model.condition(vq.quantized, voice, pitch)
-            inputs = model.wavenet_inputs(cond, pitch, lf0, voice)
-        target, prev = model.teacher_forcing(wav)
+            rendering = model.rendering(cond, pitch, lf0, voice)
+            inputs = model.wavenet_inputs(pitch, lf0, rendering)
+            target, prev = model.teacher_forcing(wav, model.lpc_coefficients(rendering))
         noise = self.config.train.input_noise
         if noise > 0 and net.training:
             prev = (prev + torch.randn(prev.shape, device=prev.device) * noise).round().long().clamp(0, 2**c.mu_law_bits - 1)

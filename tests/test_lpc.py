@@ -1,0 +1,92 @@
+"""The LPC WaveNet (models/lpc.py): linear prediction from a rendering, the excitation as the WaveNet's target,
+the sampler's all-pole recursion in the compiled kernel and the reference loop alike, and train-wavenet with it."""
+
+import numpy as np
+import pytest
+import torch
+from scipy.signal import lfilter
+
+from vqspeech import audio, checkpoint
+from vqspeech.config import load_config
+from vqspeech.models import fast_sampler, lpc
+from vqspeech.models.vqvae import VQSpeech
+from vqspeech.train.loop import Trainer
+from vqspeech.train.wavenet_loop import WaveNetObjective
+from tests.conftest import DEBUG_OVERLAY, synthetic_voice
+from tests.test_wavenet_training import _base, _config
+
+
+def test_coefficients_recover_an_all_pole_process():
+    # x[t] = 1.3 x[t-1] - 0.8 x[t-2] + noise: a resonance near 1.5 kHz at 16 kHz.
+    x = lfilter([1.0], [1.0, -1.3, 0.8], np.random.default_rng(0).standard_normal(64 * 200)) * 0.05
+    c = lpc.coefficients(torch.tensor(x, dtype=torch.float32)[None], 64, 2, 16000)
+    assert c.shape == (1, 200, 2)
+    mean = c[0, 10:-10].mean(0)  # frames whose window lies inside the signal
+    assert mean.tolist() == pytest.approx([1.3, -0.8], abs=0.05)
+    # What is left after the prediction is as small as the true coefficients leave it (the white driving noise).
+    p = lpc.predict(torch.tensor(x, dtype=torch.float32)[None], c, 64)[0].numpy()
+    ideal = x[2:] - 1.3 * x[1:-1] + 0.8 * x[:-2]
+    assert ((x - p)[2:] ** 2).mean() < 1.05 * (ideal**2).mean()
+
+
+def test_the_excitation_target_resynthesises_the_signal():
+    x = audio.preemphasis(torch.from_numpy(synthetic_voice(0.2, 140, 0))[None], 0.85)
+    c = lpc.coefficients(x, 64, 16, 16000)
+    target, inputs = lpc.teacher_forcing(x, c, 64, 8)
+    assert target.shape == x.shape and inputs.shape == (1, 3, x.shape[1])
+    assert inputs[0, 0, 0] == inputs[0, 2, 0] == 128  # mid-scale before the first sample
+    assert (inputs[0, 0, 1:] == audio.mu_law_encode(x, 8)[0, :-1]).all()  # x[t - 1]
+    assert (inputs[0, 2, 1:] == target[0, :-1]).all()  # e[t - 1]
+    # The all-pole filter run on the quantised excitation gives the signal back, up to the excitation's 8-bit
+    # quantisation (shaped by the filter): far below the signal's own level.
+    y = lpc.synthesise(target.numpy(), c.numpy(), 64, 8)
+    error = np.sqrt(((y - x.numpy()) ** 2).mean() / (x.numpy() ** 2).mean())
+    assert error < 0.1
+    # A frame's coefficients matter: the same excitation through flat coefficients is another signal.
+    flat = lpc.synthesise(target.numpy(), np.zeros_like(c.numpy()), 64, 8)
+    assert np.sqrt(((flat - x.numpy()) ** 2).mean() / (x.numpy() ** 2).mean()) > 0.3
+
+
+@pytest.mark.skipif(not fast_sampler.available(), reason="numba is not installed")
+def test_compiled_and_reference_sampling_agree_with_the_lpc_feedback():
+    config = load_config(DEBUG_OVERLAY, overrides={"model": {"n_speakers": 2, "parallel_decoder": True,
+                                                             "decoder": {"lpc_order": 8}}})
+    torch.manual_seed(1)
+    model = VQSpeech(config.model, ["alice", "bob"]).eval()
+    encoded = model.encode(synthetic_voice(0.1, 150, 1))
+    with torch.no_grad():
+        voice = model.speaker_voice(torch.tensor([0]))
+        cond = model.condition(model.quantizer.lookup(encoded.codes[None]), voice, encoded.pitch[None])
+        lf0 = torch.tensor([[encoded.lf0_mean, encoded.lf0_std]])
+        rendering = model.rendering(cond, encoded.pitch[None], lf0, voice, torch.Generator().manual_seed(0))
+        coeffs = model.lpc_coefficients(rendering)
+        inputs = model.wavenet_inputs(encoded.pitch[None], lf0, rendering)
+        runs = {m: model.generate(cond, inputs, generator=torch.Generator().manual_seed(2), method=m, lpc=coeffs)
+                for m in ("fast", "reference")}
+    # The feedback (x[t-1] and p[t] computed from the samples drawn) makes one disagreement spread: so most
+    # must agree exactly, which they do only if both loops feed the same three inputs.
+    assert (runs["fast"] != runs["reference"]).float().mean() < 0.01
+    with pytest.raises(ValueError, match="coefficients"):
+        fast_sampler.generate(model.decoder, cond, inputs, torch.rand(1, cond.shape[-1] * 64, dtype=torch.float64))
+
+
+def test_train_wavenet_learns_the_excitation_and_decodes(manifest, tmp_path):
+    base_path = _base(manifest, tmp_path)
+    trainer = Trainer(_config(manifest, tmp_path / "wn", 80, base_path, lpc_order=8), objective=WaveNetObjective)
+    model = trainer.model
+    assert model.decoder.embed.num_embeddings == 3 * 256
+    batch = trainer.valid_set.fixed_batches(2, 1)[0]
+    before = trainer.compute(model.decoder, batch)[0]["recon/ce"].item()
+    trainer.fit()
+    after = trainer.compute(model.decoder, batch)[0]["recon/ce"].item()
+    assert after < before - 0.2, (before, after)  # from uniform (ln 256 = 5.55 nats)
+    shipped = tmp_path / "shipped.pt"
+    checkpoint.export_model(checkpoint.latest_checkpoint(tmp_path / "wn"), shipped)
+    loaded = checkpoint.load_model(shipped)
+    assert loaded.config.decoder.lpc_order == 8
+    wav = synthetic_voice(0.25, 150, 3)
+    encoded = loaded.encode(wav)
+    out = loaded.decode(encoded, "alice", decoder="autoregressive", generator=torch.Generator().manual_seed(0))
+    assert out.shape == wav.shape and np.isfinite(out).all() and 0 < abs(out).max() <= 1.0
+    again = loaded.decode(encoded, "alice", decoder="autoregressive", generator=torch.Generator().manual_seed(0))
+    assert abs(again - out).max() == 0
