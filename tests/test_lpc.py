@@ -48,9 +48,10 @@ def test_the_excitation_target_resynthesises_the_signal():
 
 
 @pytest.mark.skipif(not fast_sampler.available(), reason="numba is not installed")
-def test_compiled_and_reference_sampling_agree_with_the_lpc_feedback():
+@pytest.mark.parametrize("pitch_lag", [False, True])
+def test_compiled_and_reference_sampling_agree_with_the_lpc_feedback(pitch_lag):
     config = load_config(DEBUG_OVERLAY, overrides={"model": {"n_speakers": 2, "parallel_decoder": True,
-                                                             "decoder": {"lpc_order": 8}}})
+                                                             "decoder": {"lpc_order": 8, "pitch_lag": pitch_lag}}})
     torch.manual_seed(1)
     model = VQSpeech(config.model, ["alice", "bob"]).eval()
     encoded = model.encode(synthetic_voice(0.1, 150, 1))
@@ -59,10 +60,11 @@ def test_compiled_and_reference_sampling_agree_with_the_lpc_feedback():
         cond = model.condition(model.quantizer.lookup(encoded.codes[None]), voice, encoded.pitch[None])
         lf0 = torch.tensor([[encoded.lf0_mean, encoded.lf0_std]])
         rendering = model.rendering(cond, encoded.pitch[None], lf0, voice, torch.Generator().manual_seed(0))
-        coeffs = model.lpc_coefficients(rendering)
+        coeffs, lags = model.lpc_inputs(rendering, encoded.pitch[None], lf0)
+        assert (lags is not None) == pitch_lag and (not pitch_lag or (lags > 0).any())
         inputs = model.wavenet_inputs(encoded.pitch[None], lf0, rendering)
-        runs = {m: model.generate(cond, inputs, generator=torch.Generator().manual_seed(2), method=m, lpc=coeffs)
-                for m in ("fast", "reference")}
+        runs = {m: model.generate(cond, inputs, generator=torch.Generator().manual_seed(2), method=m, lpc=coeffs,
+                                  lags=lags) for m in ("fast", "reference")}
     # The feedback (x[t-1] and p[t] computed from the samples drawn) makes one disagreement spread: so most
     # must agree exactly, which they do only if both loops feed the same three inputs.
     assert (runs["fast"] != runs["reference"]).float().mean() < 0.01
@@ -90,3 +92,35 @@ def test_train_wavenet_learns_the_excitation_and_decodes(manifest, tmp_path):
     assert out.shape == wav.shape and np.isfinite(out).all() and 0 < abs(out).max() <= 1.0
     again = loaded.decode(encoded, "alice", decoder="autoregressive", generator=torch.Generator().manual_seed(0))
     assert abs(again - out).max() == 0
+
+
+def test_pitch_lags_feed_the_excitation_one_period_back():
+    f0 = torch.tensor([[0.0, 100.0, 100.0, 200.0, 0.0]])
+    lags = lpc.pitch_lags(f0, 16000)
+    assert lags.tolist() == [[0, 160 - lpc.LAG_LEAD, 160 - lpc.LAG_LEAD, 80 - lpc.LAG_LEAD, 0]]
+    classes = torch.arange(300)[None]
+    lag = torch.tensor([[0] * 100 + [50] * 200])
+    back = lpc.lagged(classes, lag, fill=128)
+    assert (back[0, :100] == 128).all() and (back[0, 100:] == torch.arange(50, 250)).all()
+    # In teacher forcing the fourth stream is that of the true excitation.
+    x = audio.preemphasis(torch.from_numpy(synthetic_voice(0.2, 140, 0))[None], 0.85)
+    c = lpc.coefficients(x, 64, 8, 16000)
+    steady = torch.full(x.shape, 100, dtype=torch.long)
+    target, inputs = lpc.teacher_forcing(x, c, 64, 8, steady)
+    assert inputs.shape[1] == 4 and (inputs[0, 3, 100:] == target[0, :-100]).all()
+
+
+def test_an_lpc_wavenet_branches_into_the_pitch_lag_one_exactly(manifest, tmp_path):
+    base_path = _base(manifest, tmp_path)
+    Trainer(_config(manifest, tmp_path / "wn", 5, base_path, lpc_order=8), objective=WaveNetObjective).fit()
+    lpc_path = checkpoint.latest_checkpoint(tmp_path / "wn")
+    first = Trainer(_config(manifest, tmp_path / "a", 1, lpc_path, lpc_order=8), objective=WaveNetObjective)
+    branch = Trainer(_config(manifest, tmp_path / "b", 1, lpc_path, lpc_order=8, pitch_lag=True), objective=WaveNetObjective)
+    assert branch.model.decoder.embed.num_embeddings == 4 * 256
+    assert branch.model.decoder.embed.weight[3 * 256:].abs().sum() == 0  # the new stream starts silent
+    batch = first.valid_set.fixed_batches(2, 1)[0]
+    ce = []
+    for trainer in (first, branch):
+        torch.manual_seed(0)  # the same rendering noise, so the same coefficients
+        ce.append(trainer.compute(trainer.model.decoder, batch)[0]["recon/ce"].item())
+    assert ce[0] == pytest.approx(ce[1], rel=1e-5)

@@ -85,6 +85,7 @@ class DecoderConfig:
     # this order fitted to the rendering per frame predicts x[t] from the past; the WaveNet predicts the excitation.
     parallel_input: bool = False
     lpc_order: int = 0
+    pitch_lag: bool = False  # the LPC WaveNet is also fed e one pitch period back (models/lpc.pitch_lags)
 
 
 @dataclass

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from vqspeech import audio
+from vqspeech.models import lpc as lpc_module
 
 try:
     import numba
@@ -104,12 +105,13 @@ def pack(decoder) -> Packed:
 @torch.no_grad()
 def generate(decoder, cond: torch.Tensor, excitation: torch.Tensor | None, uniforms: torch.Tensor,
              temperature: float = 1.0, start: int | None = None, threads: int | None = None,
-             lpc: torch.Tensor | None = None) -> torch.Tensor:
+             lpc: torch.Tensor | None = None, lags: torch.Tensor | None = None) -> torch.Tensor:
     """Free-running sampling. cond [B, C, F], excitation [B, H, F * hop] or None, uniforms [B, F * hop]
     -> classes [B, F * hop] long. `start` is the class fed before the first sample (mid-scale by default);
     `threads` (default torch's) split the streams into groups decoded in parallel. lpc [B, F, P]: the LPC
     WaveNet's predictor coefficients (models/lpc.py; needed exactly when decoder.streams is 3): the classes are
-    then the excitation's, and lpc.synthesise turns them into the signal."""
+    then the excitation's, and lpc.synthesise turns them into the signal; lags [B, F * hop] (lpc.pitch_lags) with
+    decoder.pitch_lag."""
     B, T = cond.shape[0], cond.shape[2] * decoder.hop
     if temperature < 0:
         raise ValueError(f"temperature must be >= 0, got {temperature}")
@@ -117,10 +119,12 @@ def generate(decoder, cond: torch.Tensor, excitation: torch.Tensor | None, unifo
         raise ValueError(f"uniforms must be [{B}, {T}], got {list(uniforms.shape)}")
     if (lpc is not None) != (decoder.streams > 1):
         raise ValueError("the LPC WaveNet samples with its coefficients (lpc), a plain one without")
+    if (lags is not None) != (decoder.streams > lpc_module.N_STREAMS):
+        raise ValueError("pitch lags (lags) are for a WaveNet with decoder.pitch_lag, and it needs them")
     start = decoder.n_classes // 2 if start is None else start
     classes, _ = _run(decoder, cond, excitation, threads, start=start, forced=np.empty((B, 0), np.int64),
                       u=uniforms.detach().numpy().astype(np.float64), temperature=float(temperature), logits=False,
-                      lpc=lpc)
+                      lpc=lpc, lags=lags)
     return torch.from_numpy(classes)
 
 
@@ -137,7 +141,7 @@ def teacher_forced_logits(decoder, cond: torch.Tensor, excitation: torch.Tensor 
     return torch.from_numpy(logits).transpose(1, 2)
 
 
-def _run(decoder, cond, excitation, threads, start, forced, u, temperature, logits: bool, lpc=None):
+def _run(decoder, cond, excitation, threads, start, forced, u, temperature, logits: bool, lpc=None, lags=None):
     """Split the streams into groups and decode each with the kernel, in threads (it releases the GIL).
     Returns classes [B, T] and logits [B, T, n_classes] (empty unless asked for).
 
@@ -159,6 +163,7 @@ def _run(decoder, cond, excitation, threads, start, forced, u, temperature, logi
         coeffs = np.zeros((cond.shape[2], B, 0), np.float32)
     else:
         coeffs = lpc.detach().cpu().numpy().astype(np.float32, copy=False).transpose(1, 0, 2)  # [F, B, P]
+    lag = np.zeros((B, 0), np.int64) if lags is None else lags.detach().cpu().numpy().astype(np.int64)
     table = audio.mu_law_decode(torch.arange(C), int(round(math.log2(C)))).double().numpy()
     n_groups = max(1, min(B, threads or torch.get_num_threads()))
     bounds = np.linspace(0, B, n_groups + 1).round().astype(int)
@@ -169,7 +174,7 @@ def _run(decoder, cond, excitation, threads, start, forced, u, temperature, logi
         out = np.empty((b1 - b0, T, C) if logits else (0, 0, 0), np.float32)
         _decode(*w, decoder.hop, np.ascontiguousarray(c[:, b0:b1]), np.ascontiguousarray(e[:, b0:b1]), start,
                 np.ascontiguousarray(forced[b0:b1]), np.ascontiguousarray(u[b0:b1]), temperature, classes, out,
-                np.ascontiguousarray(coeffs[:, b0:b1]), table)
+                np.ascontiguousarray(coeffs[:, b0:b1]), table, np.ascontiguousarray(lag[b0:b1]))
         return classes, out
 
     if n_groups == 1:
@@ -296,14 +301,15 @@ if numba is not None:
     @_jit
     def _decode(embed, excitation, excitation_bias, cond_w, cond_bias, dilated, res_skip, res_skip_bias, out1,
                 out1_bias, out2, out2_bias, dilations, hop, cond, exc, start, forced, u, temperature, classes, logits,
-                lpc, table):
+                lpc, table, lags):
         """Run the cached WaveNet for B streams over T = F * hop samples.
 
         cond [F, B, Cc] conditioning per frame; exc [T, B, H] excitation per sample (or [0, B, 0]);
         forced [B, T] classes to feed (teacher forcing: logits [B, T, C] are written) or [B, 0] to sample
         from u [B, T] (classes [B, T] are written), feeding class `start` before the first sample.
         lpc [F, B, P] predictor coefficients (P = 0: a plain WaveNet) and table [C] the classes' values: the LPC
-        WaveNet (models/lpc.py) is fed x[t-1], p[t], e[t-1] and samples e[t]; x[t] = p[t] + table[e[t]]."""
+        WaveNet (models/lpc.py) is fed x[t-1], p[t], e[t-1] and samples e[t]; x[t] = p[t] + table[e[t]]; lags [B, T]
+        (or [B, 0]) its pitch lags: e[t - lags[t]] is fed too (mid-scale where the lag is 0 or reaches before 0)."""
         B = classes.shape[0]
         L, R2, _ = dilated.shape
         R = R2 // 2
@@ -328,6 +334,8 @@ if numba is not None:
         signal = np.zeros((B, max(P, 1)))  # ring of the last P samples of x, x[t] in slot t % P
         predicted = np.zeros(B)
         x_prev = np.full(B, start, np.int64)
+        lagging = lags.shape[1] > 0
+        past_e = np.full((B, 1024 if lagging else 1), start, np.int64)  # e[t] in slot t % 1024 (lags <= lpc.MAX_LAG)
         for t in range(cond.shape[0] * hop):
             if t % hop == 0:
                 for b in range(B):
@@ -342,6 +350,11 @@ if numba is not None:
                     pc = _mu_law_class(acc, mu)
                     for j in range(R):
                         x[b, R + j] = embed[x_prev[b], j] + embed[C + pc, j] + embed[2 * C + prev[b], j]
+                    if lagging:
+                        lag = lags[b, t]
+                        back = past_e[b, (t - lag) % 1024] if lag > 0 and t - lag >= 0 else start
+                        for j in range(R):
+                            x[b, R + j] += embed[3 * C + back, j]
                 else:
                     p = forced[b, t] if teacher else prev[b]
                     for j in range(R):
@@ -395,3 +408,4 @@ if numba is not None:
                         xv = predicted[b] + table[prev[b]]
                         signal[b, t % P] = xv
                         x_prev[b] = _mu_law_class(xv, mu)
+                        past_e[b, t % past_e.shape[1]] = prev[b]

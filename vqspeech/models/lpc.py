@@ -29,7 +29,12 @@ from vqspeech import audio
 WINDOW_FRAMES = 4
 LAG_WINDOW_HZ = 60.0
 WHITE_NOISE = 1.0001
-N_STREAMS = 3  # the WaveNet's class inputs: x[t - 1], p[t], e[t - 1]
+N_STREAMS = 3  # the WaveNet's class inputs: x[t - 1], p[t], e[t - 1] (and with pitch lags e[t - lag[t]])
+# The pitch-lag input is the excitation this many samples short of one period back: the quantised pitch's period is
+# a few samples off the true one, and the WaveNet's causal layers see the lagged stream's past, so a pulse a little
+# later than the period says is still in view.
+LAG_LEAD = 2
+MAX_LAG = 1023  # samples (a 16 Hz period at 16 kHz): the sampler keeps a ring of MAX_LAG + 1 excitation classes
 
 
 def coefficients(x: torch.Tensor, hop: int, order: int, sample_rate: int) -> torch.Tensor:
@@ -55,15 +60,33 @@ def predict(x: torch.Tensor, coeffs: torch.Tensor, hop: int) -> torch.Tensor:
     return (past * coeffs.repeat_interleave(hop, dim=1)).sum(-1)
 
 
-def teacher_forcing(x: torch.Tensor, coeffs: torch.Tensor, hop: int, bits: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """x [B, T] the pre-emphasised signal, coeffs [B, T // hop, P] -> (target [B, T]: the excitation's mu-law
-    classes, inputs [B, 3, T]: the classes of x[t - 1], p[t] and e[t - 1], mid-scale before the first sample)."""
+def pitch_lags(f0: torch.Tensor, sample_rate: int) -> torch.Tensor:
+    """F0 [B, T] in Hz (0 unvoiced) -> lag [B, T] long: the period in samples less LAG_LEAD (at least 1), 0 where
+    unvoiced (no lagged input there)."""
+    period = torch.where(f0 > 0, sample_rate / f0.clamp(min=1.0), torch.zeros_like(f0))
+    return torch.where(f0 > 0, (period.round().long() - LAG_LEAD).clamp(1, MAX_LAG), torch.zeros_like(period, dtype=torch.long))
+
+
+def lagged(classes: torch.Tensor, lags: torch.Tensor, fill: int) -> torch.Tensor:
+    """classes [B, T], lags [B, T] -> [B, T]: classes[t - lags[t]], `fill` where the lag is 0 or reaches before 0."""
+    t = torch.arange(classes.shape[1])[None]
+    source = t - lags
+    out = classes.gather(1, source.clamp(min=0))
+    return torch.where((lags > 0) & (source >= 0), out, torch.full_like(out, fill))
+
+
+def teacher_forcing(x: torch.Tensor, coeffs: torch.Tensor, hop: int, bits: int,
+                    lags: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """x [B, T] the pre-emphasised signal, coeffs [B, T // hop, P], lags [B, T] (`pitch_lags`) or None
+    -> (target [B, T]: the excitation's mu-law classes, inputs [B, 3 or 4, T]: the classes of x[t - 1], p[t],
+    e[t - 1] (and e[t - lags[t]]), mid-scale before the first sample)."""
     p = predict(x, coeffs, hop)
     e = x - p
     mid = 2 ** (bits - 1)
     shifted = lambda c: F.pad(c[:, :-1], (1, 0), value=mid)  # noqa: E731 - what is fed at t is what came at t - 1
     x_cls, p_cls, e_cls = (audio.mu_law_encode(v, bits) for v in (x, p, e))
-    return e_cls, torch.stack([shifted(x_cls), p_cls, shifted(e_cls)], 1)
+    streams = [shifted(x_cls), p_cls, shifted(e_cls)] + ([] if lags is None else [lagged(e_cls, lags, mid)])
+    return e_cls, torch.stack(streams, 1)
 
 
 def synthesise(classes: np.ndarray, coeffs: np.ndarray, hop: int, bits: int) -> np.ndarray:

@@ -67,6 +67,8 @@ class VQSpeech(nn.Module):
         for option in ("parallel_input", "lpc_order"):
             if getattr(c.decoder, option) and not c.parallel_decoder:
                 raise ValueError(f"model.decoder.{option} reads the parallel decoder's rendering: it needs model.parallel_decoder")
+        if c.decoder.pitch_lag and not (c.decoder.lpc_order and c.pitch):
+            raise ValueError("model.decoder.pitch_lag feeds the LPC WaveNet its excitation a period back: it needs lpc_order and pitch")
         wavenet_inputs = (c.pitch_harmonics if c.pitch else 0) + (1 if c.decoder.parallel_input else 0)
         self.decoder = WaveNet(c.decoder, c.decoder.cond_channels, wavenet_inputs, 2**c.mu_law_bits, c.hop)
         self.parallel = ParallelDecoder(c.parallel, c.decoder.cond_channels, c.hop, c.sample_rate, c.speaker_dim) if c.parallel_decoder else None
@@ -173,11 +175,17 @@ class VQSpeech(nn.Module):
             parts.append(audio.mu_law_compress(rendering, c.mu_law_bits)[:, None])
         return torch.cat(parts, 1) if parts else None
 
-    def lpc_coefficients(self, rendering: torch.Tensor | None) -> torch.Tensor | None:
-        """The LPC WaveNet's predictor coefficients (models/lpc.py) from `rendering` [B, T] -> [B, T // hop, order],
-        or None for a plain WaveNet."""
-        order = self.config.decoder.lpc_order
-        return linear_prediction.coefficients(rendering, self.config.hop, order, self.config.sample_rate) if order else None
+    def lpc_inputs(self, rendering: torch.Tensor | None, pitch: torch.Tensor | None,
+                   lf0: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """The LPC WaveNet's frame inputs (models/lpc.py): predictor coefficients from `rendering` [B, T]
+        -> [B, T // hop, order], and with decoder.pitch_lag the pitch lags [B, T] from pitch [B, P], lf0 [B, 2];
+        None for what the WaveNet does not read."""
+        c = self.config
+        if not c.decoder.lpc_order:
+            return None, None
+        coeffs = linear_prediction.coefficients(rendering, c.hop, c.decoder.lpc_order, c.sample_rate)
+        lags = linear_prediction.pitch_lags(self.f0(pitch, lf0), c.sample_rate) if c.decoder.pitch_lag else None
+        return coeffs, lags
 
     def jitter(self, quantized: torch.Tensor) -> torch.Tensor:
         """Replace each frame by a neighbour with probability `jitter` (half each side)."""
@@ -201,13 +209,14 @@ class VQSpeech(nn.Module):
         logits = self.decoder(prev, cond, self.wavenet_inputs(pitch, lf0, self.rendering(cond, pitch, lf0, voice)))
         return {"recon/ce": F.cross_entropy(logits.float(), target), **code_losses}, metrics
 
-    def teacher_forcing(self, wav: torch.Tensor, coeffs: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def teacher_forcing(self, wav: torch.Tensor, coeffs: torch.Tensor | None = None,
+                        lags: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """wav [B, T] -> (target [B, T], prev [B, T]): the WaveNet's mu-law classes of the pre-emphasised signal, and
         the same shifted by one sample (mid-scale first), what it is fed to predict them. With the LPC WaveNet's
-        coefficients [B, T // hop, P] (`lpc_coefficients`): the excitation's classes and inputs [B, 3, T] (lpc.teacher_forcing)."""
+        coefficients [B, T // hop, P] and lags (`lpc_inputs`): the excitation's classes and inputs [B, 3 or 4, T]."""
         c = self.config
         if coeffs is not None:
-            return linear_prediction.teacher_forcing(audio.preemphasis(wav, c.preemphasis), coeffs, c.hop, c.mu_law_bits)
+            return linear_prediction.teacher_forcing(audio.preemphasis(wav, c.preemphasis), coeffs, c.hop, c.mu_law_bits, lags)
         target = audio.mu_law_encode(audio.preemphasis(wav, c.preemphasis), c.mu_law_bits)
         return target, F.pad(target[:, :-1], (1, 0), value=2 ** (c.mu_law_bits - 1))
 
@@ -307,16 +316,18 @@ class VQSpeech(nn.Module):
         if decoder != "autoregressive":
             raise ValueError(f"unknown decoder {decoder!r}: choose autoregressive or parallel")
         rendering = self.rendering(cond, pitch, lf0_t, vector, generator)
-        coeffs = self.lpc_coefficients(rendering)
-        classes = self.generate(cond, self.wavenet_inputs(pitch, lf0_t, rendering), temperature, generator, lpc=coeffs)
+        coeffs, lags = self.lpc_inputs(rendering, pitch, lf0_t)
+        classes = self.generate(cond, self.wavenet_inputs(pitch, lf0_t, rendering), temperature, generator, lpc=coeffs,
+                                lags=lags)
         return self.to_waveform(classes, coeffs)[0, : encoded.n_samples]
 
     @torch.no_grad()
     def generate(self, cond: torch.Tensor, excitation: torch.Tensor | None, temperature: float = 1.0,
                  generator: torch.Generator | None = None, method: str | None = None,
-                 lpc: torch.Tensor | None = None) -> torch.Tensor:
-        """Cached autoregressive sampling. cond [B, C, F] -> classes [B, F * hop]; lpc [B, F, P]: the LPC
-        WaveNet's coefficients (`lpc_coefficients`), then the classes are the excitation's (`to_waveform` makes the signal).
+                 lpc: torch.Tensor | None = None, lags: torch.Tensor | None = None) -> torch.Tensor:
+        """Cached autoregressive sampling. cond [B, C, F] -> classes [B, F * hop]; lpc [B, F, P] and lags [B, F * hop]:
+        the LPC WaveNet's coefficients and pitch lags (`lpc_inputs`), then the classes are the excitation's
+        (`to_waveform` makes the signal).
 
         method: "fast" (the compiled step loop of `fast_sampler`, the default when numba is installed) or
         "reference" (the same loop one PyTorch op at a time). Both sample by inverse CDF from one uniform
@@ -332,26 +343,8 @@ class VQSpeech(nn.Module):
         uniforms = fast_sampler.draw_uniforms(B, n_frames * self.config.hop, generator)
         start = 2 ** (self.config.mu_law_bits - 1)
         if method == "fast":
-            return fast_sampler.generate(self.decoder, cond, excitation, uniforms, temperature, start, lpc=lpc)
-        state = self.decoder.init_state(cond, excitation)
-        prev = torch.full((B,), start, dtype=torch.long)
-        out = torch.empty(B, n_frames * self.config.hop, dtype=torch.long)
-        if lpc is not None:  # the LPC WaveNet's feedback: the signal's last samples, in float64 as the kernel keeps them
-            bits, hop, order = self.config.mu_law_bits, self.config.hop, lpc.shape[-1]
-            signal = torch.zeros(B, out.shape[1] + order, dtype=torch.float64)
-            x_prev = prev.clone()
-        for t in range(out.shape[1]):
-            if lpc is None:
-                inputs = prev
-            else:
-                predicted = (lpc[:, t // hop].double() * signal[:, t: t + order].flip(-1)).sum(-1)
-                inputs = torch.stack([x_prev, audio.mu_law_encode(predicted, bits), prev], -1)
-            prev = fast_sampler.sample_classes(self.decoder.step(inputs, state), uniforms[:, t], temperature)
-            out[:, t] = prev
-            if lpc is not None:
-                signal[:, t + order] = predicted + audio.mu_law_decode(prev, bits).double()
-                x_prev = audio.mu_law_encode(signal[:, t + order], bits)
-        return out
+            return fast_sampler.generate(self.decoder, cond, excitation, uniforms, temperature, start, lpc=lpc, lags=lags)
+        return self.decoder.sample_reference(cond, excitation, uniforms, temperature, start, lpc, lags)
 
     def to_waveform(self, classes: torch.Tensor, lpc: torch.Tensor | None = None) -> np.ndarray:
         """mu-law classes [B, T] (with the LPC WaveNet's coefficients [B, T // hop, P]: the excitation's) -> float32

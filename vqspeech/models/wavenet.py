@@ -30,9 +30,9 @@ class WaveNet(nn.Module):
         self.hop = hop
         R, S, L = config.residual_channels, config.skip_channels, config.layers
         self.dilations = [2 ** (i % config.dilation_cycle) for i in range(L)]
-        # One class input (the previous sample), or with decoder.lpc_order the three of models/lpc.py (x[t-1], p[t],
-        # e[t-1]), each with its own rows of one table: stream s's class k is row s * n_classes + k.
-        self.streams = lpc.N_STREAMS if config.lpc_order else 1
+        # One class input (the previous sample), or with decoder.lpc_order the three or four of models/lpc.py (x[t-1],
+        # p[t], e[t-1], e[t-lag]), each with its own rows of one table: stream s's class k is row s * n_classes + k.
+        self.streams = lpc.N_STREAMS + int(config.pitch_lag) if config.lpc_order else 1
         self.n_classes = n_classes
         self.embed = nn.Embedding(n_classes * self.streams, R)
         self.register_buffer("offsets", torch.arange(self.streams) * n_classes, persistent=False)
@@ -55,7 +55,7 @@ class WaveNet(nn.Module):
 
     def forward(self, prev: torch.Tensor, cond: torch.Tensor, excitation: torch.Tensor | None = None) -> torch.Tensor:
         """prev: [B, T] classes of the previous samples (prev[:, t] = target[:, t-1]), or [B, 3, T] for the LPC
-        WaveNet (models/lpc.teacher_forcing); cond: [B, C, T // hop]; excitation: [B, H, T] or None
+        WaveNet (models/lpc.teacher_forcing; [B, 4, T] with pitch lags); cond: [B, C, T // hop]; excitation: [B, H, T] or None
         -> logits [B, n_classes, T]."""
         B, T = prev.shape[0], prev.shape[-1]
         R = self.config.residual_channels
@@ -91,7 +91,7 @@ class WaveNet(nn.Module):
                             buffers=buffers, t=0)
 
     def step(self, prev: torch.Tensor, state: "WaveNetState") -> torch.Tensor:
-        """prev: [B] class of the previous sample ([B, 3]: the LPC WaveNet's inputs) -> logits [B, n_classes] for
+        """prev: [B] class of the previous sample ([B, 3 or 4]: the LPC WaveNet's inputs) -> logits [B, n_classes] for
         sample `state.t`; advances state."""
         R = self.config.residual_channels
         t = state.t
@@ -114,6 +114,43 @@ class WaveNet(nn.Module):
         o = torch.relu(torch.relu(skip) @ self.out1.weight[:, :, 0].t() + self.out1.bias)
         state.t += 1
         return o @ self.out2.weight[:, :, 0].t() + self.out2.bias
+
+
+    @torch.no_grad()
+    def sample_reference(self, cond: torch.Tensor, excitation: torch.Tensor | None, uniforms: torch.Tensor,
+                         temperature: float, start: int, coeffs: torch.Tensor | None = None,
+                         lags: torch.Tensor | None = None) -> torch.Tensor:
+        """The sampling loop of fast_sampler's kernel, one PyTorch op at a time (what the kernel is checked against):
+        cond [B, C, F], excitation [B, H, F * hop] or None, uniforms [B, F * hop] -> classes [B, F * hop]. For the
+        LPC WaveNet, coeffs [B, F, P] and lags [B, F * hop] (models/lpc.py) feed back the signal it makes."""
+        from vqspeech import audio
+        from vqspeech.models.fast_sampler import sample_classes
+
+        B, T = cond.shape[0], cond.shape[2] * self.hop
+        bits = int(round(math.log2(self.n_classes)))
+        state = self.init_state(cond, excitation)
+        prev = torch.full((B,), start, dtype=torch.long)
+        out = torch.empty(B, T, dtype=torch.long)
+        if coeffs is not None:  # the signal's past in float64, as the kernel keeps it
+            order = coeffs.shape[-1]
+            signal = torch.zeros(B, T + order, dtype=torch.float64)
+            x_prev = prev.clone()
+        for t in range(T):
+            inputs = prev
+            if coeffs is not None:
+                predicted = (coeffs[:, t // self.hop].double() * signal[:, t: t + order].flip(-1)).sum(-1)
+                streams = [x_prev, audio.mu_law_encode(predicted, bits), prev]
+                if lags is not None:
+                    source = t - lags[:, t]
+                    back = out[torch.arange(B), source.clamp(min=0)]
+                    streams.append(torch.where((lags[:, t] > 0) & (source >= 0), back, torch.full_like(back, start)))
+                inputs = torch.stack(streams, -1)
+            prev = sample_classes(self.step(inputs, state), uniforms[:, t], temperature)
+            out[:, t] = prev
+            if coeffs is not None:
+                signal[:, t + order] = predicted + audio.mu_law_decode(prev, bits).double()
+                x_prev = audio.mu_law_encode(signal[:, t + order], bits)
+        return out
 
 
 @dataclass

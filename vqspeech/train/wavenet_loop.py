@@ -20,6 +20,7 @@ from torch.nn import functional as F
 
 from vqspeech import checkpoint
 from vqspeech.config import ModelConfig, from_dict
+from vqspeech.models import lpc
 from vqspeech.models.vqvae import VQSpeech
 from vqspeech.train.loop import Objective, Trainer
 
@@ -28,7 +29,8 @@ log = logging.getLogger(__name__)
 
 def wavenet_start(base_state: dict, model: VQSpeech) -> dict:
     """The base's `decoder.*` weights adapted to `model`'s WaveNet: {} when the shapes differ beyond the input
-    channel that parallel_input adds (then the WaveNet starts from its init); the new channel gets zero weight."""
+    channel that parallel_input adds or the pitch-lag stream of an LPC WaveNet (then the WaveNet starts from its
+    init); what is new gets zero weight, so step 0 is the base's WaveNet."""
     own = {k: v for k, v in model.state_dict().items() if k.startswith("decoder.")}
     base = {k: v.float() for k, v in base_state.items() if k.startswith("decoder.")}
     if set(base) != set(own):
@@ -41,6 +43,9 @@ def wavenet_start(base_state: dict, model: VQSpeech) -> dict:
         elif k == "decoder.excitation.weight" and v.shape[0] == want.shape[0] and v.shape[2:] == want.shape[2:] \
                 and v.shape[1] < want.shape[1]:
             start[k] = torch.cat([v, torch.zeros(want.shape[0], want.shape[1] - v.shape[1], *want.shape[2:])], 1)
+        elif k == "decoder.embed.weight" and v.shape[1] == want.shape[1] and lpc.N_STREAMS * model.decoder.n_classes \
+                <= v.shape[0] < want.shape[0]:  # an LPC WaveNet given the pitch-lag stream: its rows start at zero
+            start[k] = torch.cat([v, torch.zeros(want.shape[0] - v.shape[0], v.shape[1])])
         else:
             return {}
     return start
@@ -106,7 +111,7 @@ class WaveNetObjective(Objective):
             cond = model.condition(vq.quantized, voice, pitch)
             rendering = model.rendering(cond, pitch, lf0, voice)
             inputs = model.wavenet_inputs(pitch, lf0, rendering)
-            target, prev = model.teacher_forcing(wav, model.lpc_coefficients(rendering))
+            target, prev = model.teacher_forcing(wav, *model.lpc_inputs(rendering, pitch, lf0))
         noise = self.config.train.input_noise
         if noise > 0 and net.training:
             prev = (prev + torch.randn(prev.shape, device=prev.device) * noise).round().long().clamp(0, 2**c.mu_law_bits - 1)
