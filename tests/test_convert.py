@@ -49,7 +49,7 @@ def recorder(monkeypatch):
     """Records every generate call of every VQSpeech (the CLI loads its own model)."""
     calls = []
 
-    def generate(self, cond, excitation, temperature=1.0, generator=None):
+    def generate(self, cond, excitation, temperature=1.0, generator=None, lpc=None, lags=None):
         calls.append((self, cond.clone(), None if excitation is None else excitation.clone()))
         return torch.full((cond.shape[0], cond.shape[-1] * self.config.hop), 128, dtype=torch.long)
 
