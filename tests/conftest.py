@@ -52,6 +52,23 @@ def tiny_codec_model(seed: int = 0, speakers: tuple[str, ...] = ("alice", "bob")
     return net, config
 
 
+def wavenet_setup(**decoder):
+    """A tiny untrained model with a parallel decoder and the WaveNet `decoder` options, and what its WaveNet samples
+    from for 0.1 s of a synthetic voice: (model, encoded, cond [1, C, F], lf0 [1, 2], rendering [1, F * hop])."""
+    from vqspeech.models.vqvae import VQSpeech
+
+    config = load_config(DEBUG_OVERLAY, overrides={"model": {"n_speakers": 2, "parallel_decoder": True, "decoder": decoder}})
+    torch.manual_seed(1)
+    model = VQSpeech(config.model, ["alice", "bob"]).eval()
+    encoded = model.encode(synthetic_voice(0.1, 150, 1))
+    with torch.no_grad():
+        voice = model.speaker_voice(torch.tensor([0]))
+        cond = model.condition(model.quantizer.lookup(encoded.codes[None]), voice, encoded.pitch[None])
+        lf0 = torch.tensor([[encoded.lf0_mean, encoded.lf0_std]])
+        rendering = model.rendering(cond, encoded.pitch[None], lf0, voice, torch.Generator().manual_seed(0))
+    return model, encoded, cond, lf0, rendering
+
+
 @pytest.fixture
 def tiny_config() -> Config:
     config = load_config(DEBUG_OVERLAY)

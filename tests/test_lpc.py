@@ -7,12 +7,10 @@ import torch
 from scipy.signal import lfilter
 
 from vqspeech import audio, checkpoint
-from vqspeech.config import load_config
 from vqspeech.models import fast_sampler, lpc
-from vqspeech.models.vqvae import VQSpeech
 from vqspeech.train.loop import Trainer
 from vqspeech.train.wavenet_loop import WaveNetObjective
-from tests.conftest import DEBUG_OVERLAY, synthetic_voice
+from tests.conftest import synthetic_voice, wavenet_setup
 from tests.test_wavenet_training import _base, _config
 
 
@@ -50,16 +48,8 @@ def test_the_excitation_target_resynthesises_the_signal():
 @pytest.mark.skipif(not fast_sampler.available(), reason="numba is not installed")
 @pytest.mark.parametrize("pitch_lag", [False, True])
 def test_compiled_and_reference_sampling_agree_with_the_lpc_feedback(pitch_lag):
-    config = load_config(DEBUG_OVERLAY, overrides={"model": {"n_speakers": 2, "parallel_decoder": True,
-                                                             "decoder": {"lpc_order": 8, "pitch_lag": pitch_lag}}})
-    torch.manual_seed(1)
-    model = VQSpeech(config.model, ["alice", "bob"]).eval()
-    encoded = model.encode(synthetic_voice(0.1, 150, 1))
+    model, encoded, cond, lf0, rendering = wavenet_setup(lpc_order=8, pitch_lag=pitch_lag)
     with torch.no_grad():
-        voice = model.speaker_voice(torch.tensor([0]))
-        cond = model.condition(model.quantizer.lookup(encoded.codes[None]), voice, encoded.pitch[None])
-        lf0 = torch.tensor([[encoded.lf0_mean, encoded.lf0_std]])
-        rendering = model.rendering(cond, encoded.pitch[None], lf0, voice, torch.Generator().manual_seed(0))
         coeffs, lags = model.lpc_inputs(rendering, encoded.pitch[None], lf0)
         assert (lags is not None) == pitch_lag and (not pitch_lag or (lags > 0).any())
         inputs = model.wavenet_inputs(encoded.pitch[None], lf0, rendering)

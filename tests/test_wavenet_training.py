@@ -9,7 +9,7 @@ from vqspeech.models import fast_sampler
 from vqspeech.train.loop import Trainer
 from vqspeech.train.parallel_loop import ParallelObjective
 from vqspeech.train.wavenet_loop import WaveNetObjective
-from tests.conftest import DEBUG_OVERLAY, synthetic_voice
+from tests.conftest import DEBUG_OVERLAY, synthetic_voice, wavenet_setup
 
 
 def _config(manifest, run, steps, base="", **decoder):
@@ -73,20 +73,9 @@ def test_trains_only_the_wavenet_and_starts_from_the_base(manifest, tmp_path):
 
 @pytest.mark.skipif(not fast_sampler.available(), reason="numba is not installed")
 def test_compiled_sampler_reads_the_rendering_input():
-    from vqspeech.models.vqvae import VQSpeech
-
-    config = load_config(DEBUG_OVERLAY, overrides={"model": {"n_speakers": 2, "parallel_decoder": True,
-                                                             "decoder": {"parallel_input": True}}})
-    torch.manual_seed(1)
-    model = VQSpeech(config.model, ["alice", "bob"]).eval()
-    encoded = model.encode(synthetic_voice(0.1, 150, 1))
-    with torch.no_grad():
-        voice = model.speaker_voice(torch.tensor([0]))
-        cond = model.condition(model.quantizer.lookup(encoded.codes[None]), voice, encoded.pitch[None])
-        lf0 = torch.tensor([[encoded.lf0_mean, encoded.lf0_std]])
-        rendering = model.rendering(cond, encoded.pitch[None], lf0, voice, torch.Generator().manual_seed(0))
-        inputs = model.wavenet_inputs(encoded.pitch[None], lf0, rendering)
-    assert inputs.shape == (1, config.model.pitch_harmonics + 1, cond.shape[-1] * config.model.hop)
+    model, encoded, cond, lf0, rendering = wavenet_setup(parallel_input=True)
+    inputs = model.wavenet_inputs(encoded.pitch[None], lf0, rendering)
+    assert inputs.shape == (1, model.config.pitch_harmonics + 1, cond.shape[-1] * model.config.hop)
     fast = model.generate(cond, inputs, generator=torch.Generator().manual_seed(2), method="fast")
     ref = model.generate(cond, inputs, generator=torch.Generator().manual_seed(2), method="reference")
     assert (fast != ref).float().mean() < 0.01
