@@ -1,20 +1,14 @@
 """Fast autoregressive sampling for the WaveNet decoder: the whole cached step loop in one numba kernel.
 
-`WaveNet.step` (the reference) does the same arithmetic one PyTorch op at a time; at ~60 small ops per
-sample, dispatch overhead dominates and it runs at ~0.05x real time for the CPU config. Here the loop over
-samples, layers and streams is compiled: per sample and layer one [2R x 2R] matvec on [h(t-d); h(t)] (a
-ring buffer of the layer's past inputs: the "fast WaveNet" cache), the gate, one [R+S x R] matvec, then
-the output head and inverse-CDF sampling. Nothing is recomputed over the receptive field. Why numba rather
-than TorchScript or a C++ extension, with the measurements: bench/README.md.
-
-Sampling is by inverse CDF from one uniform per sample, drawn beforehand from the caller's generator:
-class = the first k with cumsum(p)[k] > u * sum(p), p = exp((logits - max) / temperature). The
-reference loop uses `sample_classes` on the same uniforms, so both paths can be compared class by class.
-
-Streams (B > 1) are independent: with several threads each takes a contiguous group of streams, so
-batching the chunks of one long file is what makes a single file decode faster on more cores.
+`WaveNet.sample_reference` does the same arithmetic one PyTorch op at a time (~60 small ops a sample: ~0.05x real
+time). Here the loop over samples, layers and streams is compiled: per sample and layer one [2R x 2R] matvec on
+[h(t-d); h(t)] (a ring buffer of the layer's past inputs: the "fast WaveNet" cache), the gate, one [R+S x R] matvec,
+then the output head and inverse-CDF sampling from one uniform per sample drawn beforehand (class = the first k with
+cumsum(p)[k] > u * sum(p), p = exp((logits - max) / temperature)), the same rule as `sample_classes`, so both paths
+can be compared class by class. Why numba rather than TorchScript or a C++ extension: bench/README.md. Streams
+(B > 1) are independent: with several threads each takes a contiguous group, so batching the chunks of one long
+file is what makes a single file decode faster on more cores.
 """
-
 from __future__ import annotations
 
 import math
