@@ -18,7 +18,6 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from vqspeech import audio
 from vqspeech.models import lpc as lpc_module
 
 try:
@@ -158,7 +157,7 @@ def _run(decoder, cond, excitation, threads, start, forced, u, temperature, logi
     else:
         coeffs = lpc.detach().cpu().numpy().astype(np.float32, copy=False).transpose(1, 0, 2)  # [F, B, P]
     lag = np.zeros((B, 0), np.int64) if lags is None else lags.detach().cpu().numpy().astype(np.int64)
-    table = audio.mu_law_decode(torch.arange(C), int(round(math.log2(C)))).double().numpy()
+    table = lpc_module.class_values(decoder.mu_law_bits)
     n_groups = max(1, min(B, threads or torch.get_num_threads()))
     bounds = np.linspace(0, B, n_groups + 1).round().astype(int)
 

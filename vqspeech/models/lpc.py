@@ -14,9 +14,9 @@ Toeplitz system yields a stable (minimum-phase) all-pole filter, which the recur
 
 from __future__ import annotations
 
+import functools
 import math
 
-import numba
 import numpy as np
 import torch
 from torch.nn import functional as F
@@ -89,16 +89,20 @@ def teacher_forcing(x: torch.Tensor, coeffs: torch.Tensor, hop: int, bits: int,
     return e_cls, torch.stack(streams, 1)
 
 
+def class_values(bits: int) -> np.ndarray:
+    """The value of each mu-law class, float64 [2**bits]: what the sampler adds to its prediction."""
+    return audio.mu_law_decode(torch.arange(2**bits), bits).double().numpy()
+
+
 def synthesise(classes: np.ndarray, coeffs: np.ndarray, hop: int, bits: int) -> np.ndarray:
     """The signal a sampling run made: excitation classes [B, T] and coeffs [B, T // hop, P] -> x [B, T] float32,
     x[t] = sum_k c[f(t), k - 1] x[t - k] + e[t] in float64, the same sums in the same order as the sampler's."""
-    table = audio.mu_law_decode(torch.arange(2**bits), bits).double().numpy()
-    return _all_pole(np.ascontiguousarray(classes, dtype=np.int64), np.ascontiguousarray(coeffs, dtype=np.float32),
-                     table, hop).astype(np.float32)
+    x = _compiled_all_pole()(np.ascontiguousarray(classes, dtype=np.int64), np.ascontiguousarray(coeffs, dtype=np.float32),
+                             class_values(bits), hop)
+    return x.astype(np.float32)
 
 
-@numba.njit(cache=True, nogil=True)
-def _all_pole(classes, coeffs, table, hop):
+def _all_pole(classes, coeffs, values, hop):
     B, T = classes.shape
     P = coeffs.shape[2]
     x = np.zeros((B, T))
@@ -107,5 +111,14 @@ def _all_pole(classes, coeffs, table, hop):
             acc = 0.0
             for k in range(min(P, t)):
                 acc += np.float64(coeffs[b, t // hop, k]) * x[b, t - 1 - k]
-            x[b, t] = acc + table[classes[b, t]]
+            x[b, t] = acc + values[classes[b, t]]
     return x
+
+
+@functools.cache
+def _compiled_all_pole():
+    """_all_pole compiled on first use (no fastmath: the sums in the sampler's order), so that importing the model
+    does not import numba: only code that generates pays for it."""
+    import numba
+
+    return numba.njit(cache=True, nogil=True)(_all_pole)

@@ -33,7 +33,7 @@ class WaveNet(nn.Module):
         # One class input (the previous sample), or with decoder.lpc_order the three or four of models/lpc.py (x[t-1],
         # p[t], e[t-1], e[t-lag]), each with its own rows of one table: stream s's class k is row s * n_classes + k.
         self.streams = lpc.N_STREAMS + int(config.pitch_lag) if config.lpc_order else 1
-        self.n_classes = n_classes
+        self.n_classes, self.mu_law_bits = n_classes, int(round(math.log2(n_classes)))
         self.embed = nn.Embedding(n_classes * self.streams, R)
         self.register_buffer("offsets", torch.arange(self.streams) * n_classes, persistent=False)
         self.excitation = nn.Conv1d(excitation_channels, R, 1) if excitation_channels else None
@@ -95,7 +95,7 @@ class WaveNet(nn.Module):
         sample `state.t`; advances state."""
         R = self.config.residual_channels
         t = state.t
-        h = self.embed(prev) if self.streams == 1 else self.embed(prev + self.offsets).sum(-2)
+        h = self.embed_inputs(prev[..., None])[..., 0, :]
         if state.excitation is not None:
             h = h + state.excitation[t]
         c = state.cond[t // self.hop]  # [B, L, 2R]
@@ -127,7 +127,7 @@ class WaveNet(nn.Module):
         from vqspeech.models.fast_sampler import sample_classes
 
         B, T = cond.shape[0], cond.shape[2] * self.hop
-        bits = int(round(math.log2(self.n_classes)))
+        bits = self.mu_law_bits
         state = self.init_state(cond, excitation)
         prev = torch.full((B,), start, dtype=torch.long)
         out = torch.empty(B, T, dtype=torch.long)

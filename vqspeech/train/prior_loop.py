@@ -24,6 +24,7 @@ from vqspeech.config import PriorConfig, from_dict
 from vqspeech.data.codes import CodeCorpus, TokenLayout
 from vqspeech.fileio import atomic_path, remove_stale_temporaries
 from vqspeech.models.prior import PAD, CodePrior
+from vqspeech.train import distributed
 from vqspeech.train.fit import Every, Optimisation, RunProgress, append_row, fit
 
 log = logging.getLogger(__name__)
@@ -108,7 +109,8 @@ class PriorTrainer(RunProgress):
         self.heldout = heldout_sets(corpus)
         torch.manual_seed(t.seed)
         self.prior = CodePrior(config.model, self.layout, corpus.voices.shape[1])
-        self.optimisation = Optimisation(config, self.prior.parameters(), {"": self.prior}, optimizer=torch.optim.AdamW, bf16=t.bf16,
+        self.optimisation = Optimisation(config, self.prior.parameters(), {"": self.prior}, optimizer=torch.optim.AdamW,
+                                         bf16=t.bf16 and distributed.native_bf16(torch.device("cpu")),
                                          weight_decay=t.weight_decay, betas=(0.9, 0.98))
         self.rng = np.random.default_rng(t.seed)
         self.last_validation: dict[str, float] | None = None  # of the step fit() ended on, for the prior file
