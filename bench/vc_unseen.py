@@ -113,6 +113,8 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=REPO / "bench" / "results")
     p.add_argument("--name", default="vc-unseen")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--method", choices=convert.METHODS, default=None,
+                   help="how the voice is found from the references (convert.reference_voice; default: the model's own)")
     p.add_argument("--match-k", type=int, nargs="*", default=[], help="also convert with kNN-matched latents, for each K")
     p.add_argument("--flat-pitch", action="store_true", help="also convert with the source's intonation flattened")
     p.add_argument("--tempo", action="store_true",
@@ -148,7 +150,7 @@ def main() -> None:
     voice_seconds = []
     for t in names:
         start = time.perf_counter()
-        voices[t] = convert.reference_voice(model, refs[t])
+        voices[t] = convert.reference_voice(model, refs[t], method=args.method)
         voice_seconds.append(time.perf_counter() - start)
     ref_encoded = {t: [model.encode(w) for w in refs[t]] for t in names}  # for the resynthesis and the tempo
     tempo = {t: float(np.mean([run_length(e.codes) for e in ref_encoded[t]])) for t in names} if args.tempo else {}
@@ -302,7 +304,8 @@ def write_report(args, rows, ceiling, groups, voice_seconds, wall, model_voice: 
             lines.append(f"| {s} | {system} | {share(r, 'id_resemblyzer')} | {share(r, 'id_mfcc')} |")
     lines += [
         "",
-        f"- Finding each voice from its references took {voice_seconds:.2f} s (once per target, not in the RTF).",
+        f"- Finding each voice from its references (method {args.method or convert.default_method_name(model_voice)}) took "
+        f"{voice_seconds:.2f} s (once per target, not in the RTF).",
         ("- This model (voice=vector) is conditioned on resemblyzer d-vectors: the resemblyzer column grades it with its "
          "own teacher. " if model_voice == "vector" else
          "- This model (voice=table) finds the voice by convert.reference_voice's method 'fit' (a blend of its table rows), "

@@ -181,6 +181,32 @@ def test_conversion_to_references_maps_their_d_vector(fake_resemblyzer):
         convert.reference_voice(model, refs, method="fit")
 
 
+def test_adapting_the_decoder_to_references_renders_them_closer_and_leaves_the_model_alone(fake_resemblyzer):
+    import auraloss
+
+    model = vector_model()
+    refs = [synthetic_voice(1.5, 260, seed=s) for s in (5, 6)]
+    before = {k: v.clone() for k, v in model.parallel.state_dict().items()}
+    embedded = convert.reference_voice(model, refs, method="embed")
+    adapted = convert.reference_voice(model, refs, method="adapt")
+    torch.testing.assert_close(adapted.vector, embedded.vector, atol=0, rtol=0)  # only the decoder moves
+    assert embedded.decoder is None and adapted.decoder is not model.parallel
+    for k, v in model.parallel.state_dict().items():
+        torch.testing.assert_close(v, before[k], atol=0, rtol=0)
+    loss = auraloss.freq.MultiResolutionSTFTLoss()
+
+    def error(voice):  # how far the rendering of each reference's own codes is from it
+        outs = [convert.render(model, model.encode(r), voice, generator=torch.Generator().manual_seed(0)) for r in refs]
+        return sum(float(loss(torch.from_numpy(o)[None, None], torch.from_numpy(r[: len(o)])[None, None])) for o, r in zip(outs, refs))
+
+    # the shipped step size moves a real model's decoder; a random tiny one needs a larger one to move in 25 steps
+    faster = convert.Voice(embedded.vector, embedded.lf0, None, convert.adapt_decoder(model, refs, embedded.vector, lr=1e-2))
+    assert error(faster) < 0.9 * error(embedded)
+    again = convert.reference_voice(model, refs, method="adapt")  # seeded: the same references give the same decoder
+    for k, v in again.decoder.state_dict().items():
+        torch.testing.assert_close(v, adapted.decoder.state_dict()[k], atol=0, rtol=0)
+
+
 def test_references_that_cannot_place_a_voice_are_refused(fake_resemblyzer):
     model = vector_model()
     rng = np.random.default_rng(0)

@@ -216,9 +216,10 @@ def add_commands(sub, model_help: str) -> None:
     voice.add_argument("--to-reference", nargs="+", metavar="REF", help="a few seconds of an unseen voice (one or more audio files)")
     p.add_argument("-o", "--output", help="output file (.wav/.flac/.ogg; one input) or folder (default: NAME.SPEAKER.wav or NAME.converted.wav beside each input)")
     p.add_argument("--model", help=model_help)
-    p.add_argument("--method", choices=["embed", "fit", "blend", "ridge"], default=None,
+    p.add_argument("--method", choices=["embed", "adapt", "fit", "blend", "ridge"], default=None,
                    help="how --to-reference finds the voice (default: embed for a vector-voice model such as the shipped "
-                        "one, fit for a table-voice one; see vqspeech/convert.py)")
+                        "one, fit for a table-voice one; adapt: embed, then the decoder fine-tuned to the references, "
+                        "~15 s; see vqspeech/convert.py)")
     p.add_argument("--voices", help="voice bank for --method blend/ridge (default: MODEL.voices.npz)")
     p.add_argument("--decoder", choices=["autoregressive", "parallel"], default=None,
                    help="the WaveNet sample by sample, or the fast parallel decoder "

@@ -282,8 +282,9 @@ class VQSpeech(nn.Module):
     @torch.no_grad()
     def decode(self, encoded: Encoded, speaker: str | int | None, lf0: tuple[float, float] | None = None,
                temperature: float = 1.0, generator: torch.Generator | None = None, decoder: str | None = None,
-               speaker_vector: torch.Tensor | None = None) -> np.ndarray:
-        """Encoded + speaker (name or index) -> waveform float32 [n_samples].
+               speaker_vector: torch.Tensor | None = None, parallel: nn.Module | None = None) -> np.ndarray:
+        """Encoded + speaker (name or index) -> waveform float32 [n_samples]; `parallel`: a parallel decoder to render
+        with instead of the model's own (one adapted to a voice: convert.adapt_decoder).
 
         The voice, first that applies: `speaker_vector` [speaker_dim] (a voice from elsewhere, e.g. references of
         an unseen speaker), the training speaker `speaker`, the voice vector the file carries (encoded.voice).
@@ -308,10 +309,11 @@ class VQSpeech(nn.Module):
         cond = self.condition(self.dequantise(encoded.codes[None].to(dev), top), vector, pitch)
         lf0_t = torch.tensor([lf0], dtype=torch.float32, device=dev)
         if decoder == "parallel":
-            if self.parallel is None:
+            parallel = parallel or self.parallel
+            if parallel is None:
                 raise ValueError("this model has no parallel decoder; use the autoregressive one")
             noise = torch.randn(1, cond.shape[-1] * self.config.hop, generator=generator).to(dev)
-            wav = self.parallel(cond, self.f0(pitch, lf0_t), noise, voice=vector)[0].cpu().numpy()
+            wav = parallel(cond.to(next(parallel.parameters()).dtype), self.f0(pitch, lf0_t), noise, voice=vector)[0].cpu().numpy()
             return np.clip(wav, -1.0, 1.0)[: encoded.n_samples]
         if decoder != "autoregressive":
             raise ValueError(f"unknown decoder {decoder!r}: choose autoregressive or parallel")
