@@ -158,7 +158,9 @@ def build(model: VQSpeech, workdir: Path, limits: Limits | None = None) -> gr.Bl
             if speaker not in model.speaker_names:
                 raise _refuse("Pick a target speaker.")
             refs, target, label = None, speaker, speaker
-        progress(0.2, desc=f"Converting with the {decoder} decoder")
+        adapting = refs is not None and vc.default_method(model) == "adapt"  # fine-tunes a decoder copy: ~30-45 s on one core
+        progress(0.2, desc="Adapting the decoder to the reference voice (under a minute)" if adapting else
+                 f"Converting with the {decoder} decoder")
         try:
             out = vc.convert(model, wav, target=target, references=refs, decoder=decoder,
                              generator=torch.Generator().manual_seed(0))

@@ -217,9 +217,9 @@ def add_commands(sub, model_help: str) -> None:
     p.add_argument("-o", "--output", help="output file (.wav/.flac/.ogg; one input) or folder (default: NAME.SPEAKER.wav or NAME.converted.wav beside each input)")
     p.add_argument("--model", help=model_help)
     p.add_argument("--method", choices=["embed", "adapt", "fit", "blend", "ridge"], default=None,
-                   help="how --to-reference finds the voice (default: embed for a vector-voice model such as the shipped "
-                        "one, fit for a table-voice one; adapt: embed, then the decoder fine-tuned to the references, "
-                        "~15 s; see vqspeech/convert.py)")
+                   help="how --to-reference finds the voice (default: adapt for a vector-voice model such as anyvoice: "
+                        "the references' d-vector, and the decoder fine-tuned to them, 30-45 s on one core; embed: the "
+                        "d-vector alone, instant; fit for a table-voice model such as the default; see vqspeech/convert.py)")
     p.add_argument("--voices", help="voice bank for --method blend/ridge (default: MODEL.voices.npz)")
     p.add_argument("--decoder", choices=["autoregressive", "parallel"], default=None,
                    help="the WaveNet sample by sample, or the fast parallel decoder "

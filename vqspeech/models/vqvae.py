@@ -153,16 +153,16 @@ class VQSpeech(nn.Module):
 
     @torch.no_grad()  # the rendering is an input of the WaveNet: no gradient reaches the parallel decoder
     def rendering(self, cond: torch.Tensor, pitch: torch.Tensor | None, lf0: torch.Tensor, voice: torch.Tensor,
-                  generator: torch.Generator | None = None) -> torch.Tensor | None:
+                  generator: torch.Generator | None = None, parallel: nn.Module | None = None) -> torch.Tensor | None:
         """What the WaveNet reads of the parallel decoder (decoder.parallel_input, decoder.lpc_order): its rendering
-        of cond [B, C, F] in voice [B, speaker_dim], pre-emphasised as the WaveNet's signal is -> [B, F * hop], or
-        None when the WaveNet reads nothing of it."""
+        of cond [B, C, F] in voice [B, speaker_dim] (by `parallel`, one adapted to a voice, where given),
+        pre-emphasised as the WaveNet's signal is -> [B, F * hop], or None when the WaveNet reads nothing of it."""
         c = self.config
         if not (c.decoder.parallel_input or c.decoder.lpc_order):
             return None
         # drawn on the CPU (where generators live) so that a seed gives the same rendering on any device
         noise = torch.randn(cond.shape[0], cond.shape[-1] * c.hop, generator=generator).to(cond.device)
-        rendered = self.parallel(cond.float(), self.f0(pitch, lf0), noise, voice=voice).clamp(-1, 1)
+        rendered = (parallel or self.parallel)(cond.float(), self.f0(pitch, lf0), noise, voice=voice).clamp(-1, 1)
         return audio.preemphasis(rendered, c.preemphasis)
 
     def wavenet_inputs(self, pitch: torch.Tensor | None, lf0: torch.Tensor, rendering: torch.Tensor | None) -> torch.Tensor | None:
@@ -317,7 +317,7 @@ class VQSpeech(nn.Module):
             return np.clip(wav, -1.0, 1.0)[: encoded.n_samples]
         if decoder != "autoregressive":
             raise ValueError(f"unknown decoder {decoder!r}: choose autoregressive or parallel")
-        rendering = self.rendering(cond, pitch, lf0_t, vector, generator)
+        rendering = self.rendering(cond, pitch, lf0_t, vector, generator, parallel)
         coeffs, lags = self.lpc_inputs(rendering, pitch, lf0_t)
         classes = self.generate(cond, self.wavenet_inputs(pitch, lf0_t, rendering), temperature, generator, lpc=coeffs,
                                 lags=lags)
