@@ -117,6 +117,8 @@ def main() -> None:
                    help="how the voice is found from the references (convert.reference_voice; default: the model's own)")
     p.add_argument("--adapt-steps", type=int, default=None,
                    help=f"steps of method adapt's fine-tuning (default convert.ADAPT_STEPS, {convert.ADAPT_STEPS})")
+    p.add_argument("--adapt-lr", type=float, default=None,
+                   help=f"step size of method adapt's fine-tuning (default convert.ADAPT_LR, {convert.ADAPT_LR:g})")
     p.add_argument("--match-k", type=int, nargs="*", default=[], help="also convert with kNN-matched latents, for each K")
     p.add_argument("--flat-pitch", action="store_true", help="also convert with the source's intonation flattened")
     p.add_argument("--tempo", action="store_true",
@@ -127,6 +129,7 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(1)
     convert.ADAPT_STEPS = args.adapt_steps or convert.ADAPT_STEPS
+    convert.ADAPT_LR = args.adapt_lr or convert.ADAPT_LR
     t0 = time.perf_counter()
     import librosa
 
@@ -310,7 +313,7 @@ def write_report(args, rows, ceiling, groups, voice_seconds, wall, model_voice: 
             lines.append(f"| {s} | {system} | {share(r, 'id_resemblyzer')} | {share(r, 'id_mfcc')} |")
     lines += [
         "",
-        f"- Finding each voice from its references (method {method}{f', {convert.ADAPT_STEPS} steps' if method == 'adapt' else ''}) took "
+        f"- Finding each voice from its references (method {method}{f', {convert.ADAPT_STEPS} steps at lr {convert.ADAPT_LR:g}' if method == 'adapt' else ''}) took "
         f"{voice_seconds:.2f} s (once per target, not in the RTF).",
         ("- This model (voice=vector) is conditioned on resemblyzer d-vectors: the resemblyzer column grades it with its "
          "own teacher. " if model_voice == "vector" else

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 MIN_RATE, MAX_RATE = 8000, 192000  # output rates soxr and soundfile handle sensibly; beyond them a typo, not a wish
@@ -160,10 +161,19 @@ def cmd_convert(args) -> int:
         args.to = api.speaker_name(model, args.to)  # a wrong name is a usage error, not one failure per file
     elif jobs:  # one voice for every input: the references are read and analysed once
         refs = [audio.load(r, model.config.sample_rate) for r in args.to_reference]
+        adapting = (args.method or convert.default_method(model)) == "adapt"  # = "embed", then the decoder adapted
         try:
-            voice = convert.reference_voice(model, refs, method=args.method, bank=model.voice_bank)
+            voice = convert.reference_voice(model, refs, method="embed" if adapting else args.method, bank=model.voice_bank)
         except ValueError as e:  # the references as a whole cannot place a voice: say which files they were
             raise ValueError(f"--to-reference {' '.join(map(str, args.to_reference))}: {e}") from None
+        if adapting:  # the one slow step, once the references are known to place a voice: say so before it starts
+            if not args.quiet:
+                print(f"adapting the decoder to the references ({convert.ADAPT_STEPS} steps, 15-20 s on one core; "
+                      "--method embed skips it)", file=sys.stderr)
+            start = time.perf_counter()
+            voice.decoder = convert.adapt_decoder(model, refs, voice.vector)
+            if not args.quiet:
+                print(f"adapted in {time.perf_counter() - start:.0f} s", file=sys.stderr)
         if voice.weights:
             top = sorted(voice.weights.items(), key=lambda kv: -kv[1])[:3]
             print("reference voice: " + ", ".join(f"{n} {w:.0%}" for n, w in top) +
@@ -218,7 +228,7 @@ def add_commands(sub, model_help: str) -> None:
     p.add_argument("--model", help=model_help)
     p.add_argument("--method", choices=["embed", "adapt", "fit", "blend", "ridge"], default=None,
                    help="how --to-reference finds the voice (default: adapt for a vector-voice model such as anyvoice: "
-                        "the references' d-vector, and the decoder fine-tuned to them, 30-45 s on one core; embed: the "
+                        "the references' d-vector, and the decoder fine-tuned to them, 15-20 s on one core; embed: the "
                         "d-vector alone, instant; fit for a table-voice model such as the default; see vqspeech/convert.py)")
     p.add_argument("--voices", help="voice bank for --method blend/ridge (default: MODEL.voices.npz)")
     p.add_argument("--decoder", choices=["autoregressive", "parallel"], default=None,

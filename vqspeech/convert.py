@@ -11,7 +11,7 @@ speaker's d-vector through a learned map, so a new voice is the references' d-ve
 instant), and by default the parallel decoder then fine-tuned to the references (method "adapt": speaker
 adaptation after Arik et al. 2018, "Neural voice cloning with a few samples": ADAPT_STEPS Adam steps on a copy of
 the decoder so that it renders the references' own codes and pitch as close to the references as it can, by the
-multi-resolution STFT loss it was trained with; 30-45 s on one core). "adapt" uses no speaker embedding's judgement
+multi-resolution STFT loss it was trained with; 15-20 s on one core). "adapt" uses no speaker embedding's judgement
 of its output, only the references' spectra. Refining the voice vector alone the same way moved held-out
 recordings of the voice by 0.01 in that loss: the decoder, not the vector's place, limits an unseen voice.
 
@@ -50,9 +50,8 @@ SILENCE_RMS = 1e-3  # about -60 dBFS: a reference quieter than this over its who
 FIT_STEPS = 60
 FIT_LR = 0.1
 FIT_MAX_SECONDS = 20.0  # references beyond this are not used by the fit (its cost grows with their length)
-ADAPT_STEPS = 150  # conversions to 20 unseen voices: 25 / 60 / 150 steps named the target 69 / 77 / 85 % (MFCC judge),
-                   # 59-61 % (resemblyzer) with words unchanged, though other recordings' spectral loss is lowest near 25
-ADAPT_LR = 1e-4
+ADAPT_STEPS = 60  # conversions to 20 unseen voices, at lr 1e-4: 25 / 60 / 150 steps named the target 69 / 77 / 85 %
+ADAPT_LR = 3e-4   # (MFCC judge), 59-61 % (resemblyzer), words unchanged; 60 steps at 3e-4: the same as 150 at 1e-4
 ADAPT_CROP_SECONDS = 2.0  # each step renders a random crop of every reference, so a step costs the same for any length
 BLEND_TEMPERATURE = 0.02  # cosine similarities of d-vectors differ by ~0.1-0.2 between voices
 RIDGE_LAMBDA = 0.1  # on centred unit d-vectors, whose squared distances are ~0.1-0.5
