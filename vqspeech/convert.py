@@ -74,7 +74,8 @@ def convert(model: VQSpeech, wav: np.ndarray, target: str | None = None, referen
 
     Exactly one of `target` (a training speaker's name) or `references` (waveforms of an unseen voice,
     a few seconds in all) names the voice. decoder: "autoregressive" or "parallel". match_k > 0 (with
-    references): the source's latents are matched to the references' k nearest frames first (LatentMatch)."""
+    references): the source's latents are matched to the references' k nearest frames first (LatentMatch).
+    For many inputs in one voice, find it once (reference_voice, which may adapt a decoder) and render each."""
     if (target is None) == (references is None):
         raise ValueError("give exactly one of a target speaker or reference recordings")
     if target is not None:
