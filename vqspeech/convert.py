@@ -277,13 +277,12 @@ def adapt_decoder(model: VQSpeech, references: list[np.ndarray], vector: torch.T
     (seeded: the same references give the same decoder) and fresh decoder noise. steps, lr: ADAPT_STEPS, ADAPT_LR."""
     import copy
 
-    import auraloss
+    from vqspeech.models.parallel import stft_loss
 
     if model.parallel is None:
         raise ValueError("method 'adapt' fine-tunes the parallel decoder, which this model does not have")
     c = model.config
-    loss_fn = auraloss.freq.MultiResolutionSTFTLoss(fft_sizes=[2048, 1024, 512, 256, 128], hop_sizes=[512, 256, 128, 64, 32],
-                                                    win_lengths=[2048, 1024, 512, 256, 128])
+    loss_fn = stft_loss()
     budget = int(FIT_MAX_SECONDS * c.sample_rate)
     crop = int(ADAPT_CROP_SECONDS * c.sample_rate) // c.pitch_hop * c.pitch_frames  # code frames, whole pitch frames
     dev = model.device

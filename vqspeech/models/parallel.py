@@ -18,6 +18,15 @@ from torch.nn import functional as F
 from vqspeech.config import ParallelDecoderConfig
 
 
+def stft_loss() -> nn.Module:
+    """The multi-resolution STFT loss the parallel decoder is trained with (and adapted to a voice with:
+    convert.adapt_decoder): five resolutions, from 2048-point frames (pitch harmonics) to 128 (onsets)."""
+    import auraloss  # lazily: decoding needs no loss
+
+    return auraloss.freq.MultiResolutionSTFTLoss(fft_sizes=[2048, 1024, 512, 256, 128], hop_sizes=[512, 256, 128, 64, 32],
+                                                 win_lengths=[2048, 1024, 512, 256, 128])
+
+
 class ConvNeXtBlock(nn.Module):
     def __init__(self, channels: int, kernel_size: int):
         super().__init__()

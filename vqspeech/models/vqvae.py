@@ -162,7 +162,7 @@ class VQSpeech(nn.Module):
             return None
         # drawn on the CPU (where generators live) so that a seed gives the same rendering on any device
         noise = torch.randn(cond.shape[0], cond.shape[-1] * c.hop, generator=generator).to(cond.device)
-        rendered = (parallel or self.parallel)(cond.float(), self.f0(pitch, lf0), noise, voice=voice).clamp(-1, 1)
+        rendered = (self.parallel if parallel is None else parallel)(cond.float(), self.f0(pitch, lf0), noise, voice=voice).clamp(-1, 1)
         return audio.preemphasis(rendered, c.preemphasis)
 
     def wavenet_inputs(self, pitch: torch.Tensor | None, lf0: torch.Tensor, rendering: torch.Tensor | None) -> torch.Tensor | None:
@@ -309,7 +309,7 @@ class VQSpeech(nn.Module):
         cond = self.condition(self.dequantise(encoded.codes[None].to(dev), top), vector, pitch)
         lf0_t = torch.tensor([lf0], dtype=torch.float32, device=dev)
         if decoder == "parallel":
-            parallel = parallel or self.parallel
+            parallel = self.parallel if parallel is None else parallel
             if parallel is None:
                 raise ValueError("this model has no parallel decoder; use the autoregressive one")
             noise = torch.randn(1, cond.shape[-1] * self.config.hop, generator=generator).to(dev)

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import logging
 
-import auraloss
 import torch
 from torch.nn import functional as F
 
 from vqspeech.config import from_dict, ModelConfig
+from vqspeech.models.parallel import stft_loss
 from vqspeech.models.speaker_adversary import CodeSpeakerAdversary
 from vqspeech.models.speaker_classifier import train_speaker_classifier
 from vqspeech.models.vqvae import VQSpeech
@@ -133,8 +133,7 @@ class ParallelObjective(Objective):
         for name, p in model.named_parameters():
             p.requires_grad = _trains(name, joint, codebook_by_gradient, self.config.train.freeze_codes)
         model.eval()  # frozen parts stay in eval mode (train_step switches the trained module to training mode)
-        self.stft_loss = auraloss.freq.MultiResolutionSTFTLoss(
-            fft_sizes=[2048, 1024, 512, 256, 128], hop_sizes=[512, 256, 128, 64, 32], win_lengths=[2048, 1024, 512, 256, 128])
+        self.stft_loss = stft_loss()
         log.info("parallel decoder on %s %s (step %s): %.2f M trainable parameters", "jointly trained codes of" if joint else "frozen",
                  path, base["step"], sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6)
         self.model = model
