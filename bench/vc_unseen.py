@@ -11,6 +11,9 @@ Systems, per (source utterance, target):
   vqspeech     convert.reference_voice(model, references) rendered by the model (`--to-reference`)
   vqspeech-knnK  the same, the source's latents first matched to the references' K nearest frames
                (convert.LatentMatch; `--match-k K`), for each K of --match-k
+  vqspeech-warp  the same with the source's formants first raised or lowered to the references' (vocal tract
+               length normalisation: formant_scale, warped; `--warp`), and vqspeech-warp-knnK both
+  vqspeech-knnK-bB  kNN matching blended: each latent frame (1 - B) * its own + B * its matches (`--match-blend`)
   vqspeech-flat  the same with the source's intonation flattened (flat; `--flat-pitch`): with
                --unseen-sources, how much of "heard as the source" the intonation carries
   vqspeech-tempo the same with the source slowed or sped, in whole pitch frames, to the references' tempo
@@ -86,6 +89,40 @@ def stretch(e: Encoded, ratio: float, unit: int) -> Encoded:
     return dataclasses.replace(e, codes=codes, pitch=pitch, n_samples=int(codes.numel() * hop))
 
 
+def formant_scale(wavs: list[np.ndarray], sample_rate: int = 16000, ceiling: float = 5500.0) -> float:
+    """How far up the spectrum a voice's resonances sit: the geometric mean of its median F1-F4 (Hz) over the voiced
+    frames of all `wavs` (float32 [T] each), by Praat's Burg formant tracker. The ratio of two speakers' scales
+    estimates the ratio of their vocal tract lengths (inverted), the warp of vocal tract length normalisation."""
+    import parselmouth  # Praat's formant tracker, already the codec's pitch tracker
+
+    rows = []
+    for wav in wavs:
+        sound = parselmouth.Sound(np.asarray(wav, np.float64), sampling_frequency=sample_rate)
+        pitch = sound.to_pitch_ac(time_step=0.01, pitch_floor=60.0, pitch_ceiling=500.0)
+        track = sound.to_formant_burg(time_step=0.01, max_number_of_formants=5, maximum_formant=ceiling)
+        for t, f0 in zip(pitch.xs(), pitch.selected_array["frequency"]):
+            if f0 > 0:
+                rows.append([track.get_value_at_time(i, t) for i in (1, 2, 3, 4)])
+    rows = np.array(rows, np.float64).reshape(-1, 4)
+    rows = rows[np.isfinite(rows).all(1)]
+    if len(rows) < 10:
+        raise ValueError("too little voiced speech to place its formants")
+    return float(np.exp(np.log(np.median(rows, 0)).mean()))
+
+
+def warped(model, src: np.ndarray, encoded: Encoded, ratio: float, latent_map=None) -> Encoded:
+    """The source's codes after raising its formants by `ratio` (vocal tract length normalisation toward the target):
+    the waveform resampled so that, played at the model's rate, every frequency is `ratio` times higher, encoded,
+    and its codes stretched back, each frame the nearest, to the source's own timing; pitch as `encoded` has it."""
+    import soxr
+
+    fast = soxr.resample(src, SR * ratio, SR).astype(np.float32)
+    codes = model.encode(fast, latent_map=latent_map).codes
+    n = encoded.codes.numel()
+    pick = torch.clamp((torch.arange(n) * codes.numel() / n).long(), max=codes.numel() - 1)
+    return dataclasses.replace(encoded, codes=codes[pick])
+
+
 class HeldOutVoices:
     """The 20 held-out voices as the conversion benches use them: each speaker's first N_REFERENCES recordings are
     the references a voice is found from, the rest enrol the two judges, which name a recording's speaker."""
@@ -120,9 +157,14 @@ def main() -> None:
     p.add_argument("--adapt-lr", type=float, default=None,
                    help=f"step size of method adapt's fine-tuning (default convert.ADAPT_LR, {convert.ADAPT_LR:g})")
     p.add_argument("--match-k", type=int, nargs="*", default=[], help="also convert with kNN-matched latents, for each K")
+    p.add_argument("--match-blend", type=float, nargs="+", default=[1.0], metavar="B",
+                   help="kNN systems, for each B: each latent frame (1 - B) * its own + B * the mean of its matches "
+                        "(1, the default: kNN-VC's; other values name the system vqspeech-knnK-bB)")
     p.add_argument("--flat-pitch", action="store_true", help="also convert with the source's intonation flattened")
     p.add_argument("--tempo", action="store_true",
                    help="also convert with the source slowed or sped to the references' tempo (mean code run length)")
+    p.add_argument("--warp", action="store_true",
+                   help="also convert with the source's formants warped to the target's (vocal tract length normalisation)")
     p.add_argument("--unseen-sources", nargs="+", default=None, metavar="SPEAKER",
                    help="sources from the held-out speechocean762 speakers instead of VCC 2016: each one's first enrolment "
                         "recording converted to every other held-out voice (same corpus, accent and channels as the targets)")
@@ -159,6 +201,7 @@ def main() -> None:
         voices[t] = convert.reference_voice(model, refs[t], method=args.method)
         voice_seconds.append(time.perf_counter() - start)
     ref_encoded = {t: [model.encode(w) for w in refs[t]] for t in names}  # for the resynthesis and the tempo
+    scale = {t: formant_scale(refs[t]) for t in names} if args.warp else {}
     tempo = {t: float(np.mean([run_length(e.codes) for e in ref_encoded[t]])) for t in names} if args.tempo else {}
 
     # What the codec itself keeps of each target: its own reference recordings encoded and decoded in the voice found
@@ -172,11 +215,15 @@ def main() -> None:
         heard = words.recognise(src)
         encoded = model.encode(src)
         source_f0 = math.exp(convert.reference_pitch(model, [src])[0])
+        source_scale = formant_scale([src]) if args.warp else None
         for t in names:
             if t == it.speaker:  # a held-out source is not converted to itself
                 continue
-            for system in ("none", "pitch-shift", "vqspeech", *(f"vqspeech-knn{k}" for k in args.match_k),
-                           *(["vqspeech-flat"] if args.flat_pitch else []), *(["vqspeech-tempo"] if args.tempo else [])):
+            knn = [f"knn{k}" + ("" if b == 1.0 else f"-b{b:g}") for k in args.match_k for b in args.match_blend]
+            for system in ("none", "pitch-shift", "vqspeech", *(f"vqspeech-{x}" for x in knn),
+                           *(f"vqspeech-warp-{x}" for x in (knn if args.warp else [])),
+                           *(["vqspeech-flat"] if args.flat_pitch else []), *(["vqspeech-tempo"] if args.tempo else []),
+                           *(["vqspeech-warp"] if args.warp else [])):
                 start = time.perf_counter()
                 if system == "none":
                     y = src
@@ -189,16 +236,27 @@ def main() -> None:
                     ratio = float(np.clip(tempo[t] / run_length(encoded.codes), 0.6, 1.6))
                     y = convert.render(model, stretch(encoded, ratio, model.config.pitch_frames), voices[t],
                                        generator=torch.Generator().manual_seed(args.seed))
+                elif system == "vqspeech-warp":
+                    ratio = float(np.clip(scale[t] / source_scale, 0.8, 1.4))
+                    y = convert.render(model, warped(model, src, encoded, ratio), voices[t],
+                                       generator=torch.Generator().manual_seed(args.seed))
                 elif system == "vqspeech-flat":
                     y = convert.render(model, flat(encoded, model.config.pitch_levels), voices[t],
                                        generator=torch.Generator().manual_seed(args.seed))
                 else:
-                    k_nearest = int(system.removeprefix("vqspeech-knn"))
+                    k_nearest, _, b = system.rsplit("-knn", 1)[1].partition("-b")
+                    k_nearest, b = int(k_nearest), float(b or 1.0)
                     if (t, k_nearest) not in matchers:  # the references' latents, once per target (not in the RTF)
                         seconds_before = time.perf_counter()
                         matchers[t, k_nearest] = convert.LatentMatch(model, refs[t], k_nearest)
                         start += time.perf_counter() - seconds_before
-                    matched = model.encode(src, latent_map=matchers[t, k_nearest])
+                    match = matchers[t, k_nearest]
+                    blended = match if b == 1.0 else (lambda z, match=match, b=b: (1 - b) * z + b * match(z))
+                    if system.startswith("vqspeech-warp-"):
+                        ratio = float(np.clip(scale[t] / source_scale, 0.8, 1.4))
+                        matched = warped(model, src, encoded, ratio, latent_map=blended)
+                    else:
+                        matched = model.encode(src, latent_map=blended)
                     y = convert.render(model, matched, voices[t], generator=torch.Generator().manual_seed(args.seed))
                 seconds = time.perf_counter() - start
                 by_resemblyzer, by_mfcc = judged(y)
