@@ -246,12 +246,11 @@ def main() -> None:
                 else:
                     k_nearest, _, b = system.rsplit("-knn", 1)[1].partition("-b")
                     k_nearest, b = int(k_nearest), float(b or 1.0)
-                    if (t, k_nearest) not in matchers:  # the references' latents, once per target (not in the RTF)
+                    if (t, k_nearest, b) not in matchers:  # the references' latents, once per target (not in the RTF)
                         seconds_before = time.perf_counter()
-                        matchers[t, k_nearest] = convert.LatentMatch(model, refs[t], k_nearest)
+                        matchers[t, k_nearest, b] = convert.LatentMatch(model, refs[t], k_nearest, blend=b)
                         start += time.perf_counter() - seconds_before
-                    match = matchers[t, k_nearest]
-                    blended = match if b == 1.0 else (lambda z, match=match, b=b: (1 - b) * z + b * match(z))
+                    blended = matchers[t, k_nearest, b]
                     if system.startswith("vqspeech-warp-"):
                         ratio = float(np.clip(scale[t] / source_scale, 0.8, 1.4))
                         matched = warped(model, src, encoded, ratio, latent_map=blended)

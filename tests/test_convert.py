@@ -144,6 +144,12 @@ def test_latent_match_puts_the_references_codes_in_the_source_order(model):
         convert.convert(model, src, target="bob", match_k=4)
     with pytest.raises(ValueError, match="at least 1"):
         convert.LatentMatch(model, [ref], k=0)
+    # blend: each frame that share of the way from its own latent to its matches' mean
+    z = torch.randn(1, model.config.latent_dim, 40)
+    half, full = convert.LatentMatch(model, [ref], k=3, blend=0.5), convert.LatentMatch(model, [ref], k=3)
+    assert torch.allclose(half(z), 0.5 * z + 0.5 * full(z), atol=1e-6)
+    with pytest.raises(ValueError, match=r"\(0, 1\]"):
+        convert.LatentMatch(model, [ref], k=3, blend=0.0)
 
 
 def test_reference_pitch_comes_from_the_references(model, recorder):
@@ -324,6 +330,8 @@ def test_convert_usage_errors_exit_2(model_file, tmp_path, capsys):
     assert "no parallel decoder" in capsys.readouterr().err
     assert run("convert", a, "--to-reference", a, "--method", "blend", "--model", model_file) == 2
     assert "voice bank" in capsys.readouterr().err
+    assert run("convert", a, "--to", "bob", "--match-k", "4", "--model", model_file) == 2
+    assert "--match-k matches the input to reference recordings" in capsys.readouterr().err
     with pytest.raises(SystemExit):  # argparse: --to and --to-reference together
         run("convert", a, "--to", "bob", "--to-reference", a)
     assert not list(tmp_path.glob("*.converted.wav")) and not list(tmp_path.glob("*.bob.wav"))
@@ -336,6 +344,26 @@ def test_convert_to_reference_from_the_command_line(model_file, tmp_path, capsys
     captured = capsys.readouterr()
     assert (tmp_path / "a.converted.wav").exists() and "reference voice:" in captured.err
     assert np.median(excitation_f0(recorder[-1][2], recorder[-1][0])) == pytest.approx(250.0, rel=0.08)
+
+
+def test_convert_to_reference_with_matched_latents(model_file, tmp_path, recorder, monkeypatch):
+    """--match-k K: the input's latents go through a LatentMatch of the references before they are quantised."""
+    a = write(tmp_path / "a.wav", seconds=0.5, f0=120.0, seed=3)
+    refs = [write(tmp_path / f"ref{k}.wav", seconds=1.0, f0=250.0, seed=20 + k) for k in range(2)]
+    built = []
+    original = convert.LatentMatch.__call__
+
+    def spy(self, z):
+        built.append((self.k, self.bank.shape[0], z.shape))
+        return original(self, z)
+
+    monkeypatch.setattr(convert.LatentMatch, "__call__", spy)
+    assert run("convert", a, "--to-reference", *refs, "--model", model_file, "--match-k", "3", "-q") == 0
+    assert (tmp_path / "a.converted.wav").exists()
+    assert built and all(k == 3 and bank > 100 for k, bank, _ in built)  # two 1 s references: ~2 x 250 frames
+    plain = recorder[-1][1]
+    assert run("convert", a, "--to-reference", *refs, "--model", model_file, "-o", tmp_path / "plain.wav", "-q") == 0
+    assert not torch.equal(plain, recorder[-1][1])  # the matched codes condition the decoder differently
 
 
 @needs_resemblyzer

@@ -153,8 +153,12 @@ def cmd_convert(args) -> int:
     jobs, clashes = api.plan_outputs(inputs, args.output, lambda name: Path(name).stem + suffix, several)
     failures += clashes
     n_inputs = len(jobs) + len(failures)
+    if args.match_k and args.to is not None:
+        raise ValueError("--match-k matches the input to reference recordings: give --to-reference, not --to")
+    if args.match_k < 0:
+        raise ValueError(f"--match-k {args.match_k}: give a number of frames of at least 1")
     model = _vc_model(args) if jobs else None
-    voice = None
+    voice = match = None
     if jobs and args.decoder == "parallel" and model.parallel is None:
         raise ValueError("this model has no parallel decoder; use --decoder autoregressive")
     if jobs and args.to is not None:
@@ -174,6 +178,7 @@ def cmd_convert(args) -> int:
             voice.decoder = convert.adapt_decoder(model, refs, voice.vector)
             if not args.quiet:
                 print(f"adapted in {time.perf_counter() - start:.0f} s", file=sys.stderr)
+        match = convert.LatentMatch(model, refs, args.match_k) if args.match_k else None
         if voice.weights:
             top = sorted(voice.weights.items(), key=lambda kv: -kv[1])[:3]
             print("reference voice: " + ", ".join(f"{n} {w:.0%}" for n, w in top) +
@@ -181,7 +186,7 @@ def cmd_convert(args) -> int:
 
     def work(src, dst):
         seconds, rtf = api.convert_file(model, src, dst, target=args.to, voice=voice, force=args.force,
-                                            decoder=args.decoder, seed=args.seed)
+                                            decoder=args.decoder, seed=args.seed, latent_map=match)
         return f"{src} -> {dst}: {seconds:.2f} s, voice {args.to or 'of the references'}, {rtf:.2f} s per second of audio"
 
     failures += api.run_batch(jobs, work, progress=not args.quiet)
@@ -231,6 +236,10 @@ def add_commands(sub, model_help: str) -> None:
                         "the references' d-vector, and the decoder fine-tuned to them, 15-20 s on one core; embed: the "
                         "d-vector alone, instant; fit for a table-voice model such as the default; see vqspeech/convert.py)")
     p.add_argument("--voices", help="voice bank for --method blend/ridge (default: MODEL.voices.npz)")
+    p.add_argument("--match-k", type=int, default=0, metavar="K",
+                   help="with --to-reference: each frame of the input's latents replaced by the mean of its K nearest "
+                        "frames of the references' (kNN-VC's matching, convert.LatentMatch; 4 is measured): more of the "
+                        "target's voice, fewer of the words (bench/results/vc-unseen-v4.1-adapt-knn4-blend-160.md)")
     p.add_argument("--decoder", choices=["autoregressive", "parallel"], default=None,
                    help="the WaveNet sample by sample, or the fast parallel decoder "
                         "(default: the parallel one if the model has it)")

@@ -198,11 +198,16 @@ class LatentMatch:
     Each frame of a source's encoder latents is replaced, before quantisation, by the mean of its k nearest frames
     (Euclidean, the quantiser's own distance) among the latents of the target's reference recordings. The codes are
     then ones the target speaker produced, in the source's order: whatever of the speaker the codes still carry is
-    the target's. Frame by frame, so chunked encoding is unchanged (encode_stream's latent_map)."""
+    the target's. With blend < 1 each frame moves only that share of the way to its matches, keeping more of the
+    source's phones (the references are seconds long, kNN-VC's minutes). Frame by frame, so chunked encoding is
+    unchanged (encode_stream's latent_map)."""
 
-    def __init__(self, model: VQSpeech, references: list[np.ndarray], k: int = 4):
+    def __init__(self, model: VQSpeech, references: list[np.ndarray], k: int = 4, blend: float = 1.0):
         if k < 1:
             raise ValueError(f"k={k}: the number of matched frames must be at least 1")
+        if not 0.0 < blend <= 1.0:
+            raise ValueError(f"blend={blend:g}: the share of the way to the matches must be in (0, 1]")
+        self.blend = blend
         sr = model.config.sample_rate
         frames = []
         with torch.no_grad():
@@ -214,10 +219,11 @@ class LatentMatch:
         self.k = min(k, self.bank.shape[0])
 
     def __call__(self, z: torch.Tensor) -> torch.Tensor:
-        """z [B, D, F] -> [B, D, F], each frame the mean of its k nearest reference frames."""
+        """z [B, D, F] -> [B, D, F], each frame the mean of its k nearest reference frames (blend of the way there)."""
         q = z.transpose(1, 2).float()  # [B, F, D]
         nearest = torch.cdist(q, self.bank[None].expand(q.shape[0], -1, -1)).topk(self.k, largest=False).indices
-        return self.bank[nearest].mean(2).transpose(1, 2).to(z.dtype)  # [B, F, k, D] -> [B, D, F]
+        matched = self.bank[nearest].mean(2).transpose(1, 2).to(z.dtype)  # [B, F, k, D] -> [B, D, F]
+        return matched if self.blend == 1.0 else (1.0 - self.blend) * z + self.blend * matched
 
 
 def nearest_speaker(model: VQSpeech, wav: np.ndarray) -> str | None:

@@ -274,9 +274,10 @@ def decode_file(model: VQSpeech, in_path: str | Path, out_path: str | Path, forc
 
 def convert_file(model: VQSpeech, in_path: str | Path, out_path: str | Path, target: str | None = None,
                  voice=None, force: bool = False, decoder: str | None = None,
-                 seed: int = 0) -> tuple[float, float]:
+                 seed: int = 0, latent_map=None) -> tuple[float, float]:
     """Audio file -> converted audio file (.wav, .flac or .ogg by its extension), to `target` (a training
-    speaker) or `voice` (a convert.Voice from reference_voice, computed once for many files). Written to a temporary
+    speaker) or `voice` (a convert.Voice from reference_voice, computed once for many files; `latent_map`: a
+    convert.LatentMatch of the same references, or None). Written to a temporary
     file and renamed; an existing output is refused unless `force`, before any work is done.
     Returns (seconds of audio, seconds of conversion per second of audio)."""
     import time
@@ -295,7 +296,7 @@ def convert_file(model: VQSpeech, in_path: str | Path, out_path: str | Path, tar
     if voice is None:
         out = convert.convert(model, wav, target=target, decoder=decoder, generator=generator)
     else:
-        out = convert.render(model, model.encode(wav), voice, decoder=decoder, generator=generator)
+        out = convert.render(model, model.encode(wav, latent_map=latent_map), voice, decoder=decoder, generator=generator)
     seconds = len(wav) / model.config.sample_rate
     rtf = (time.perf_counter() - start) / seconds
     with writer as f:
