@@ -8,7 +8,8 @@ training run), the voice taken from 3 of the target's recordings, judged among t
 Systems, per (source utterance, target):
   none         the source recording itself
   pitch-shift  the source shifted to the references' median F0 (librosa.effects.pitch_shift)
-  vqspeech     convert.reference_voice(model, references) rendered by the model (`--to-reference`)
+  vqspeech     convert.reference_voice(model, references) rendered by the model, the latents not matched
+               (`--to-reference --match-k 0`; the CLI's default is vqspeech-knn4-b0.5 for a vector-voice model)
   vqspeech-knnK  the same, the source's latents first matched to the references' K nearest frames
                (convert.LatentMatch; `--match-k K`), for each K of --match-k
   vqspeech-warp  the same with the source's formants first raised or lowered to the references' (vocal tract

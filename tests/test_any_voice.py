@@ -331,7 +331,7 @@ def test_embed_is_resemblyzers_embed_utterance_without_librosa():
         np.testing.assert_allclose(speaker_encoder.embed(wav), want, atol=1e-5)
 
 
-def test_convert_names_the_references_that_cannot_place_a_voice(fake_resemblyzer, tmp_path, capsys):
+def test_convert_names_the_references_that_cannot_place_a_voice(fake_resemblyzer, tmp_path, capsys, monkeypatch):
     from vqspeech.cli import main
 
     model, path = vector_model(), tmp_path / "m.pt"
@@ -345,8 +345,18 @@ def test_convert_names_the_references_that_cannot_place_a_voice(fake_resemblyzer
         assert ref in err and problem in err and len(err.strip().splitlines()) == 1
         assert not (tmp_path / "a.converted.wav").exists()
     sf.write(tmp_path / "ref.wav", synthetic_voice(1.5, 240, seed=4), SR)
+    matches = []
+    monkeypatch.setattr(convert, "ADAPT_STEPS", 2)  # the adaptation itself has its own test
+    original = convert.LatentMatch.__init__
+    monkeypatch.setattr(convert.LatentMatch, "__init__",
+                        lambda self, *a, **kw: (matches.append(a[2:] + tuple(kw.values())), original(self, *a, **kw))[1])
     assert main(["convert", str(tmp_path / "a.wav"), "--to-reference", str(tmp_path / "ref.wav"), "--model", str(path), "-q"]) == 0
     assert sf.info(tmp_path / "a.converted.wav").frames == SR // 2
+    # a vector-voice model matches the input's latents to the references' by default (convert.MATCH_K, MATCH_BLEND)
+    assert matches == [(convert.MATCH_K, convert.MATCH_BLEND)]
+    assert main(["convert", str(tmp_path / "a.wav"), "--to-reference", str(tmp_path / "ref.wav"), "--model", str(path),
+                 "--match-k", "0", "-o", str(tmp_path / "unmatched.wav"), "-q"]) == 0
+    assert len(matches) == 1
 
 
 def test_the_mfcc_judge_tells_voices_apart_without_resemblyzer(monkeypatch):

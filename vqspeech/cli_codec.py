@@ -155,8 +155,8 @@ def cmd_convert(args) -> int:
     n_inputs = len(jobs) + len(failures)
     if args.match_k and args.to is not None:
         raise ValueError("--match-k matches the input to reference recordings: give --to-reference, not --to")
-    if args.match_k < 0:
-        raise ValueError(f"--match-k {args.match_k}: give a number of frames of at least 1")
+    if args.match_k is not None and args.match_k < 0:
+        raise ValueError(f"--match-k {args.match_k}: give a number of frames (0: no matching)")
     model = _vc_model(args) if jobs else None
     voice = match = None
     if jobs and args.decoder == "parallel" and model.parallel is None:
@@ -178,7 +178,8 @@ def cmd_convert(args) -> int:
             voice.decoder = convert.adapt_decoder(model, refs, voice.vector)
             if not args.quiet:
                 print(f"adapted in {time.perf_counter() - start:.0f} s", file=sys.stderr)
-        match = convert.LatentMatch(model, refs, args.match_k) if args.match_k else None
+        k = convert.default_match_k(model) if args.match_k is None else args.match_k
+        match = convert.LatentMatch(model, refs, k, args.match_blend or convert.MATCH_BLEND) if k else None
         if voice.weights:
             top = sorted(voice.weights.items(), key=lambda kv: -kv[1])[:3]
             print("reference voice: " + ", ".join(f"{n} {w:.0%}" for n, w in top) +
@@ -236,10 +237,14 @@ def add_commands(sub, model_help: str) -> None:
                         "the references' d-vector, and the decoder fine-tuned to them, 15-20 s on one core; embed: the "
                         "d-vector alone, instant; fit for a table-voice model such as the default; see vqspeech/convert.py)")
     p.add_argument("--voices", help="voice bank for --method blend/ridge (default: MODEL.voices.npz)")
-    p.add_argument("--match-k", type=int, default=0, metavar="K",
-                   help="with --to-reference: each frame of the input's latents replaced by the mean of its K nearest "
-                        "frames of the references' (kNN-VC's matching, convert.LatentMatch; 4 is measured): more of the "
-                        "target's voice, fewer of the words (bench/results/vc-unseen-v4.1-adapt-knn4-blend-160.md)")
+    p.add_argument("--match-k", type=int, default=None, metavar="K",
+                   help="with --to-reference: each frame of the input's latents moved --match-blend of the way to the "
+                        "mean of its K nearest frames of the references' (kNN-VC's matching, convert.LatentMatch): more "
+                        "of the target's voice, fewer of the words (bench/results/vc-unseen-v4.1-adapt-knn4-blend-160.md). "
+                        "Default 4 for a vector-voice model such as anyvoice, 0 (no matching) for a table-voice model")
+    p.add_argument("--match-blend", type=float, default=None, metavar="B",
+                   help="the share of the way to the matches, in (0, 1] (default convert.MATCH_BLEND, 0.5; 1: kNN-VC's "
+                        "replacement)")
     p.add_argument("--decoder", choices=["autoregressive", "parallel"], default=None,
                    help="the WaveNet sample by sample, or the fast parallel decoder "
                         "(default: the parallel one if the model has it)")

@@ -2,7 +2,8 @@
 
     convert(model, wav, target="TF1")          to a training speaker: its voice and its pitch range
     convert(model, wav, references=[w1, w2])   to an unseen voice heard in a few seconds of audio
-    convert(model, wav, references=..., match_k=4)  ... with the source's latents matched to the references' (LatentMatch)
+    convert(model, wav, references=..., match_k=0)  ... without the source's latents matched to the references'
+                                                    (LatentMatch; default_match_k: on for vector-voice models)
     speakers(model) -> [{name, gender, accent, f0_hz}]
     reference_voice(model, references, method) -> Voice, the speaker vector and pitch range used above
 
@@ -53,6 +54,8 @@ FIT_MAX_SECONDS = 20.0  # references beyond this are not used by the fit (its co
 ADAPT_STEPS = 60  # conversions to 20 unseen voices, at lr 1e-4: 25 / 60 / 150 steps named the target 69 / 77 / 85 %
 ADAPT_LR = 3e-4   # (MFCC judge), 59-61 % (resemblyzer), words unchanged; 60 steps at 3e-4: the same as 150 at 1e-4
 ADAPT_CROP_SECONDS = 2.0  # each step renders a random crop of every reference, so a step costs the same for any length
+MATCH_K = 4  # conversion to references, vector-voice models: each source latent frame moved MATCH_BLEND of the way
+MATCH_BLEND = 0.5  # to the mean of its MATCH_K nearest reference frames (bench/results/vc-unseen-v4.1-adapt-knn4-blend-160.md)
 BLEND_TEMPERATURE = 0.02  # cosine similarities of d-vectors differ by ~0.1-0.2 between voices
 RIDGE_LAMBDA = 0.1  # on centred unit d-vectors, whose squared distances are ~0.1-0.5
 MIN_VOICED_SECONDS = 0.3
@@ -69,12 +72,14 @@ class Voice:
 
 
 def convert(model: VQSpeech, wav: np.ndarray, target: str | None = None, references: list[np.ndarray] | None = None,
-            decoder: str | None = None, generator: torch.Generator | None = None, match_k: int = 0) -> np.ndarray:
+            decoder: str | None = None, generator: torch.Generator | None = None, match_k: int | None = None,
+            match_blend: float = MATCH_BLEND) -> np.ndarray:
     """wav: float32 [T] at the model's rate (as audio.load gives it) -> the same words in another voice [T].
 
     Exactly one of `target` (a training speaker's name) or `references` (waveforms of an unseen voice,
     a few seconds in all) names the voice. decoder: "autoregressive" or "parallel". match_k > 0 (with
-    references): the source's latents are matched to the references' k nearest frames first (LatentMatch).
+    references): the source's latents are moved `match_blend` of the way to the mean of their match_k nearest
+    reference frames first (LatentMatch); None: default_match_k(model); 0: not matched.
     For many inputs in one voice, find it once (reference_voice, which may adapt a decoder) and render each."""
     if (target is None) == (references is None):
         raise ValueError("give exactly one of a target speaker or reference recordings")
@@ -83,7 +88,8 @@ def convert(model: VQSpeech, wav: np.ndarray, target: str | None = None, referen
             raise ValueError("matching the latents needs reference recordings of the target")
         return model.decode(model.encode(wav), target, lf0=model.speaker_pitch(target), decoder=decoder, generator=generator)
     voice = reference_voice(model, references, bank=model.voice_bank)
-    encoded = model.encode(wav, latent_map=LatentMatch(model, references, match_k) if match_k else None)
+    match_k = default_match_k(model) if match_k is None else match_k
+    encoded = model.encode(wav, latent_map=LatentMatch(model, references, match_k, match_blend) if match_k else None)
     return render(model, encoded, voice, decoder=decoder, generator=generator)
 
 
@@ -97,6 +103,12 @@ def default_method(model: VQSpeech) -> str:
 def default_method_name(voice: str) -> str:
     """default_method for a model whose config.voice is `voice` ("vector" or "table")."""
     return "adapt" if voice == "vector" else "fit"
+
+
+def default_match_k(model: VQSpeech) -> int:
+    """How many reference frames a conversion to references matches each source frame to by default: MATCH_K for a
+    vector-voice model (measured there), 0 (no matching) for a table-voice model (not measured)."""
+    return MATCH_K if model.config.voice == "vector" else 0
 
 
 def render(model: VQSpeech, encoded, voice: Voice, decoder: str | None = None,
