@@ -332,6 +332,8 @@ def test_convert_usage_errors_exit_2(model_file, tmp_path, capsys):
     assert "voice bank" in capsys.readouterr().err
     assert run("convert", a, "--to", "bob", "--match-k", "4", "--model", model_file) == 2
     assert "--match-k matches the input to reference recordings" in capsys.readouterr().err
+    assert run("convert", a, "--to-reference", a, "--match-blend", "1.5", "--model", model_file) == 2
+    assert "--match-blend 1.5: give the share of the way to the matches, in (0, 1]" in capsys.readouterr().err
     with pytest.raises(SystemExit):  # argparse: --to and --to-reference together
         run("convert", a, "--to", "bob", "--to-reference", a)
     assert not list(tmp_path.glob("*.converted.wav")) and not list(tmp_path.glob("*.bob.wav"))

@@ -157,6 +157,8 @@ def cmd_convert(args) -> int:
         raise ValueError("--match-k matches the input to reference recordings: give --to-reference, not --to")
     if args.match_k is not None and args.match_k < 0:
         raise ValueError(f"--match-k {args.match_k}: give a number of frames (0: no matching)")
+    if args.match_blend is not None and not 0.0 < args.match_blend <= 1.0:
+        raise ValueError(f"--match-blend {args.match_blend:g}: give the share of the way to the matches, in (0, 1]")
     model = _vc_model(args) if jobs else None
     voice = match = None
     if jobs and args.decoder == "parallel" and model.parallel is None:
@@ -179,7 +181,8 @@ def cmd_convert(args) -> int:
             if not args.quiet:
                 print(f"adapted in {time.perf_counter() - start:.0f} s", file=sys.stderr)
         k = convert.default_match_k(model) if args.match_k is None else args.match_k
-        match = convert.LatentMatch(model, refs, k, args.match_blend or convert.MATCH_BLEND) if k else None
+        blend = convert.MATCH_BLEND if args.match_blend is None else args.match_blend
+        match = convert.LatentMatch(model, refs, k, blend) if k else None
         if voice.weights:
             top = sorted(voice.weights.items(), key=lambda kv: -kv[1])[:3]
             print("reference voice: " + ", ".join(f"{n} {w:.0%}" for n, w in top) +

@@ -13,8 +13,11 @@ instant), and by default the parallel decoder then fine-tuned to the references 
 adaptation after Arik et al. 2018, "Neural voice cloning with a few samples": ADAPT_STEPS Adam steps on a copy of
 the decoder so that it renders the references' own codes and pitch as close to the references as it can, by the
 multi-resolution STFT loss it was trained with; 15-20 s on one core). "adapt" uses no speaker embedding's judgement
-of its output, only the references' spectra. Refining the voice vector alone the same way moved held-out
-recordings of the voice by 0.01 in that loss: the decoder, not the vector's place, limits an unseen voice.
+of its output, only the references' spectra. Then, by default (MATCH_K, MATCH_BLEND), the source's encoder latents move
+half way to their nearest frames in the references' latents before quantisation (LatentMatch; kNN-VC's matching,
+blended because a few seconds of references cover few of the source's phones): the codes carry less of the source.
+Refining the voice vector alone the same way as "adapt" moved held-out recordings of the voice by 0.01 in that loss:
+the decoder, not the vector's place, limits an unseen voice.
 
 Unseen voices, table-voice models (v1-v3). The decoder reads the speaker through one table row per training
 speaker, so a new voice must become a vector it can read. Three ways, all measured by bench/vc.py:
