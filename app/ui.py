@@ -121,11 +121,11 @@ def spectrograms(pairs: list[tuple[str, np.ndarray]], sample_rate: int = audio.S
 def _speaker_choices(model: VQSpeech) -> tuple[list[tuple[str, str]], bool]:
     """Dropdown (label, name) pairs, and whether voice conversion is installed at all."""
     try:
-        from vqspeech import convert
+        from vqspeech import conversion
     except ImportError:
         return [(n, n) for n in model.speaker_names], False
     choices = []
-    for s in convert.speakers(model):
+    for s in conversion.speakers(model):
         details = ", ".join(str(v) for v in (s.get("gender"), s.get("accent")) if v)
         f0 = f"{s['f0_hz']:.0f} Hz" if s.get("f0_hz") else ""
         extra = "; ".join(x for x in (details, f0) if x)
@@ -145,8 +145,8 @@ def build(model: VQSpeech, workdir: Path, limits: Limits | None = None) -> gr.Bl
 
     def convert(source, mode, speaker, reference, decoder, progress=gr.Progress(track_tqdm=True)):
         if not can_convert:
-            raise _refuse("Voice conversion is not installed in this version of vqspeech (no vqspeech.convert).")
-        from vqspeech import convert as vc  # lazily: the app imports without it
+            raise _refuse("Voice conversion is not installed in this version of vqspeech (no vqspeech.conversion).")
+        from vqspeech import conversion as vc  # lazily: the app imports without it
 
         if decoder not in [v for _, v in decoders]:
             raise _refuse(f"This model has no {decoder!r} decoder.")

@@ -38,7 +38,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from vqspeech import audio, checkpoint, convert, speaker_encoder  # noqa: E402
+from vqspeech import audio, checkpoint, conversion, speaker_encoder  # noqa: E402
 from vqspeech.data import corpora  # noqa: E402
 from vqspeech.eval import mcd, speaker_id, words  # noqa: E402
 
@@ -88,7 +88,7 @@ def vector_recovery(model, corpus: Corpus, refs: dict[str, list[np.ndarray]], ba
     for method in methods:
         cos, rel = [], []
         for i, name in enumerate(model.speaker_names):
-            voice = convert.reference_voice(model, refs[name], method=method, bank=bank, exclude=(name,))
+            voice = conversion.reference_voice(model, refs[name], method=method, bank=bank, exclude=(name,))
             others = torch.cat([table[:i], table[i + 1 :]]).mean(0)
             cos.append(float(torch.nn.functional.cosine_similarity(voice.vector, table[i], dim=0)))
             rel.append(float((voice.vector - table[i]).norm() / (others - table[i]).norm()))
@@ -115,8 +115,8 @@ def main() -> None:
     torch.set_num_threads(1)
     methods = [m for m in args.methods.split(",") if m]
     for m in methods:
-        if m not in convert.METHODS:
-            raise SystemExit(f"--methods: unknown method {m!r} (choose from {', '.join(convert.METHODS)})")
+        if m not in conversion.METHODS:
+            raise SystemExit(f"--methods: unknown method {m!r} (choose from {', '.join(conversion.METHODS)})")
 
     model = checkpoint.load(args.model)
     args.decoder = args.decoder or model.default_decoder
@@ -152,7 +152,7 @@ def main() -> None:
     for t in args.targets:
         for m in methods:
             start = time.perf_counter()
-            voices[(t, m)] = convert.reference_voice(model, refs[t], method=m, bank=bank, exclude=(t,))
+            voices[(t, m)] = conversion.reference_voice(model, refs[t], method=m, bank=bank, exclude=(t,))
             voice_seconds[m].append(time.perf_counter() - start)
     asr_cache: dict[tuple[str, str], list[str]] = {}
 
@@ -172,9 +172,9 @@ def main() -> None:
                 steps = 12 * (model.speaker_pitch(t)[0] - model.speaker_pitch(s)[0]) / math.log(2)
                 y = librosa.effects.pitch_shift(src, sr=SR, n_steps=steps).astype(np.float32)
             elif system == "vqspeech":
-                y = convert.convert(model, src, target=t, decoder=args.decoder, generator=gen)
+                y = conversion.convert(model, src, target=t, decoder=args.decoder, generator=gen)
             else:  # the voice was found once per target, before (its time is reported apart)
-                y = convert.render(model, model.encode(src), voices[(t, system[4:])], decoder=args.decoder, generator=gen)
+                y = conversion.render(model, model.encode(src), voices[(t, system[4:])], decoder=args.decoder, generator=gen)
             seconds = time.perf_counter() - start
             cep = mcd.mel_cepstrum(y)
             by_mcd = {r: mcd.mcd(cep, corpus.cep(r, u)) for r in speakers}

@@ -17,7 +17,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from vc_unseen import HeldOutVoices  # noqa: E402
 
-from vqspeech import checkpoint, convert  # noqa: E402
+from vqspeech import checkpoint, conversion  # noqa: E402
 
 METHODS = ("embed", "adapt")
 
@@ -32,10 +32,10 @@ def main() -> None:
         for i in range(len(voices.refs[t])):
             others = [r for j, r in enumerate(voices.refs[t]) if j != i]
             encoded = model.encode(voices.refs[t][i])
-            embed = convert.reference_voice(model, others, method="embed")
-            adapted = convert.Voice(embed.vector, embed.lf0, None, convert.adapt_decoder(model, others, embed.vector))
+            embed = conversion.reference_voice(model, others, method="embed")
+            adapted = conversion.Voice(embed.vector, embed.lf0, None, conversion.adapt_decoder(model, others, embed.vector))
             for name, voice in zip(METHODS, (embed, adapted)):
-                by_resemblyzer, by_mfcc = voices.judged(convert.render(model, encoded, voice,
+                by_resemblyzer, by_mfcc = voices.judged(conversion.render(model, encoded, voice,
                                                                        generator=torch.Generator().manual_seed(0)))
                 rows.append((t, voices.groups[t], name, by_resemblyzer == t, by_mfcc == t))
         so_far = {n: f"{np.mean([x[3] for x in rows if x[2] == n]):.0%}/{np.mean([x[4] for x in rows if x[2] == n]):.0%}"

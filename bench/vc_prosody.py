@@ -30,7 +30,7 @@ sys.path.insert(0, str(REPO))
 
 from bench.common import machine_note, write_atomic  # noqa: E402
 from bench.vc_unseen import SR, HeldOutVoices, flat  # noqa: E402
-from vqspeech import audio, checkpoint, convert  # noqa: E402
+from vqspeech import audio, checkpoint, conversion  # noqa: E402
 from vqspeech.data import corpora  # noqa: E402
 from vqspeech.models.encoding import Encoded  # noqa: E402
 
@@ -76,12 +76,12 @@ def main() -> None:
     contours = [model.encode(audio.load(it.path, SR)).pitch.numpy() for it in vcc]
     hits = {v: [] for v in VARIANTS}
     for t in voices.names:
-        voice = convert.reference_voice(model, voices.refs[t])
+        voice = conversion.reference_voice(model, voices.refs[t])
         for k, wav in enumerate(voices.refs[t][: args.per_target]):
             e = model.encode(wav)
             for variant, encoded in (("own", e), ("flat", flat(e, c.pitch_levels)), ("foreign", foreign(e, contours[k % len(contours)])),
                                      ("slow", slow(e, c.pitch_frames, c.hop))):
-                y = convert.render(model, encoded, voice, generator=torch.Generator().manual_seed(0))
+                y = conversion.render(model, encoded, voice, generator=torch.Generator().manual_seed(0))
                 hits[variant].append(tuple(said == t for said in voices.judged(y)))
     n = len(hits["own"])
     lines = ["# What the conversion bench's judges hear of prosody", "",

@@ -8,10 +8,10 @@ training run), the voice taken from 3 of the target's recordings, judged among t
 Systems, per (source utterance, target):
   none         the source recording itself
   pitch-shift  the source shifted to the references' median F0 (librosa.effects.pitch_shift)
-  vqspeech     convert.reference_voice(model, references) rendered by the model, the latents not matched
+  vqspeech     conversion.reference_voice(model, references) rendered by the model, the latents not matched
                (`--to-reference --match-k 0`; the CLI's default is vqspeech-knn4-b0.5 for a vector-voice model)
   vqspeech-knnK  the same, the source's latents first matched to the references' K nearest frames
-               (convert.LatentMatch; `--match-k K`), for each K of --match-k
+               (conversion.LatentMatch; `--match-k K`), for each K of --match-k
   vqspeech-warp  the same with the source's formants first raised or lowered to the references' (vocal tract
                length normalisation: formant_scale, warped; `--warp`), and vqspeech-warp-knnK both
   vqspeech-knnK-bB  kNN matching blended: each latent frame (1 - B) * its own + B * its matches (`--match-blend`)
@@ -45,7 +45,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from vqspeech import audio, checkpoint, convert, speaker_encoder  # noqa: E402
+from vqspeech import audio, checkpoint, conversion, speaker_encoder  # noqa: E402
 from vqspeech.data import corpora  # noqa: E402
 from vqspeech.eval import speaker_id, speaker_judge, words  # noqa: E402
 from vqspeech.models.encoding import Encoded  # noqa: E402
@@ -151,12 +151,12 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=REPO / "bench" / "results")
     p.add_argument("--name", default="vc-unseen")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--method", choices=convert.METHODS, default=None,
-                   help="how the voice is found from the references (convert.reference_voice; default: the model's own)")
+    p.add_argument("--method", choices=conversion.METHODS, default=None,
+                   help="how the voice is found from the references (conversion.reference_voice; default: the model's own)")
     p.add_argument("--adapt-steps", type=int, default=None,
-                   help=f"steps of method adapt's fine-tuning (default convert.ADAPT_STEPS, {convert.ADAPT_STEPS})")
+                   help=f"steps of method adapt's fine-tuning (default conversion.ADAPT_STEPS, {conversion.ADAPT_STEPS})")
     p.add_argument("--adapt-lr", type=float, default=None,
-                   help=f"step size of method adapt's fine-tuning (default convert.ADAPT_LR, {convert.ADAPT_LR:g})")
+                   help=f"step size of method adapt's fine-tuning (default conversion.ADAPT_LR, {conversion.ADAPT_LR:g})")
     p.add_argument("--match-k", type=int, nargs="*", default=[], help="also convert with kNN-matched latents, for each K")
     p.add_argument("--match-blend", type=float, nargs="+", default=[1.0], metavar="B",
                    help="kNN systems, for each B: each latent frame (1 - B) * its own + B * the mean of its matches "
@@ -171,8 +171,8 @@ def main() -> None:
                         "recording converted to every other held-out voice (same corpus, accent and channels as the targets)")
     args = p.parse_args()
     torch.set_num_threads(1)
-    convert.ADAPT_STEPS = args.adapt_steps or convert.ADAPT_STEPS
-    convert.ADAPT_LR = args.adapt_lr or convert.ADAPT_LR
+    conversion.ADAPT_STEPS = args.adapt_steps or conversion.ADAPT_STEPS
+    conversion.ADAPT_LR = args.adapt_lr or conversion.ADAPT_LR
     t0 = time.perf_counter()
     import librosa
 
@@ -199,7 +199,7 @@ def main() -> None:
     voice_seconds = []
     for t in names:
         start = time.perf_counter()
-        voices[t] = convert.reference_voice(model, refs[t], method=args.method)
+        voices[t] = conversion.reference_voice(model, refs[t], method=args.method)
         voice_seconds.append(time.perf_counter() - start)
     ref_encoded = {t: [model.encode(w) for w in refs[t]] for t in names}  # for the resynthesis and the tempo
     scale = {t: formant_scale(refs[t]) for t in names} if args.warp else {}
@@ -207,7 +207,7 @@ def main() -> None:
 
     # What the codec itself keeps of each target: its own reference recordings encoded and decoded in the voice found
     # from them. A conversion keeps less (the source's timing, intonation and accent stay), so this bounds it.
-    resynthesis = {t: [judged(convert.render(model, e, voices[t], generator=torch.Generator().manual_seed(args.seed)))
+    resynthesis = {t: [judged(conversion.render(model, e, voices[t], generator=torch.Generator().manual_seed(args.seed)))
                        for e in ref_encoded[t]] for t in names}
 
     rows, matchers = [], {}
@@ -215,7 +215,7 @@ def main() -> None:
         src = audio.load(it.path, SR)
         heard = words.recognise(src)
         encoded = model.encode(src)
-        source_f0 = math.exp(convert.reference_pitch(model, [src])[0])
+        source_f0 = math.exp(conversion.reference_pitch(model, [src])[0])
         source_scale = formant_scale([src]) if args.warp else None
         for t in names:
             if t == it.speaker:  # a held-out source is not converted to itself
@@ -232,24 +232,24 @@ def main() -> None:
                     steps = 12 * math.log2(math.exp(voices[t].lf0[0]) / source_f0)
                     y = librosa.effects.pitch_shift(src, sr=SR, n_steps=steps).astype(np.float32)
                 elif system == "vqspeech":
-                    y = convert.render(model, encoded, voices[t], generator=torch.Generator().manual_seed(args.seed))
+                    y = conversion.render(model, encoded, voices[t], generator=torch.Generator().manual_seed(args.seed))
                 elif system == "vqspeech-tempo":
                     ratio = float(np.clip(tempo[t] / run_length(encoded.codes), 0.6, 1.6))
-                    y = convert.render(model, stretch(encoded, ratio, model.config.pitch_frames), voices[t],
+                    y = conversion.render(model, stretch(encoded, ratio, model.config.pitch_frames), voices[t],
                                        generator=torch.Generator().manual_seed(args.seed))
                 elif system == "vqspeech-warp":
                     ratio = float(np.clip(scale[t] / source_scale, 0.8, 1.4))
-                    y = convert.render(model, warped(model, src, encoded, ratio), voices[t],
+                    y = conversion.render(model, warped(model, src, encoded, ratio), voices[t],
                                        generator=torch.Generator().manual_seed(args.seed))
                 elif system == "vqspeech-flat":
-                    y = convert.render(model, flat(encoded, model.config.pitch_levels), voices[t],
+                    y = conversion.render(model, flat(encoded, model.config.pitch_levels), voices[t],
                                        generator=torch.Generator().manual_seed(args.seed))
                 else:
                     k_nearest, _, b = system.rsplit("-knn", 1)[1].partition("-b")
                     k_nearest, b = int(k_nearest), float(b or 1.0)
                     if (t, k_nearest, b) not in matchers:  # the references' latents, once per target (not in the RTF)
                         seconds_before = time.perf_counter()
-                        matchers[t, k_nearest, b] = convert.LatentMatch(model, refs[t], k_nearest, blend=b)
+                        matchers[t, k_nearest, b] = conversion.LatentMatch(model, refs[t], k_nearest, blend=b)
                         start += time.perf_counter() - seconds_before
                     blended = matchers[t, k_nearest, b]
                     if system.startswith("vqspeech-warp-"):
@@ -257,7 +257,7 @@ def main() -> None:
                         matched = warped(model, src, encoded, ratio, latent_map=blended)
                     else:
                         matched = model.encode(src, latent_map=blended)
-                    y = convert.render(model, matched, voices[t], generator=torch.Generator().manual_seed(args.seed))
+                    y = conversion.render(model, matched, voices[t], generator=torch.Generator().manual_seed(args.seed))
                 seconds = time.perf_counter() - start
                 by_resemblyzer, by_mfcc = judged(y)
                 rows.append({"source": it.speaker, "sentence": it.utterance, "target": t, "group": groups[t], "system": system,
@@ -288,7 +288,7 @@ def write_report(args, rows, ceiling, groups, voice_seconds, wall, model_voice: 
         w.writerows(rows)
     ckpt = torch.load(args.model, map_location="cpu", weights_only=True)
     n_targets = len(ceiling)
-    method = args.method or convert.default_method_name(model_voice)
+    method = args.method or conversion.default_method_name(model_voice)
     systems = list(dict.fromkeys(r["system"] for r in rows))
     converters = [x for x in systems if x.startswith("vqspeech")]
     lines = [
@@ -371,11 +371,11 @@ def write_report(args, rows, ceiling, groups, voice_seconds, wall, model_voice: 
             lines.append(f"| {s} | {system} | {share(r, 'id_resemblyzer')} | {share(r, 'id_mfcc')} |")
     lines += [
         "",
-        f"- Finding each voice from its references (method {method}{f', {convert.ADAPT_STEPS} steps at lr {convert.ADAPT_LR:g}' if method == 'adapt' else ''}) took "
+        f"- Finding each voice from its references (method {method}{f', {conversion.ADAPT_STEPS} steps at lr {conversion.ADAPT_LR:g}' if method == 'adapt' else ''}) took "
         f"{voice_seconds:.2f} s (once per target, not in the RTF).",
         ("- This model (voice=vector) is conditioned on resemblyzer d-vectors: the resemblyzer column grades it with its "
          "own teacher. " if model_voice == "vector" else
-         "- This model (voice=table) finds the voice by convert.reference_voice's method 'fit' (a blend of its table rows), "
+         "- This model (voice=table) finds the voice by conversion.reference_voice's method 'fit' (a blend of its table rows), "
          "with no speaker-embedding model: both judges are independent of it. ") +
         "The mfcc-lda judge (vqspeech/eval/speaker_judge.py) shares nothing with resemblyzer; it is channel-sensitive, "
         "so decoded speech starts at a disadvantage with it that real recordings do not have.",

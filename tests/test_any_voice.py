@@ -11,7 +11,7 @@ import soundfile as sf
 import torch
 
 from tests.conftest import DEBUG_OVERLAY, synthetic_voice, tiny_codec_model
-from vqspeech import audio, convert, speaker_encoder
+from vqspeech import audio, conversion, speaker_encoder
 from vqspeech.codec import api, bitstream
 from vqspeech.config import load_config, to_dict
 from vqspeech.data import corpora, dataset
@@ -172,25 +172,25 @@ def test_a_file_without_a_voice_vector_decodes_in_the_recorded_voice(fake_resemb
 def test_conversion_to_references_maps_their_d_vector(fake_resemblyzer):
     model = vector_model()
     refs = [synthetic_voice(1.5, 260, seed=s) for s in (5, 6)]
-    voice = convert.reference_voice(model, refs, method="embed")
+    voice = conversion.reference_voice(model, refs, method="embed")
     assert voice.weights is None and voice.decoder is None and abs(voice.lf0[0] - np.log(260)) < 0.15
     d = torch.from_numpy(np.mean([fake_embed(r) for r in refs], 0))
     expect = model.dvector_voice((d / d.norm())[None])[0]
     torch.testing.assert_close(voice.vector, bitstream.quantise_voice(expect), atol=1e-6, rtol=0)
     with pytest.raises(ValueError, match="for table-voice models"):
-        convert.reference_voice(model, refs, method="fit")
+        conversion.reference_voice(model, refs, method="fit")
 
 
 def test_adapting_the_decoder_to_references_renders_them_closer_and_leaves_the_model_alone(fake_resemblyzer, monkeypatch):
     import auraloss
 
-    monkeypatch.setattr(convert, "ADAPT_STEPS", 25)  # a tiny model moves as far in fewer steps (and the suite is short)
+    monkeypatch.setattr(conversion, "ADAPT_STEPS", 25)  # a tiny model moves as far in fewer steps (and the suite is short)
 
     model = vector_model()
     refs = [synthetic_voice(1.5, 260, seed=s) for s in (5, 6)]
     before = {k: v.clone() for k, v in model.parallel.state_dict().items()}
-    embedded = convert.reference_voice(model, refs, method="embed")
-    adapted = convert.reference_voice(model, refs, method="adapt")
+    embedded = conversion.reference_voice(model, refs, method="embed")
+    adapted = conversion.reference_voice(model, refs, method="adapt")
     torch.testing.assert_close(adapted.vector, embedded.vector, atol=0, rtol=0)  # only the decoder moves
     assert embedded.decoder is None and adapted.decoder is not model.parallel
     for k, v in model.parallel.state_dict().items():
@@ -198,13 +198,13 @@ def test_adapting_the_decoder_to_references_renders_them_closer_and_leaves_the_m
     loss = auraloss.freq.MultiResolutionSTFTLoss()
 
     def error(voice):  # how far the rendering of each reference's own codes is from it
-        outs = [convert.render(model, model.encode(r), voice, generator=torch.Generator().manual_seed(0)) for r in refs]
+        outs = [conversion.render(model, model.encode(r), voice, generator=torch.Generator().manual_seed(0)) for r in refs]
         return sum(float(loss(torch.from_numpy(o)[None, None], torch.from_numpy(r[: len(o)])[None, None])) for o, r in zip(outs, refs))
 
     # the shipped step size moves a real model's decoder; a random tiny one needs a larger one to move in 25 steps
-    faster = convert.Voice(embedded.vector, embedded.lf0, None, convert.adapt_decoder(model, refs, embedded.vector, lr=1e-2))
+    faster = conversion.Voice(embedded.vector, embedded.lf0, None, conversion.adapt_decoder(model, refs, embedded.vector, lr=1e-2))
     assert error(faster) < 0.9 * error(embedded)
-    again = convert.reference_voice(model, refs)  # adapt is a vector-voice model's default; seeded: the same decoder
+    again = conversion.reference_voice(model, refs)  # adapt is a vector-voice model's default; seeded: the same decoder
     for k, v in again.decoder.state_dict().items():
         torch.testing.assert_close(v, adapted.decoder.state_dict()[k], atol=0, rtol=0)
 
@@ -213,11 +213,11 @@ def test_references_that_cannot_place_a_voice_are_refused(fake_resemblyzer):
     model = vector_model()
     rng = np.random.default_rng(0)
     with pytest.raises(ValueError, match="too short .0.40 s"):
-        convert.reference_voice(model, [synthetic_voice(0.4, 200, seed=1)])
+        conversion.reference_voice(model, [synthetic_voice(0.4, 200, seed=1)])
     with pytest.raises(ValueError, match="silent"):
-        convert.reference_voice(model, [np.zeros(2 * SR, np.float32)])
+        conversion.reference_voice(model, [np.zeros(2 * SR, np.float32)])
     with pytest.raises(ValueError, match="is it speech"):
-        convert.reference_voice(model, [(0.3 * rng.standard_normal(2 * SR)).astype(np.float32)])
+        conversion.reference_voice(model, [(0.3 * rng.standard_normal(2 * SR)).astype(np.float32)])
 
 
 def test_a_table_model_transplants_into_a_vector_voice_one(manifest, tmp_path, fake_resemblyzer):
@@ -346,14 +346,14 @@ def test_convert_names_the_references_that_cannot_place_a_voice(fake_resemblyzer
         assert not (tmp_path / "a.converted.wav").exists()
     sf.write(tmp_path / "ref.wav", synthetic_voice(1.5, 240, seed=4), SR)
     matches = []
-    monkeypatch.setattr(convert, "ADAPT_STEPS", 2)  # the adaptation itself has its own test
-    original = convert.LatentMatch.__init__
-    monkeypatch.setattr(convert.LatentMatch, "__init__",
+    monkeypatch.setattr(conversion, "ADAPT_STEPS", 2)  # the adaptation itself has its own test
+    original = conversion.LatentMatch.__init__
+    monkeypatch.setattr(conversion.LatentMatch, "__init__",
                         lambda self, *a, **kw: (matches.append(a[2:] + tuple(kw.values())), original(self, *a, **kw))[1])
     assert main(["convert", str(tmp_path / "a.wav"), "--to-reference", str(tmp_path / "ref.wav"), "--model", str(path), "-q"]) == 0
     assert sf.info(tmp_path / "a.converted.wav").frames == SR // 2
-    # a vector-voice model matches the input's latents to the references' by default (convert.MATCH_K, MATCH_BLEND)
-    assert matches == [(convert.MATCH_K, convert.MATCH_BLEND)]
+    # a vector-voice model matches the input's latents to the references' by default (conversion.MATCH_K, MATCH_BLEND)
+    assert matches == [(conversion.MATCH_K, conversion.MATCH_BLEND)]
     assert main(["convert", str(tmp_path / "a.wav"), "--to-reference", str(tmp_path / "ref.wav"), "--model", str(path),
                  "--match-k", "0", "-o", str(tmp_path / "unmatched.wav"), "-q"]) == 0
     assert len(matches) == 1

@@ -207,12 +207,12 @@ def test_encode_info_decode(model_file, tmp_path, capsys, fake_decoder):
 
 
 def test_encode_records_the_nearest_voice_by_default(model_file, tmp_path, capsys, monkeypatch):
-    from vqspeech import convert
+    from vqspeech import conversion
 
     write(tmp_path / "a.wav")
     seen = []
-    monkeypatch.setattr(convert, "reference_voice", lambda model, refs, method: (
-        seen.append((refs[0].size, method)) or convert.Voice(None, None, {"alice": 0.3, "bob": 0.7})))
+    monkeypatch.setattr(conversion, "reference_voice", lambda model, refs, method: (
+        seen.append((refs[0].size, method)) or conversion.Voice(None, None, {"alice": 0.3, "bob": 0.7})))
     assert run("encode", tmp_path / "a.wav", "--model", model_file) == 0
     assert bitstream.unpack((tmp_path / "a.vqs").read_bytes())[0].speaker == "bob"  # the largest weight
     assert seen == [(3200, "fit")]  # the whole (short, 0.2 s) recording
@@ -220,7 +220,7 @@ def test_encode_records_the_nearest_voice_by_default(model_file, tmp_path, capsy
     assert run("encode", tmp_path / "a.wav", "--model", model_file, "--speaker", "none", "--force") == 0
     assert bitstream.unpack((tmp_path / "a.vqs").read_bytes())[0].speaker is None
     # No voiced speech to place: nothing recorded, and the file is still written.
-    monkeypatch.setattr(convert, "reference_voice", lambda *a, **k: (_ for _ in ()).throw(ValueError("too little voiced audio")))
+    monkeypatch.setattr(conversion, "reference_voice", lambda *a, **k: (_ for _ in ()).throw(ValueError("too little voiced audio")))
     assert run("encode", tmp_path / "a.wav", "--model", model_file, "--force") == 0
     assert bitstream.unpack((tmp_path / "a.vqs").read_bytes())[0].speaker is None
 

@@ -14,7 +14,7 @@ import soundfile as sf
 import torch
 
 from tests.conftest import DEBUG_OVERLAY, synthetic_voice, tiny_codec_model
-from vqspeech import audio, cli, convert, features, speaker_encoder
+from vqspeech import audio, cli, conversion, features, speaker_encoder
 from vqspeech.config import load_config, to_dict
 from vqspeech.eval import mcd, speaker_id, words
 from vqspeech.models.vqvae import VQSpeech
@@ -74,7 +74,7 @@ def test_convert_to_training_speaker_uses_its_row_and_pitch_range(model, recorde
     wav = speech(1.0, f0=150.0, seed=1)
     own = model.encode(wav)
     for target in ["alice", "bob"]:
-        out = convert.convert(model, wav, target=target)
+        out = conversion.convert(model, wav, target=target)
         assert out.shape == wav.shape and out.dtype == np.float32
         _, cond, exc = recorder[-1]
         # The conditioning is the target's: equal to the table row's, different from the other speaker's.
@@ -99,8 +99,8 @@ def test_convert_to_training_speaker_uses_its_row_and_pitch_range(model, recorde
 
 def test_real_sampler_converts(model):
     wav = speech(0.125, seed=2)
-    a = convert.convert(model, wav, target="bob", generator=torch.Generator().manual_seed(0))
-    b = convert.convert(model, wav, target="bob", generator=torch.Generator().manual_seed(0))
+    a = conversion.convert(model, wav, target="bob", generator=torch.Generator().manual_seed(0))
+    b = conversion.convert(model, wav, target="bob", generator=torch.Generator().manual_seed(0))
     assert a.shape == wav.shape and np.isfinite(a).all() and a.std() > 0
     np.testing.assert_array_equal(a, b)
 
@@ -117,11 +117,11 @@ def test_speaker_vector_path_reads_like_a_table_row(model, recorder):
 def test_convert_needs_exactly_one_voice(model):
     wav = speech(0.5)
     with pytest.raises(ValueError, match="exactly one"):
-        convert.convert(model, wav)
+        conversion.convert(model, wav)
     with pytest.raises(ValueError, match="exactly one"):
-        convert.convert(model, wav, target="bob", references=[wav])
+        conversion.convert(model, wav, target="bob", references=[wav])
     with pytest.raises(ValueError, match="unknown speaker"):
-        convert.convert(model, wav, target="zed")
+        conversion.convert(model, wav, target="zed")
 
 
 def test_latent_match_puts_the_references_codes_in_the_source_order(model):
@@ -130,39 +130,39 @@ def test_latent_match_puts_the_references_codes_in_the_source_order(model):
     by frame, so chunked encoding gives the same codes; with a training speaker as the target it is refused."""
     src, ref = speech(1.5, 150, seed=1), speech(1.2, 240, seed=2)
     plain = model.encode(src)
-    assert torch.equal(model.encode(src, latent_map=convert.LatentMatch(model, [src], k=1)).codes, plain.codes)
-    matched = model.encode(src, latent_map=convert.LatentMatch(model, [ref], k=1)).codes
+    assert torch.equal(model.encode(src, latent_map=conversion.LatentMatch(model, [src], k=1)).codes, plain.codes)
+    matched = model.encode(src, latent_map=conversion.LatentMatch(model, [ref], k=1)).codes
     assert set(matched.tolist()) <= set(model.encode(ref).codes.tolist())
     assert not torch.equal(matched, plain.codes)
     from vqspeech.models.encoding import encode_stream
 
-    match = convert.LatentMatch(model, [ref], k=3)
+    match = conversion.LatentMatch(model, [ref], k=3)
     one_shot = model.encode(src, latent_map=match)
     chunked = encode_stream(model, [src[:7000], src[7000:]], src.size, encoder_seconds=0.25, latent_map=match)
     assert torch.equal(chunked.codes, one_shot.codes) and torch.equal(chunked.pitch, plain.pitch)
     with pytest.raises(ValueError, match="reference recordings"):
-        convert.convert(model, src, target="bob", match_k=4)
+        conversion.convert(model, src, target="bob", match_k=4)
     with pytest.raises(ValueError, match="at least 1"):
-        convert.LatentMatch(model, [ref], k=0)
+        conversion.LatentMatch(model, [ref], k=0)
     # blend: each frame that share of the way from its own latent to its matches' mean
     z = torch.randn(1, model.config.latent_dim, 40)
-    half, full = convert.LatentMatch(model, [ref], k=3, blend=0.5), convert.LatentMatch(model, [ref], k=3)
+    half, full = conversion.LatentMatch(model, [ref], k=3, blend=0.5), conversion.LatentMatch(model, [ref], k=3)
     assert torch.allclose(half(z), 0.5 * z + 0.5 * full(z), atol=1e-6)
     with pytest.raises(ValueError, match=r"\(0, 1\]"):
-        convert.LatentMatch(model, [ref], k=3, blend=0.0)
+        conversion.LatentMatch(model, [ref], k=3, blend=0.0)
 
 
 def test_reference_pitch_comes_from_the_references(model, recorder):
     refs = [speech(1.0, f0=260.0, seed=s) for s in (4, 5)]
-    out = convert.convert(model, speech(1.0, f0=120.0, seed=6), references=refs)
+    out = conversion.convert(model, speech(1.0, f0=120.0, seed=6), references=refs)
     assert out.shape == (SR,)
     f0 = excitation_f0(recorder[-1][2], model)
     assert np.median(f0) == pytest.approx(260.0, rel=0.08)
-    voice = convert.reference_voice(model, refs)
+    voice = conversion.reference_voice(model, refs)
     assert set(voice.weights) == set(NAMES) and sum(voice.weights.values()) == pytest.approx(1.0, abs=1e-5)
     assert np.exp(voice.lf0[0]) == pytest.approx(260.0, rel=0.05)
     with pytest.raises(ValueError, match="voiced speech"):
-        convert.reference_voice(model, [0.01 * np.random.default_rng(0).standard_normal(SR).astype(np.float32)])
+        conversion.reference_voice(model, [0.01 * np.random.default_rng(0).standard_normal(SR).astype(np.float32)])
 
 
 def test_fit_finds_the_row_that_explains_the_reference(model, monkeypatch):
@@ -172,11 +172,11 @@ def test_fit_finds_the_row_that_explains_the_reference(model, monkeypatch):
     enc = model.encode(ref)
     with torch.no_grad():
         carol = model.mel_head(model.condition(model.quantizer.lookup(enc.codes[None]), model.speaker_voice(torch.tensor([2])), enc.pitch[None]))
-    monkeypatch.setattr(convert.features, "log_mel", lambda *a, **k: carol)
-    voice = convert.reference_voice(model, [ref])
+    monkeypatch.setattr(conversion.features, "log_mel", lambda *a, **k: carol)
+    voice = conversion.reference_voice(model, [ref])
     assert voice.weights["carol"] > 0.6, voice.weights
     torch.testing.assert_close(voice.vector, torch.tensor(list(voice.weights.values())) @ model.speaker_embedding.weight.detach())
-    loo = convert.reference_voice(model, [ref], exclude=("carol",))
+    loo = conversion.reference_voice(model, [ref], exclude=("carol",))
     assert set(loo.weights) == {"alice", "bob"}
 
 
@@ -184,14 +184,14 @@ def test_ridge_maps_centroids_to_their_rows():
     rng = np.random.default_rng(0)
     c = torch.from_numpy(rng.standard_normal((6, 32)).astype(np.float32))
     rows = torch.from_numpy(rng.standard_normal((6, 8)).astype(np.float32))
-    convert_lambda = convert.RIDGE_LAMBDA
+    convert_lambda = conversion.RIDGE_LAMBDA
     try:
-        convert.RIDGE_LAMBDA = 1e-6
-        torch.testing.assert_close(convert._ridge(c, rows, c[3]), rows[3], atol=1e-3, rtol=1e-3)
+        conversion.RIDGE_LAMBDA = 1e-6
+        torch.testing.assert_close(conversion._ridge(c, rows, c[3]), rows[3], atol=1e-3, rtol=1e-3)
     finally:
-        convert.RIDGE_LAMBDA = convert_lambda
+        conversion.RIDGE_LAMBDA = convert_lambda
     # A d-vector at the centroids' mean maps to the mean row, whatever the regularisation.
-    torch.testing.assert_close(convert._ridge(c, rows, c.mean(0)), rows.mean(0), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(conversion._ridge(c, rows, c.mean(0)), rows.mean(0), atol=1e-5, rtol=1e-5)
 
 
 def test_voice_bank_round_trip_and_refusals(model, tmp_path):
@@ -206,7 +206,7 @@ def test_voice_bank_round_trip_and_refusals(model, tmp_path):
     with pytest.raises(ValueError, match="not a voice bank"):
         speaker_encoder.VoiceBank.load(tmp_path / "junk.npz")
     with pytest.raises(ValueError, match="voice bank"):
-        convert.reference_voice(model, [speech(1.0)], method="blend")
+        conversion.reference_voice(model, [speech(1.0)], method="blend")
 
 
 needs_resemblyzer = pytest.mark.skipif(not speaker_encoder.available(),
@@ -222,9 +222,9 @@ def test_blend_follows_resemblyzer_similarity(model):
     assert bank.centroids.shape == (3, 256) and np.allclose(np.linalg.norm(bank.centroids, axis=1), 1, atol=1e-5)
     ref = [speech(1.5, f0=PITCH["bob"] * 1.03, seed=99)]
     assert speaker_id.nearest(speaker_encoder.embed(ref[0]), bank.names, bank.centroids) == "bob"
-    voice = convert.reference_voice(model, ref, method="blend", bank=bank)
+    voice = conversion.reference_voice(model, ref, method="blend", bank=bank)
     assert max(voice.weights, key=voice.weights.get) == "bob", voice.weights
-    ridge = convert.reference_voice(model, ref, method="ridge", bank=bank)
+    ridge = conversion.reference_voice(model, ref, method="ridge", bank=bank)
     assert ridge.weights is None and ridge.vector.shape == (model.config.speaker_dim,)
 
 
@@ -353,13 +353,13 @@ def test_convert_to_reference_with_matched_latents(model_file, tmp_path, recorde
     a = write(tmp_path / "a.wav", seconds=0.5, f0=120.0, seed=3)
     refs = [write(tmp_path / f"ref{k}.wav", seconds=1.0, f0=250.0, seed=20 + k) for k in range(2)]
     built = []
-    original = convert.LatentMatch.__call__
+    original = conversion.LatentMatch.__call__
 
     def spy(self, z):
         built.append((self.k, self.bank.shape[0], z.shape))
         return original(self, z)
 
-    monkeypatch.setattr(convert.LatentMatch, "__call__", spy)
+    monkeypatch.setattr(conversion.LatentMatch, "__call__", spy)
     assert run("convert", a, "--to-reference", *refs, "--model", model_file, "--match-k", "3", "-q") == 0
     assert (tmp_path / "a.converted.wav").exists()
     assert built and all(k == 3 and bank > 100 for k, bank, _ in built)  # two 1 s references: ~2 x 250 frames
@@ -435,7 +435,7 @@ def test_nearest_speaker_uses_the_voice_bank_when_there_is_one(model, monkeypatc
     monkeypatch.setattr(speaker_encoder, "available", lambda: True)
     monkeypatch.setattr(speaker_encoder, "embed_speaker", lambda wavs: d)
     model.voice_bank = bank
-    assert convert.nearest_speaker(model, wav) == model.speaker_names[1]
+    assert conversion.nearest_speaker(model, wav) == model.speaker_names[1]
     model.voice_bank = None  # without a bank: the fit's heaviest row
-    monkeypatch.setattr(convert, "reference_voice", lambda m, refs, method: convert.Voice(None, None, {model.speaker_names[0]: 0.9}))
-    assert convert.nearest_speaker(model, wav) == model.speaker_names[0]
+    monkeypatch.setattr(conversion, "reference_voice", lambda m, refs, method: conversion.Voice(None, None, {model.speaker_names[0]: 0.9}))
+    assert conversion.nearest_speaker(model, wav) == model.speaker_names[0]

@@ -106,13 +106,13 @@ def server(tmp_path_factory):
     model = checkpoint.load(path)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("GRADIO_TEMP_DIR", os.environ.get("GRADIO_TEMP_DIR", ""))  # serve() sets it; undone after
-        if importlib.util.find_spec("vqspeech.convert") is None:
+        if importlib.util.find_spec("vqspeech.conversion") is None:
             recorder = ConvertRecorder()
-            fake = types.ModuleType("vqspeech.convert")
+            fake = types.ModuleType("vqspeech.conversion")
             fake.convert, fake.speakers = recorder.convert, recorder.speakers
-            mp.setitem(sys.modules, "vqspeech.convert", fake)
+            mp.setitem(sys.modules, "vqspeech.conversion", fake)
         else:
-            import vqspeech.convert as real
+            import vqspeech.conversion as real
 
             recorder = ConvertRecorder(types.SimpleNamespace(convert=real.convert, speakers=real.speakers))
             mp.setattr(real, "convert", recorder.convert)

@@ -80,6 +80,21 @@ def test_import_vqspeech_is_light_and_offers_the_public_face():
     assert done.stdout.split() == ["vqspeech.checkpoint", "decode_bytes"]
 
 
+def test_the_public_functions_stay_functions_once_every_module_is_imported():
+    """A submodule named like a public function would replace it on the package when first imported (Python binds
+    vqspeech.X to the submodule vqspeech/X.py): vqspeech.convert must stay the function after the CLI, the demo's
+    or the loader's imports have run."""
+    import importlib
+    import pkgutil
+
+    import vqspeech
+
+    names = {m.name for m in pkgutil.iter_modules(vqspeech.__path__)}
+    assert not names & set(vqspeech.__all__), f"submodules shadow public functions: {sorted(names & set(vqspeech.__all__))}"
+    importlib.import_module("vqspeech.conversion")
+    assert callable(vqspeech.convert) and vqspeech.convert.__module__ == "vqspeech.conversion"
+
+
 def test_a_shipped_model_is_named_by_its_stem():
     from vqspeech import checkpoint
 

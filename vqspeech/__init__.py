@@ -7,14 +7,14 @@
     out, _ = vqspeech.decode(model, data, speaker="TM1")             # in a training speaker's voice
     y = vqspeech.convert(model, wav16k, references=[ref1, ref2])     # in the voice of a few seconds of audio
 
-The same functions the command line and the demo call (vqspeech.codec.api, vqspeech.convert). Imported on first
+The same functions the command line and the demo call (vqspeech.codec.api, vqspeech.conversion). Imported on first
 use, so that `import vqspeech` (and `vqspeech --help`) stays instant.
 """
 
 __version__ = "0.1.0"
 
 _PUBLIC = {"load": ("vqspeech.checkpoint", "load"), "encode": ("vqspeech.codec.api", "encode_audio"),
-           "decode": ("vqspeech.codec.api", "decode_bytes"), "convert": ("vqspeech.convert", "convert"),
+           "decode": ("vqspeech.codec.api", "decode_bytes"), "convert": ("vqspeech.conversion", "convert"),
            "Header": ("vqspeech.codec.bitstream", "Header"), "Encoded": ("vqspeech.models.vqvae", "Encoded")}
 __all__ = ["__version__", *_PUBLIC]
 

@@ -119,12 +119,12 @@ def _training_options(p: argparse.ArgumentParser) -> None:
 def cmd_speakers(args) -> int:
     import json
 
-    from vqspeech import checkpoint, convert
+    from vqspeech import checkpoint, conversion
 
     model = _vc_model(args, read_voices=not args.enroll)
     if args.enroll:
         return _enroll(args, model)
-    rows = convert.speakers(model)
+    rows = conversion.speakers(model)
     if args.json:
         print(json.dumps(rows, indent=1))
         return 0

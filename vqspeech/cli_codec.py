@@ -145,7 +145,7 @@ def _vc_model(args, read_voices: bool = True):
 def cmd_convert(args) -> int:
     import math
 
-    from vqspeech import audio, convert
+    from vqspeech import audio, conversion
     from vqspeech.codec import api
 
     inputs, failures, several = api.expand_inputs(args.inputs, api.input_extensions(decode=False))
@@ -167,22 +167,22 @@ def cmd_convert(args) -> int:
         args.to = api.speaker_name(model, args.to)  # a wrong name is a usage error, not one failure per file
     elif jobs:  # one voice for every input: the references are read and analysed once
         refs = [audio.load(r, model.config.sample_rate) for r in args.to_reference]
-        adapting = (args.method or convert.default_method(model)) == "adapt"  # = "embed", then the decoder adapted
+        adapting = (args.method or conversion.default_method(model)) == "adapt"  # = "embed", then the decoder adapted
         try:
-            voice = convert.reference_voice(model, refs, method="embed" if adapting else args.method, bank=model.voice_bank)
+            voice = conversion.reference_voice(model, refs, method="embed" if adapting else args.method, bank=model.voice_bank)
         except ValueError as e:  # the references as a whole cannot place a voice: say which files they were
             raise ValueError(f"--to-reference {' '.join(map(str, args.to_reference))}: {e}") from None
         if adapting:  # the one slow step, once the references are known to place a voice: say so before it starts
             if not args.quiet:
-                print(f"adapting the decoder to the references ({convert.ADAPT_STEPS} steps, 15-20 s on one core; "
+                print(f"adapting the decoder to the references ({conversion.ADAPT_STEPS} steps, 15-20 s on one core; "
                       "--method embed skips it)", file=sys.stderr)
             start = time.perf_counter()
-            voice.decoder = convert.adapt_decoder(model, refs, voice.vector)
+            voice.decoder = conversion.adapt_decoder(model, refs, voice.vector)
             if not args.quiet:
                 print(f"adapted in {time.perf_counter() - start:.0f} s", file=sys.stderr)
-        k = convert.default_match_k(model) if args.match_k is None else args.match_k
-        blend = convert.MATCH_BLEND if args.match_blend is None else args.match_blend
-        match = convert.LatentMatch(model, refs, k, blend) if k else None
+        k = conversion.default_match_k(model) if args.match_k is None else args.match_k
+        blend = conversion.MATCH_BLEND if args.match_blend is None else args.match_blend
+        match = conversion.LatentMatch(model, refs, k, blend) if k else None
         if voice.weights:
             top = sorted(voice.weights.items(), key=lambda kv: -kv[1])[:3]
             print("reference voice: " + ", ".join(f"{n} {w:.0%}" for n, w in top) +
@@ -238,15 +238,15 @@ def add_commands(sub, model_help: str) -> None:
     p.add_argument("--method", choices=["embed", "adapt", "fit", "blend", "ridge"], default=None,
                    help="how --to-reference finds the voice (default: adapt for a vector-voice model such as anyvoice: "
                         "the references' d-vector, and the decoder fine-tuned to them, 15-20 s on one core; embed: the "
-                        "d-vector alone, instant; fit for a table-voice model such as the default; see vqspeech/convert.py)")
+                        "d-vector alone, instant; fit for a table-voice model such as the default; see vqspeech/conversion.py)")
     p.add_argument("--voices", help="voice bank for --method blend/ridge (default: MODEL.voices.npz)")
     p.add_argument("--match-k", type=int, default=None, metavar="K",
                    help="with --to-reference: each frame of the input's latents moved --match-blend of the way to the "
-                        "mean of its K nearest frames of the references' (kNN-VC's matching, convert.LatentMatch): more "
+                        "mean of its K nearest frames of the references' (kNN-VC's matching, conversion.LatentMatch): more "
                         "of the target's voice, fewer of the words (bench/results/vc-unseen-v4.1-adapt-knn4-blend-160.md). "
                         "Default 4 for a vector-voice model such as anyvoice, 0 (no matching) for a table-voice model")
     p.add_argument("--match-blend", type=float, default=None, metavar="B",
-                   help="the share of the way to the matches, in (0, 1] (default convert.MATCH_BLEND, 0.5; 1: kNN-VC's "
+                   help="the share of the way to the matches, in (0, 1] (default conversion.MATCH_BLEND, 0.5; 1: kNN-VC's "
                         "replacement)")
     p.add_argument("--decoder", choices=["autoregressive", "parallel"], default=None,
                    help="the WaveNet sample by sample, or the fast parallel decoder "

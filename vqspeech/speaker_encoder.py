@@ -2,7 +2,7 @@
 
 The model is resemblyzer's d-vector network (GE2E, a 3-layer LSTM over 40-band mels -> 256-d unit vectors);
 its weights ship inside its wheel, so nothing is downloaded at run time. Two uses:
-  - unseen voices (vqspeech.convert, methods "blend" and "ridge"): a reference's d-vector is compared
+  - unseen voices (vqspeech.conversion, methods "blend" and "ridge"): a reference's d-vector is compared
     with the training speakers' centroids, stored in a small side file (the VoiceBank) beside the model,
     because the user converting a file does not have the training corpus;
   - evaluation: speaker identification by the nearest centroid (vqspeech.eval.speaker_id).

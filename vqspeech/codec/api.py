@@ -3,7 +3,7 @@
     encode_audio(model, wav) -> bytes                    a waveform in memory -> a .vqs file's bytes
     decode_bytes(model, data) -> (wav, header)           and back
     encode_file(model, src, dst) / decode_file(...)      the same on files, streamed in bounded memory
-    convert_file(model, src, dst, target=...)            an audio file in another voice (vqspeech.convert)
+    convert_file(model, src, dst, target=...)            an audio file in another voice (vqspeech.conversion)
     expand_inputs / plan_outputs / run_batch             files, folders and globs, with per-file errors
 
 Every expected problem (bad audio, bad .vqs, output exists) is a ValueError or OSError whose message
@@ -88,9 +88,9 @@ def _resolve_speaker(model: VQSpeech, speaker: str | None, head: np.ndarray, enc
         return speaker
     if enc.dvector is not None:
         return model.nearest_voice(enc.dvector)[0]
-    from vqspeech import convert
+    from vqspeech import conversion
 
-    return convert.nearest_speaker(model, head)
+    return conversion.nearest_speaker(model, head)
 
 
 def _entropy_model(model: VQSpeech, prior) -> "entropy.Prior | None":
@@ -218,7 +218,7 @@ def encode_file(model: VQSpeech, in_path: str | Path, out_path: str | Path, forc
     head: list[np.ndarray] = []  # speaker "auto": the first seconds, which place the voice, kept as they stream by
 
     def blocks():
-        from vqspeech.convert import FIT_MAX_SECONDS
+        from vqspeech.conversion import FIT_MAX_SECONDS
 
         wanted = int(FIT_MAX_SECONDS * rate) if speaker == AUTO_SPEAKER and model.config.voice == "table" else 0
         for x in audio.read_blocks(src, rate):
@@ -276,13 +276,13 @@ def convert_file(model: VQSpeech, in_path: str | Path, out_path: str | Path, tar
                  voice=None, force: bool = False, decoder: str | None = None,
                  seed: int = 0, latent_map=None) -> tuple[float, float]:
     """Audio file -> converted audio file (.wav, .flac or .ogg by its extension), to `target` (a training
-    speaker) or `voice` (a convert.Voice from reference_voice, computed once for many files; `latent_map`: a
-    convert.LatentMatch of the same references, or None). Written to a temporary
+    speaker) or `voice` (a conversion.Voice from reference_voice, computed once for many files; `latent_map`: a
+    conversion.LatentMatch of the same references, or None). Written to a temporary
     file and renamed; an existing output is refused unless `force`, before any work is done.
     Returns (seconds of audio, seconds of conversion per second of audio)."""
     import time
 
-    from vqspeech import audio, convert
+    from vqspeech import audio, conversion
 
     src, dst = Path(in_path), Path(out_path)
     if (target is None) == (voice is None):
@@ -294,9 +294,9 @@ def convert_file(model: VQSpeech, in_path: str | Path, out_path: str | Path, tar
     start = time.perf_counter()
     generator = torch.Generator().manual_seed(seed)
     if voice is None:
-        out = convert.convert(model, wav, target=target, decoder=decoder, generator=generator)
+        out = conversion.convert(model, wav, target=target, decoder=decoder, generator=generator)
     else:
-        out = convert.render(model, model.encode(wav, latent_map=latent_map), voice, decoder=decoder, generator=generator)
+        out = conversion.render(model, model.encode(wav, latent_map=latent_map), voice, decoder=decoder, generator=generator)
     seconds = len(wav) / model.config.sample_rate
     rtf = (time.perf_counter() - start) / seconds
     with writer as f:

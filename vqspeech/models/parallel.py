@@ -20,7 +20,7 @@ from vqspeech.config import ParallelDecoderConfig
 
 def stft_loss() -> nn.Module:
     """The multi-resolution STFT loss the parallel decoder is trained with (and adapted to a voice with:
-    convert.adapt_decoder): five resolutions, from 2048-point frames (pitch harmonics) to 128 (onsets)."""
+    conversion.adapt_decoder): five resolutions, from 2048-point frames (pitch harmonics) to 128 (onsets)."""
     import auraloss  # lazily: decoding needs no loss
 
     return auraloss.freq.MultiResolutionSTFTLoss(fft_sizes=[2048, 1024, 512, 256, 128], hop_sizes=[512, 256, 128, 64, 32],

@@ -284,7 +284,7 @@ class VQSpeech(nn.Module):
                temperature: float = 1.0, generator: torch.Generator | None = None, decoder: str | None = None,
                speaker_vector: torch.Tensor | None = None, parallel: nn.Module | None = None) -> np.ndarray:
         """Encoded + speaker (name or index) -> waveform float32 [n_samples]; `parallel`: a parallel decoder to render
-        with instead of the model's own (one adapted to a voice: convert.adapt_decoder).
+        with instead of the model's own (one adapted to a voice: conversion.adapt_decoder).
 
         The voice, first that applies: `speaker_vector` [speaker_dim] (a voice from elsewhere, e.g. references of
         an unseen speaker), the training speaker `speaker`, the voice vector the file carries (encoded.voice).
