@@ -180,9 +180,7 @@ def cmd_convert(args) -> int:
             voice.decoder = conversion.adapt_decoder(model, refs, voice.vector)
             if not args.quiet:
                 print(f"adapted in {time.perf_counter() - start:.0f} s", file=sys.stderr)
-        k = conversion.default_match_k(model) if args.match_k is None else args.match_k
-        blend = conversion.MATCH_BLEND if args.match_blend is None else args.match_blend
-        match = conversion.LatentMatch(model, refs, k, blend) if k else None
+        match = conversion.reference_match(model, refs, args.match_k, args.match_blend)
         if voice.weights:
             top = sorted(voice.weights.items(), key=lambda kv: -kv[1])[:3]
             print("reference voice: " + ", ".join(f"{n} {w:.0%}" for n, w in top) +

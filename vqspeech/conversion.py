@@ -76,13 +76,13 @@ class Voice:
 
 def convert(model: VQSpeech, wav: np.ndarray, target: str | None = None, references: list[np.ndarray] | None = None,
             decoder: str | None = None, generator: torch.Generator | None = None, match_k: int | None = None,
-            match_blend: float = MATCH_BLEND) -> np.ndarray:
+            match_blend: float | None = None) -> np.ndarray:
     """wav: float32 [T] at the model's rate (as audio.load gives it) -> the same words in another voice [T].
 
     Exactly one of `target` (a training speaker's name) or `references` (waveforms of an unseen voice,
     a few seconds in all) names the voice. decoder: "autoregressive" or "parallel". match_k > 0 (with
     references): the source's latents are moved `match_blend` of the way to the mean of their match_k nearest
-    reference frames first (LatentMatch); None: default_match_k(model); 0: not matched.
+    reference frames first (reference_match; None: default_match_k(model) and MATCH_BLEND); 0: not matched.
     For many inputs in one voice, find it once (reference_voice, which may adapt a decoder) and render each."""
     if (target is None) == (references is None):
         raise ValueError("give exactly one of a target speaker or reference recordings")
@@ -91,8 +91,7 @@ def convert(model: VQSpeech, wav: np.ndarray, target: str | None = None, referen
             raise ValueError("matching the latents needs reference recordings of the target")
         return model.decode(model.encode(wav), target, lf0=model.speaker_pitch(target), decoder=decoder, generator=generator)
     voice = reference_voice(model, references, bank=model.voice_bank)
-    match_k = default_match_k(model) if match_k is None else match_k
-    encoded = model.encode(wav, latent_map=LatentMatch(model, references, match_k, match_blend) if match_k else None)
+    encoded = model.encode(wav, latent_map=reference_match(model, references, match_k, match_blend))
     return render(model, encoded, voice, decoder=decoder, generator=generator)
 
 
@@ -112,6 +111,14 @@ def default_match_k(model: VQSpeech) -> int:
     """How many reference frames a conversion to references matches each source frame to by default: MATCH_K for a
     vector-voice model (measured there), 0 (no matching) for a table-voice model (not measured)."""
     return MATCH_K if model.config.voice == "vector" else 0
+
+
+def reference_match(model: VQSpeech, references: list[np.ndarray], k: int | None = None,
+                    blend: float | None = None) -> LatentMatch | None:
+    """The latent matching a conversion to `references` uses: k None for default_match_k(model), blend None for
+    MATCH_BLEND; None (no matching) when k is 0."""
+    k = default_match_k(model) if k is None else k
+    return LatentMatch(model, references, k, MATCH_BLEND if blend is None else blend) if k else None
 
 
 def render(model: VQSpeech, encoded, voice: Voice, decoder: str | None = None,
