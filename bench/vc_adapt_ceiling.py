@@ -1,12 +1,17 @@
 """The codec's ceiling in an adapted voice, measured fairly. For each held-out target and each of its 3
 references, find the voice from the other 2 (embed, and adapt), decode the left-out reference from its own codes in
-it, and let both judges name it (they enrol on the other 5 recordings, never on the references). Run from the
-repository root: python bench/vc_adapt_ceiling.py > bench/results/vc-adapt-ceiling-v4.1.txt (about 13 min, one thread).
+it, and let both judges name it (they enrol on the other 5 recordings, never on the references).
+
+    python bench/vc_adapt_ceiling.py [--model M.pt] [--targets-data DIR] > bench/results/vc-adapt-ceiling-v4.1.txt
+
+(about 13 min on one thread; --targets-data defaults to ../shared/data/speechocean762 beside the checkout)
+
 A conversion cannot beat this ceiling; the gap between them is what conversion keeps of its source.
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 from pathlib import Path
@@ -14,7 +19,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(REPO))
 from vc_unseen import HeldOutVoices  # noqa: E402
 
 from vqspeech import checkpoint, conversion  # noqa: E402
@@ -23,9 +30,14 @@ METHODS = ("embed", "adapt")
 
 
 def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default=str(REPO / "vqspeech" / "pretrained" / "anyvoice.pt"))
+    p.add_argument("--targets-data", type=Path, default=REPO.parent / "shared" / "data" / "speechocean762",
+                   help="speechocean762 root (default ../shared/data/speechocean762 beside the checkout)")
+    args = p.parse_args()
     torch.set_num_threads(1)
-    model = checkpoint.load("vqspeech/pretrained/anyvoice.pt")
-    voices = HeldOutVoices(Path("../shared/data/speechocean762"))
+    model = checkpoint.load(args.model)
+    voices = HeldOutVoices(args.targets_data)
     rows = []  # (target, group, method, named by resemblyzer, named by the MFCC judge)
     t0 = time.time()
     for t in voices.names:
