@@ -9,12 +9,16 @@ Systems, per (source utterance, target):
   none         the source recording itself
   pitch-shift  the source shifted to the references' median F0 (librosa.effects.pitch_shift)
   vqspeech     conversion.reference_voice(model, references) rendered by the model, the latents not matched
-               (`--to-reference --match-k 0`; the CLI's default is vqspeech-knn4-b0.5 for a vector-voice model)
+               (`--to-reference --match-k 0`; the CLI's default is vqspeech-cknn4-b0.35 for a vector-voice model)
   vqspeech-knnK  the same, the source's latents first matched to the references' K nearest frames
                (conversion.LatentMatch; `--match-k K`), for each K of --match-k
   vqspeech-warp  the same with the source's formants first raised or lowered to the references' (vocal tract
                length normalisation: formant_scale, warped; `--warp`), and vqspeech-warp-knnK both
   vqspeech-knnK-bB  kNN matching blended: each latent frame (1 - B) * its own + B * its matches (`--match-blend`)
+  vqspeech-cknnK-bB  the same with the neighbours searched after removing the source's and the references' mean
+               latents (LatentMatch's source_mean; `--match-search centred`); sknn: the kept share shifted by their difference
+  vqspeech-twice the unmatched conversion encoded and converted again (`--twice`): its codes come from speech already
+               in the target's voice; vqspeech-twice-knnK... match those latents
   vqspeech-flat  the same with the source's intonation flattened (flat; `--flat-pitch`): with
                --unseen-sources, how much of "heard as the source" the intonation carries
   vqspeech-tempo the same with the source slowed or sped, in whole pitch frames, to the references' tempo
@@ -32,8 +36,8 @@ from __future__ import annotations
 
 import argparse
 import csv
-import dataclasses
 import math
+import re
 import sys
 import time
 from collections import defaultdict
@@ -48,10 +52,11 @@ sys.path.insert(0, str(REPO))
 from vqspeech import audio, checkpoint, conversion, speaker_encoder  # noqa: E402
 from vqspeech.data import corpora  # noqa: E402
 from vqspeech.eval import speaker_id, speaker_judge, words  # noqa: E402
-from vqspeech.models.encoding import Encoded  # noqa: E402
+from bench.vc_sources import flat, formant_scale, run_length, stretch, warped  # noqa: E402
 
 SR = 16000
 N_REFERENCES = 3
+SEARCHES = {"plain": "", "centred": "c", "shifted": "s"}  # --match-search -> the kNN systems' name prefix
 
 
 def unseen_speakers(root: Path) -> tuple[dict[str, list[np.ndarray]], dict[str, str]]:
@@ -63,65 +68,6 @@ def unseen_speakers(root: Path) -> tuple[dict[str, list[np.ndarray]], dict[str, 
     info = corpora.speechocean762_speakers(root)
     groups = {s: f"{info[s].region} {'female' if info[s].gender == 'F' else 'male'}" for s in recordings}
     return dict(recordings), groups
-
-
-def flat(e: Encoded, levels: int) -> Encoded:
-    """The same encoding with every voiced pitch symbol set to the speaker's mean: no intonation."""
-    pitch = e.pitch.clone()
-    pitch[pitch > 0] = 1 + (levels - 2) // 2  # the symbol of z = 0
-    return dataclasses.replace(e, pitch=pitch)
-
-
-def run_length(codes: torch.Tensor) -> float:
-    """Mean length of the runs of one code repeated: the codes change more often in faster speech."""
-    c = codes.flatten()
-    return float(c.numel() / (1 + int((c[1:] != c[:-1]).sum())))
-
-
-def stretch(e: Encoded, ratio: float, unit: int) -> Encoded:
-    """The encoding slowed down by `ratio` (> 1: longer) in whole pitch frames of `unit` codes, each output frame
-    the nearest source frame (repeated or dropped): the timing changes, each frame's content and pitch do not."""
-    frames = e.codes.numel() // unit
-    out = max(1, round(frames * ratio))
-    pick = torch.clamp((torch.arange(out) / ratio).long(), max=frames - 1)
-    codes = e.codes[: frames * unit].view(frames, unit)[pick].flatten()
-    pitch = None if e.pitch is None else e.pitch[pick]
-    hop = e.n_samples / max(1, e.codes.numel())
-    return dataclasses.replace(e, codes=codes, pitch=pitch, n_samples=int(codes.numel() * hop))
-
-
-def formant_scale(wavs: list[np.ndarray], sample_rate: int = 16000, ceiling: float = 5500.0) -> float:
-    """How far up the spectrum a voice's resonances sit: the geometric mean of its median F1-F4 (Hz) over the voiced
-    frames of all `wavs` (float32 [T] each), by Praat's Burg formant tracker. The ratio of two speakers' scales
-    estimates the ratio of their vocal tract lengths (inverted), the warp of vocal tract length normalisation."""
-    import parselmouth  # Praat's formant tracker, already the codec's pitch tracker
-
-    rows = []
-    for wav in wavs:
-        sound = parselmouth.Sound(np.asarray(wav, np.float64), sampling_frequency=sample_rate)
-        pitch = sound.to_pitch_ac(time_step=0.01, pitch_floor=60.0, pitch_ceiling=500.0)
-        track = sound.to_formant_burg(time_step=0.01, max_number_of_formants=5, maximum_formant=ceiling)
-        for t, f0 in zip(pitch.xs(), pitch.selected_array["frequency"]):
-            if f0 > 0:
-                rows.append([track.get_value_at_time(i, t) for i in (1, 2, 3, 4)])
-    rows = np.array(rows, np.float64).reshape(-1, 4)
-    rows = rows[np.isfinite(rows).all(1)]
-    if len(rows) < 10:
-        raise ValueError("too little voiced speech to place its formants")
-    return float(np.exp(np.log(np.median(rows, 0)).mean()))
-
-
-def warped(model, src: np.ndarray, encoded: Encoded, ratio: float, latent_map=None) -> Encoded:
-    """The source's codes after raising its formants by `ratio` (vocal tract length normalisation toward the target):
-    the waveform resampled so that, played at the model's rate, every frequency is `ratio` times higher, encoded,
-    and its codes stretched back, each frame the nearest, to the source's own timing; pitch as `encoded` has it."""
-    import soxr
-
-    fast = soxr.resample(src, SR * ratio, SR).astype(np.float32)
-    codes = model.encode(fast, latent_map=latent_map).codes
-    n = encoded.codes.numel()
-    pick = torch.clamp((torch.arange(n) * codes.numel() / n).long(), max=codes.numel() - 1)
-    return dataclasses.replace(encoded, codes=codes[pick])
 
 
 class HeldOutVoices:
@@ -161,6 +107,15 @@ def main() -> None:
     p.add_argument("--match-blend", type=float, nargs="+", default=[1.0], metavar="B",
                    help="kNN systems, for each B: each latent frame (1 - B) * its own + B * the mean of its matches "
                         "(1, the default: kNN-VC's; other values name the system vqspeech-knnK-bB)")
+    p.add_argument("--match-search", nargs="+", choices=("plain", "centred", "shifted"), default=["plain"],
+                   help="kNN systems for each: neighbours searched as they are (vqspeech-knnK-bB), after removing the "
+                        "source's and the references' mean latents (cknn), and the kept share shifted by their "
+                        "difference too (sknn)")
+    p.add_argument("--mean-floor-db", type=float, default=None,
+                   help="centred and shifted searches: the mean latents over the frames within this many dB of each "
+                        "recording's loudest (speech, not pauses; default conversion.MEAN_FLOOR_DB)")
+    p.add_argument("--twice", action="store_true",
+                   help="also convert the unmatched conversion again (vqspeech-twice, and -knnK systems on it)")
     p.add_argument("--flat-pitch", action="store_true", help="also convert with the source's intonation flattened")
     p.add_argument("--tempo", action="store_true",
                    help="also convert with the source slowed or sped to the references' tempo (mean code run length)")
@@ -173,6 +128,7 @@ def main() -> None:
     torch.set_num_threads(1)
     conversion.ADAPT_STEPS = args.adapt_steps or conversion.ADAPT_STEPS
     conversion.ADAPT_LR = args.adapt_lr or conversion.ADAPT_LR
+    conversion.MEAN_FLOOR_DB = args.mean_floor_db if args.mean_floor_db is not None else conversion.MEAN_FLOOR_DB
     t0 = time.perf_counter()
     import librosa
 
@@ -217,14 +173,17 @@ def main() -> None:
         encoded = model.encode(src)
         source_f0 = math.exp(conversion.reference_pitch(model, [src])[0])
         source_scale = formant_scale([src]) if args.warp else None
+        rendered = {}  # target -> the unmatched conversion, which vqspeech-twice encodes again
         for t in names:
             if t == it.speaker:  # a held-out source is not converted to itself
                 continue
-            knn = [f"knn{k}" + ("" if b == 1.0 else f"-b{b:g}") for k in args.match_k for b in args.match_blend]
+            knn = [f"{c}knn{k}" + ("" if b == 1.0 else f"-b{b:g}") for c in (SEARCHES[x] for x in args.match_search)
+                   for k in args.match_k for b in args.match_blend]
             for system in ("none", "pitch-shift", "vqspeech", *(f"vqspeech-{x}" for x in knn),
                            *(f"vqspeech-warp-{x}" for x in (knn if args.warp else [])),
                            *(["vqspeech-flat"] if args.flat_pitch else []), *(["vqspeech-tempo"] if args.tempo else []),
-                           *(["vqspeech-warp"] if args.warp else [])):
+                           *(["vqspeech-warp"] if args.warp else []),
+                           *(f"vqspeech-twice{x}" for x in (["", *(f"-{x}" for x in knn)] if args.twice else []))):
                 start = time.perf_counter()
                 if system == "none":
                     y = src
@@ -232,7 +191,7 @@ def main() -> None:
                     steps = 12 * math.log2(math.exp(voices[t].lf0[0]) / source_f0)
                     y = librosa.effects.pitch_shift(src, sr=SR, n_steps=steps).astype(np.float32)
                 elif system == "vqspeech":
-                    y = conversion.render(model, encoded, voices[t], generator=torch.Generator().manual_seed(args.seed))
+                    y = rendered[t] = conversion.render(model, encoded, voices[t], generator=torch.Generator().manual_seed(args.seed))
                 elif system == "vqspeech-tempo":
                     ratio = float(np.clip(tempo[t] / run_length(encoded.codes), 0.6, 1.6))
                     y = conversion.render(model, stretch(encoded, ratio, model.config.pitch_frames), voices[t],
@@ -241,20 +200,27 @@ def main() -> None:
                     ratio = float(np.clip(scale[t] / source_scale, 0.8, 1.4))
                     y = conversion.render(model, warped(model, src, encoded, ratio), voices[t],
                                        generator=torch.Generator().manual_seed(args.seed))
+                elif system == "vqspeech-twice":
+                    y = conversion.render(model, model.encode(rendered[t]), voices[t],
+                                          generator=torch.Generator().manual_seed(args.seed))
                 elif system == "vqspeech-flat":
                     y = conversion.render(model, flat(encoded, model.config.pitch_levels), voices[t],
                                        generator=torch.Generator().manual_seed(args.seed))
                 else:
-                    k_nearest, _, b = system.rsplit("-knn", 1)[1].partition("-b")
+                    centre, k_nearest, b = re.fullmatch(r"vqspeech-(?:warp-|twice-)?([cs]?)knn(\d+)(?:-b([\d.]+))?", system).groups()
                     k_nearest, b = int(k_nearest), float(b or 1.0)
-                    if (t, k_nearest, b) not in matchers:  # the references' latents, once per target (not in the RTF)
+                    search = {v: k for k, v in SEARCHES.items()}[centre]
+                    if (t, k_nearest, b, search) not in matchers:  # the references' latents, once per target (not in the RTF)
                         seconds_before = time.perf_counter()
-                        matchers[t, k_nearest, b] = conversion.LatentMatch(model, refs[t], k_nearest, blend=b)
+                        matchers[t, k_nearest, b, search] = conversion.LatentMatch(model, refs[t], k_nearest, b, search)
                         start += time.perf_counter() - seconds_before
-                    blended = matchers[t, k_nearest, b]
+                    blended = matchers[t, k_nearest, b, search].for_source(
+                        model, rendered[t] if system.startswith("vqspeech-twice-") else src)
                     if system.startswith("vqspeech-warp-"):
                         ratio = float(np.clip(scale[t] / source_scale, 0.8, 1.4))
                         matched = warped(model, src, encoded, ratio, latent_map=blended)
+                    elif system.startswith("vqspeech-twice-"):
+                        matched = model.encode(rendered[t], latent_map=blended)
                     else:
                         matched = model.encode(src, latent_map=blended)
                     y = conversion.render(model, matched, voices[t], generator=torch.Generator().manual_seed(args.seed))

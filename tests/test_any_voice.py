@@ -352,8 +352,9 @@ def test_convert_names_the_references_that_cannot_place_a_voice(fake_resemblyzer
                         lambda self, *a, **kw: (matches.append(a[2:] + tuple(kw.values())), original(self, *a, **kw))[1])
     assert main(["convert", str(tmp_path / "a.wav"), "--to-reference", str(tmp_path / "ref.wav"), "--model", str(path), "-q"]) == 0
     assert sf.info(tmp_path / "a.converted.wav").frames == SR // 2
-    # a vector-voice model matches the input's latents to the references' by default (conversion.MATCH_K, MATCH_BLEND)
-    assert matches == [(conversion.MATCH_K, conversion.MATCH_BLEND)]
+    # a vector-voice model matches the input's latents to the references' by default (conversion.MATCH_K, MATCH_BLEND,
+    # MATCH_SEARCH)
+    assert matches == [(conversion.MATCH_K, conversion.MATCH_BLEND, conversion.MATCH_SEARCH)]
     assert main(["convert", str(tmp_path / "a.wav"), "--to-reference", str(tmp_path / "ref.wav"), "--model", str(path),
                  "--match-k", "0", "-o", str(tmp_path / "unmatched.wav"), "-q"]) == 0
     assert len(matches) == 1

@@ -124,34 +124,6 @@ def test_convert_needs_exactly_one_voice(model):
         conversion.convert(model, wav, target="zed")
 
 
-def test_latent_match_puts_the_references_codes_in_the_source_order(model):
-    """kNN matching of the latents: with k=1 each frame becomes its nearest reference frame, so a source matched to
-    itself keeps its codes, and a source matched to another voice uses only codes that voice produced; it works frame
-    by frame, so chunked encoding gives the same codes; with a training speaker as the target it is refused."""
-    src, ref = speech(1.5, 150, seed=1), speech(1.2, 240, seed=2)
-    plain = model.encode(src)
-    assert torch.equal(model.encode(src, latent_map=conversion.LatentMatch(model, [src], k=1)).codes, plain.codes)
-    matched = model.encode(src, latent_map=conversion.LatentMatch(model, [ref], k=1)).codes
-    assert set(matched.tolist()) <= set(model.encode(ref).codes.tolist())
-    assert not torch.equal(matched, plain.codes)
-    from vqspeech.models.encoding import encode_stream
-
-    match = conversion.LatentMatch(model, [ref], k=3)
-    one_shot = model.encode(src, latent_map=match)
-    chunked = encode_stream(model, [src[:7000], src[7000:]], src.size, encoder_seconds=0.25, latent_map=match)
-    assert torch.equal(chunked.codes, one_shot.codes) and torch.equal(chunked.pitch, plain.pitch)
-    with pytest.raises(ValueError, match="reference recordings"):
-        conversion.convert(model, src, target="bob", match_k=4)
-    with pytest.raises(ValueError, match="at least 1"):
-        conversion.LatentMatch(model, [ref], k=0)
-    # blend: each frame that share of the way from its own latent to its matches' mean
-    z = torch.randn(1, model.config.latent_dim, 40)
-    half, full = conversion.LatentMatch(model, [ref], k=3, blend=0.5), conversion.LatentMatch(model, [ref], k=3)
-    assert torch.allclose(half(z), 0.5 * z + 0.5 * full(z), atol=1e-6)
-    with pytest.raises(ValueError, match=r"\(0, 1\]"):
-        conversion.LatentMatch(model, [ref], k=3, blend=0.0)
-
-
 def test_reference_pitch_comes_from_the_references(model, recorder):
     refs = [speech(1.0, f0=260.0, seed=s) for s in (4, 5)]
     out = conversion.convert(model, speech(1.0, f0=120.0, seed=6), references=refs)
@@ -331,7 +303,9 @@ def test_convert_usage_errors_exit_2(model_file, tmp_path, capsys):
     assert run("convert", a, "--to-reference", a, "--method", "blend", "--model", model_file) == 2
     assert "voice bank" in capsys.readouterr().err
     assert run("convert", a, "--to", "bob", "--match-k", "4", "--model", model_file) == 2
-    assert "--match-k matches the input to reference recordings" in capsys.readouterr().err
+    assert "--match-k/--match-search match the input to reference recordings" in capsys.readouterr().err
+    assert run("convert", a, "--to", "bob", "--match-search", "plain", "--model", model_file) == 2
+    assert "give --to-reference, not --to" in capsys.readouterr().err
     assert run("convert", a, "--to-reference", a, "--match-blend", "1.5", "--model", model_file) == 2
     assert "--match-blend 1.5: give the share of the way to the matches, in (0, 1]" in capsys.readouterr().err
     with pytest.raises(SystemExit):  # argparse: --to and --to-reference together
@@ -349,20 +323,22 @@ def test_convert_to_reference_from_the_command_line(model_file, tmp_path, capsys
 
 
 def test_convert_to_reference_with_matched_latents(model_file, tmp_path, recorder, monkeypatch):
-    """--match-k K: the input's latents go through a LatentMatch of the references before they are quantised."""
+    """--match-k K: the input's latents go through a LatentMatch of the references before they are quantised, by
+    default searched with the input's own mean latent removed (for_source gave it the input's)."""
     a = write(tmp_path / "a.wav", seconds=0.5, f0=120.0, seed=3)
     refs = [write(tmp_path / f"ref{k}.wav", seconds=1.0, f0=250.0, seed=20 + k) for k in range(2)]
     built = []
     original = conversion.LatentMatch.__call__
 
     def spy(self, z):
-        built.append((self.k, self.bank.shape[0], z.shape))
+        built.append((self.k, self.bank.shape[0], self.search, self.source_mean is not None))
         return original(self, z)
 
     monkeypatch.setattr(conversion.LatentMatch, "__call__", spy)
     assert run("convert", a, "--to-reference", *refs, "--model", model_file, "--match-k", "3", "-q") == 0
     assert (tmp_path / "a.converted.wav").exists()
-    assert built and all(k == 3 and bank > 100 for k, bank, _ in built)  # two 1 s references: ~2 x 250 frames
+    assert built and all(k == 3 and bank > 100 and search == conversion.MATCH_SEARCH and (known or search == "plain")
+                         for k, bank, search, known in built)  # two 1 s references: ~2 x 250 frames
     plain = recorder[-1][1]
     assert run("convert", a, "--to-reference", *refs, "--model", model_file, "-o", tmp_path / "plain.wav", "-q") == 0
     assert not torch.equal(plain, recorder[-1][1])  # the matched codes condition the decoder differently

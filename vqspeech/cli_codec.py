@@ -153,8 +153,8 @@ def cmd_convert(args) -> int:
     jobs, clashes = api.plan_outputs(inputs, args.output, lambda name: Path(name).stem + suffix, several)
     failures += clashes
     n_inputs = len(jobs) + len(failures)
-    if args.match_k and args.to is not None:
-        raise ValueError("--match-k matches the input to reference recordings: give --to-reference, not --to")
+    if (args.match_k or args.match_search) and args.to is not None:
+        raise ValueError("--match-k/--match-search match the input to reference recordings: give --to-reference, not --to")
     if args.match_k is not None and args.match_k < 0:
         raise ValueError(f"--match-k {args.match_k}: give a number of frames (0: no matching)")
     if args.match_blend is not None and not 0.0 < args.match_blend <= 1.0:
@@ -180,7 +180,7 @@ def cmd_convert(args) -> int:
             voice.decoder = conversion.adapt_decoder(model, refs, voice.vector)
             if not args.quiet:
                 print(f"adapted in {time.perf_counter() - start:.0f} s", file=sys.stderr)
-        match = conversion.reference_match(model, refs, args.match_k, args.match_blend)
+        match = conversion.reference_match(model, refs, args.match_k, args.match_blend, args.match_search)
         if voice.weights:
             top = sorted(voice.weights.items(), key=lambda kv: -kv[1])[:3]
             print("reference voice: " + ", ".join(f"{n} {w:.0%}" for n, w in top) +
@@ -241,11 +241,15 @@ def add_commands(sub, model_help: str) -> None:
     p.add_argument("--match-k", type=int, default=None, metavar="K",
                    help="with --to-reference: each frame of the input's latents moved --match-blend of the way to the "
                         "mean of its K nearest frames of the references' (kNN-VC's matching, conversion.LatentMatch): more "
-                        "of the target's voice, fewer of the words (bench/results/vc-unseen-v4.1-adapt-knn4-blend-160.md). "
+                        "of the target's voice, fewer of the words (bench/results/vc-unseen-v4.1-adapt-*knn4*-160.md). "
                         "Default 4 for a vector-voice model such as anyvoice, 0 (no matching) for a table-voice model")
     p.add_argument("--match-blend", type=float, default=None, metavar="B",
-                   help="the share of the way to the matches, in (0, 1] (default conversion.MATCH_BLEND, 0.5; 1: kNN-VC's "
+                   help="the share of the way to the matches, in (0, 1] (default conversion.MATCH_BLEND, 0.35; 1: kNN-VC's "
                         "replacement)")
+    p.add_argument("--match-search", choices=["plain", "centred", "shifted"], default=None,
+                   help="how the matches are found (default conversion.MATCH_SEARCH): centred, with the input's mean "
+                        "latent and the references' removed from each side; shifted, also moving the rest of each frame "
+                        "by their difference; plain, as they are")
     p.add_argument("--decoder", choices=["autoregressive", "parallel"], default=None,
                    help="the WaveNet sample by sample, or the fast parallel decoder "
                         "(default: the parallel one if the model has it)")

@@ -296,7 +296,8 @@ def convert_file(model: VQSpeech, in_path: str | Path, out_path: str | Path, tar
     if voice is None:
         out = conversion.convert(model, wav, target=target, decoder=decoder, generator=generator)
     else:
-        out = conversion.render(model, model.encode(wav, latent_map=latent_map), voice, decoder=decoder, generator=generator)
+        match = latent_map if latent_map is None else latent_map.for_source(model, wav)
+        out = conversion.render(model, model.encode(wav, latent_map=match), voice, decoder=decoder, generator=generator)
     seconds = len(wav) / model.config.sample_rate
     rtf = (time.perf_counter() - start) / seconds
     with writer as f:
