@@ -76,3 +76,16 @@ def test_centred_search_ignores_a_constant_offset_between_the_speakers(model):
         conversion.LatentMatch(model, [ref], search="middle")
     default = conversion.reference_match(model, [ref], k=4)
     assert default.search == conversion.MATCH_SEARCH and default.blend == conversion.MATCH_BLEND
+
+
+def test_a_floor_leaves_the_pauses_out_of_the_latents(model):
+    """latents(..., floor_db): only the frames within floor_db of the loudest, so a pause does not weigh in a mean."""
+    import numpy as np
+
+    voiced = speech(1.0, 150, seed=3)
+    paused = np.concatenate([voiced, np.zeros(8000, np.float32)])
+    every, speech_only = conversion.latents(model, [paused]), conversion.latents(model, [paused], floor_db=40.0)
+    hop = model.config.hop
+    assert every.shape[0] == model.pad_length(len(paused)) // hop
+    # the pause's 125 frames are gone, most of the speech's 250 kept
+    assert len(voiced) // hop // 2 < speech_only.shape[0] <= len(voiced) // hop + 8

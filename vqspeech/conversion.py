@@ -255,7 +255,7 @@ class LatentMatch:
             raise ValueError(f"search={search!r}: one of {', '.join(SEARCHES)}")
         self.blend, self.search = blend, search
         self.bank = latents(model, references)  # [N, D]
-        self.bank_mean = latents(model, references, MEAN_FLOOR_DB).mean(0)  # [D]
+        self.bank_mean = (self.bank if MEAN_FLOOR_DB is None else latents(model, references, MEAN_FLOOR_DB)).mean(0)  # [D]
         self.source_mean: torch.Tensor | None = None  # [D], set by for_source
         self.k = min(k, self.bank.shape[0])
 
