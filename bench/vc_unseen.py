@@ -56,7 +56,8 @@ from bench.vc_sources import flat, formant_scale, run_length, stretch, warped  #
 
 SR = 16000
 N_REFERENCES = 3
-SEARCHES = {"plain": "", "centred": "c", "shifted": "s"}  # --match-search -> the kNN systems' name prefix
+PREFIX = {"plain": "", "centred": "c", "shifted": "s"}  # conversion.SEARCHES -> the kNN systems' name prefix
+SEARCH = {prefix: search for search, prefix in PREFIX.items()}
 
 
 def unseen_speakers(root: Path) -> tuple[dict[str, list[np.ndarray]], dict[str, str]]:
@@ -107,7 +108,7 @@ def main() -> None:
     p.add_argument("--match-blend", type=float, nargs="+", default=[1.0], metavar="B",
                    help="kNN systems, for each B: each latent frame (1 - B) * its own + B * the mean of its matches "
                         "(1, the default: kNN-VC's; other values name the system vqspeech-knnK-bB)")
-    p.add_argument("--match-search", nargs="+", choices=("plain", "centred", "shifted"), default=["plain"],
+    p.add_argument("--match-search", nargs="+", choices=conversion.SEARCHES, default=["plain"],
                    help="kNN systems for each: neighbours searched as they are (vqspeech-knnK-bB), after removing the "
                         "source's and the references' mean latents (cknn), and the kept share shifted by their "
                         "difference too (sknn)")
@@ -177,7 +178,7 @@ def main() -> None:
         for t in names:
             if t == it.speaker:  # a held-out source is not converted to itself
                 continue
-            knn = [f"{c}knn{k}" + ("" if b == 1.0 else f"-b{b:g}") for c in (SEARCHES[x] for x in args.match_search)
+            knn = [f"{c}knn{k}" + ("" if b == 1.0 else f"-b{b:g}") for c in (PREFIX[x] for x in args.match_search)
                    for k in args.match_k for b in args.match_blend]
             for system in ("none", "pitch-shift", "vqspeech", *(f"vqspeech-{x}" for x in knn),
                            *(f"vqspeech-warp-{x}" for x in (knn if args.warp else [])),
@@ -209,7 +210,7 @@ def main() -> None:
                 else:
                     centre, k_nearest, b = re.fullmatch(r"vqspeech-(?:warp-|twice-)?([cs]?)knn(\d+)(?:-b([\d.]+))?", system).groups()
                     k_nearest, b = int(k_nearest), float(b or 1.0)
-                    search = {v: k for k, v in SEARCHES.items()}[centre]
+                    search = SEARCH[centre]
                     if (t, k_nearest, b, search) not in matchers:  # the references' latents, once per target (not in the RTF)
                         seconds_before = time.perf_counter()
                         matchers[t, k_nearest, b, search] = conversion.LatentMatch(model, refs[t], k_nearest, b, search)
