@@ -5,13 +5,14 @@ training run), the voice taken from 3 of the target's recordings, judged among t
     python bench/vc_unseen.py --model M.pt --vcc ../shared/data/vcc2016/train \
         --targets-data ../shared/data/speechocean762 [--sources SF1 SM1 ...] [--per-source 2] [--name vc-unseen]
 
-Systems, per (source utterance, target):
+Systems, per (source utterance, target) (`--targets seen`: the same for 20 speechocean762 speakers the model trained
+on, group for group like the held-out ones, as a control; plus vqspeech-bank, their training voice, as --to renders it):
   none         the source recording itself
   pitch-shift  the source shifted to the references' median F0 (librosa.effects.pitch_shift)
   vqspeech     conversion.reference_voice(model, references) rendered by the model, the latents not matched
                (`--to-reference --match-k 0`; the CLI's default is vqspeech-cknn4-b0.35 for a vector-voice model)
   vqspeech-knnK  the same, the source's latents first matched to the references' K nearest frames
-               (conversion.LatentMatch; `--match-k K`), for each K of --match-k
+               (latent_match.LatentMatch; `--match-k K`), for each K of --match-k
   vqspeech-warp  the same with the source's formants first raised or lowered to the references' (vocal tract
                length normalisation: formant_scale, warped; `--warp`), and vqspeech-warp-knnK both
   vqspeech-knnK-bB  kNN matching blended: each latent frame (1 - B) * its own + B * its matches (`--match-blend`)
@@ -49,34 +50,57 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from vqspeech import audio, checkpoint, conversion, speaker_encoder  # noqa: E402
+from vqspeech import audio, checkpoint, conversion, latent_match, speaker_encoder  # noqa: E402
 from vqspeech.data import corpora  # noqa: E402
 from vqspeech.eval import speaker_id, speaker_judge, words  # noqa: E402
 from bench.vc_sources import flat, formant_scale, run_length, stretch, warped  # noqa: E402
 
 SR = 16000
 N_REFERENCES = 3
-PREFIX = {"plain": "", "centred": "c", "shifted": "s"}  # conversion.SEARCHES -> the kNN systems' name prefix
+PREFIX = {"plain": "", "centred": "c", "shifted": "s"}  # latent_match.SEARCHES -> the kNN systems' name prefix
 SEARCH = {prefix: search for search, prefix in PREFIX.items()}
 
 
-def unseen_speakers(root: Path) -> tuple[dict[str, list[np.ndarray]], dict[str, str]]:
-    """speaker -> recordings (sorted by utterance id, loaded as the CLI loads audio), speaker -> group."""
+def speechocean_voices(root: Path, speakers) -> tuple[dict[str, list[np.ndarray]], dict[str, str]]:
+    """speaker -> recordings (sorted by utterance id, loaded as the CLI loads audio), speaker -> group, for the
+    speechocean762 speakers named."""
     recordings: dict[str, list[np.ndarray]] = defaultdict(list)
     for it in sorted(corpora.speechocean762(root), key=lambda it: it.utterance):
-        if it.split == "unseen":
+        if it.speaker in speakers:
             recordings[it.speaker].append(audio.load(it.path, SR))
     info = corpora.speechocean762_speakers(root)
     groups = {s: f"{info[s].region} {'female' if info[s].gender == 'F' else 'male'}" for s in recordings}
     return dict(recordings), groups
 
 
-class HeldOutVoices:
-    """The 20 held-out voices as the conversion benches use them: each speaker's first N_REFERENCES recordings are
-    the references a voice is found from, the rest enrol the two judges, which name a recording's speaker."""
+def unseen_speakers(root: Path) -> tuple[dict[str, list[np.ndarray]], dict[str, str]]:
+    """The held-out speakers' recordings and groups (speechocean_voices)."""
+    return speechocean_voices(root, {it.speaker for it in corpora.speechocean762(root) if it.split == "unseen"})
 
-    def __init__(self, root: Path):
-        recordings, self.groups = unseen_speakers(root)
+
+def seen_lookalikes(root: Path, seed: int = 0) -> list[str]:
+    """As many training speakers of speechocean762 as there are held-out ones, group for group (adult/child x
+    female/male), drawn at random: a control set of voices the model heard, for the same bench."""
+    items = corpora.speechocean762(root)
+    info = corpora.speechocean762_speakers(root)
+    group = {s: (info[s].region, info[s].gender) for s in info}
+    unseen = sorted({it.speaker for it in items if it.split == "unseen"})
+    seen = sorted({it.speaker for it in items if it.split != "unseen"})
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for g in sorted({group[s] for s in unseen}):
+        pool = [s for s in seen if group[s] == g]
+        chosen += rng.choice(pool, size=sum(group[s] == g for s in unseen), replace=False).tolist()
+    return sorted(chosen)
+
+
+class HeldOutVoices:
+    """The 20 held-out voices as the conversion benches use them (or other speechocean762 speakers, `speakers`):
+    each speaker's first N_REFERENCES recordings are the references a voice is found from, the rest enrol the two
+    judges, which name a recording's speaker."""
+
+    def __init__(self, root: Path, speakers=None):
+        recordings, self.groups = unseen_speakers(root) if speakers is None else speechocean_voices(root, set(speakers))
         self.names = sorted(recordings)
         self.refs = {t: recordings[t][:N_REFERENCES] for t in self.names}
         enrol = {t: recordings[t][N_REFERENCES:] for t in self.names}
@@ -98,6 +122,9 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=REPO / "bench" / "results")
     p.add_argument("--name", default="vc-unseen")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--targets", choices=("unseen", "seen"), default="unseen",
+                   help="seen: a control, 20 speechocean762 speakers the model trained on, group for group like the "
+                        "held-out ones (seen_lookalikes), converted alike; plus vqspeech-bank, their training voice (--to)")
     p.add_argument("--method", choices=conversion.METHODS, default=None,
                    help="how the voice is found from the references (conversion.reference_voice; default: the model's own)")
     p.add_argument("--adapt-steps", type=int, default=None,
@@ -108,13 +135,13 @@ def main() -> None:
     p.add_argument("--match-blend", type=float, nargs="+", default=[1.0], metavar="B",
                    help="kNN systems, for each B: each latent frame (1 - B) * its own + B * the mean of its matches "
                         "(1, the default: kNN-VC's; other values name the system vqspeech-knnK-bB)")
-    p.add_argument("--match-search", nargs="+", choices=conversion.SEARCHES, default=["plain"],
+    p.add_argument("--match-search", nargs="+", choices=latent_match.SEARCHES, default=["plain"],
                    help="kNN systems for each: neighbours searched as they are (vqspeech-knnK-bB), after removing the "
                         "source's and the references' mean latents (cknn), and the kept share shifted by their "
                         "difference too (sknn)")
     p.add_argument("--mean-floor-db", type=float, default=None,
                    help="centred and shifted searches: the mean latents over the frames within this many dB of each "
-                        "recording's loudest (speech, not pauses; default conversion.MEAN_FLOOR_DB)")
+                        "recording's loudest (speech, not pauses; default latent_match.MEAN_FLOOR_DB)")
     p.add_argument("--twice", action="store_true",
                    help="also convert the unmatched conversion again (vqspeech-twice, and -knnK systems on it)")
     p.add_argument("--flat-pitch", action="store_true", help="also convert with the source's intonation flattened")
@@ -126,15 +153,17 @@ def main() -> None:
                    help="sources from the held-out speechocean762 speakers instead of VCC 2016: each one's first enrolment "
                         "recording converted to every other held-out voice (same corpus, accent and channels as the targets)")
     args = p.parse_args()
+    if args.unseen_sources and args.targets == "seen":
+        p.error("--unseen-sources converts held-out speakers to each other: it needs --targets unseen")
     torch.set_num_threads(1)
     conversion.ADAPT_STEPS = args.adapt_steps or conversion.ADAPT_STEPS
     conversion.ADAPT_LR = args.adapt_lr or conversion.ADAPT_LR
-    conversion.MEAN_FLOOR_DB = args.mean_floor_db if args.mean_floor_db is not None else conversion.MEAN_FLOOR_DB
+    latent_match.MEAN_FLOOR_DB = args.mean_floor_db if args.mean_floor_db is not None else latent_match.MEAN_FLOOR_DB
     t0 = time.perf_counter()
     import librosa
 
     model = checkpoint.load(args.model)
-    voices = HeldOutVoices(args.targets_data)
+    voices = HeldOutVoices(args.targets_data, seen_lookalikes(args.targets_data, args.seed) if args.targets == "seen" else None)
     names, groups, refs, judged = voices.names, voices.groups, voices.refs, voices.judged
 
     ceiling = {t: [judged(w) for w in refs[t]] for t in names}
@@ -180,7 +209,8 @@ def main() -> None:
                 continue
             knn = [f"{c}knn{k}" + ("" if b == 1.0 else f"-b{b:g}") for c in (PREFIX[x] for x in args.match_search)
                    for k in args.match_k for b in args.match_blend]
-            for system in ("none", "pitch-shift", "vqspeech", *(f"vqspeech-{x}" for x in knn),
+            bank = ["vqspeech-bank"] if args.targets == "seen" else []
+            for system in ("none", "pitch-shift", "vqspeech", *bank, *(f"vqspeech-{x}" for x in knn),
                            *(f"vqspeech-warp-{x}" for x in (knn if args.warp else [])),
                            *(["vqspeech-flat"] if args.flat_pitch else []), *(["vqspeech-tempo"] if args.tempo else []),
                            *(["vqspeech-warp"] if args.warp else []),
@@ -193,6 +223,8 @@ def main() -> None:
                     y = librosa.effects.pitch_shift(src, sr=SR, n_steps=steps).astype(np.float32)
                 elif system == "vqspeech":
                     y = rendered[t] = conversion.render(model, encoded, voices[t], generator=torch.Generator().manual_seed(args.seed))
+                elif system == "vqspeech-bank":  # the training voice, as `vqspeech convert --to` renders it
+                    y = model.decode(encoded, t, lf0=model.speaker_pitch(t), generator=torch.Generator().manual_seed(args.seed))
                 elif system == "vqspeech-tempo":
                     ratio = float(np.clip(tempo[t] / run_length(encoded.codes), 0.6, 1.6))
                     y = conversion.render(model, stretch(encoded, ratio, model.config.pitch_frames), voices[t],
@@ -213,7 +245,7 @@ def main() -> None:
                     search = SEARCH[centre]
                     if (t, k_nearest, b, search) not in matchers:  # the references' latents, once per target (not in the RTF)
                         seconds_before = time.perf_counter()
-                        matchers[t, k_nearest, b, search] = conversion.LatentMatch(model, refs[t], k_nearest, b, search)
+                        matchers[t, k_nearest, b, search] = latent_match.LatentMatch(model, refs[t], k_nearest, b, search)
                         start += time.perf_counter() - seconds_before
                     blended = matchers[t, k_nearest, b, search].for_source(
                         model, rendered[t] if system.startswith("vqspeech-twice-") else src)
@@ -259,16 +291,20 @@ def write_report(args, rows, ceiling, groups, voice_seconds, wall, model_voice: 
     systems = list(dict.fromkeys(r["system"] for r in rows))
     converters = [x for x in systems if x.startswith("vqspeech")]
     lines = [
-        "# Voice conversion to voices the model never heard",
+        "# Voice conversion to voices the model never heard" if args.targets == "unseen" else
+        "# Voice conversion to voices the model trained on (the control for conversion to voices it never heard)",
         "",
         f"Model `{args.model}` (step {ckpt.get('step')}); sources: {len({(r['source'], r['sentence']) for r in rows})} "
         f"{'recordings of held-out speechocean762 speakers (each converted to the 19 others)' if args.unseen_sources else 'VCC 2016 held-out sentences'} "
-        f"({' '.join(args.sources)}); targets: the {n_targets} held-out speechocean762 speakers "
-        f"(corpora.SPEECHOCEAN_UNSEEN), each from {N_REFERENCES} of its recordings; {len(rows) // len(systems)} conversions per system; "
+        f"({' '.join(args.sources)}); targets: "
+        + (f"the {n_targets} held-out speechocean762 speakers (corpora.SPEECHOCEAN_UNSEEN)" if args.targets == "unseen" else
+           f"{n_targets} speechocean762 speakers of the training set, as many per group as the held-out ones "
+           f"(seen_lookalikes, seed {args.seed}: {' '.join(ceiling)})")
+        + f", each from {N_REFERENCES} of its recordings; {len(rows) // len(systems)} conversions per system; "
         f"whole run {wall / 60:.1f} min on one CPU thread.",
         f"Command: `python bench/vc_unseen.py {' '.join(sys.argv[1:])}`",
         "",
-        "Identified as the target among the 20 held-out voices (chance 5 %), by two judges enrolled on each target's "
+        f"Identified as the target among the {n_targets} {'held-out' if args.targets == 'unseen' else 'target'} voices (chance 5 %), by two judges enrolled on each target's "
         f"other {len(next(iter(ceiling.values())))}+ recordings; word agreement: pocketsphinx on the output against its "
         "reading of the source.",
         "",

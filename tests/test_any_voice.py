@@ -11,7 +11,7 @@ import soundfile as sf
 import torch
 
 from tests.conftest import DEBUG_OVERLAY, synthetic_voice, tiny_codec_model
-from vqspeech import audio, conversion, speaker_encoder
+from vqspeech import audio, conversion, latent_match, speaker_encoder
 from vqspeech.codec import api, bitstream
 from vqspeech.config import load_config, to_dict
 from vqspeech.data import corpora, dataset
@@ -347,14 +347,14 @@ def test_convert_names_the_references_that_cannot_place_a_voice(fake_resemblyzer
     sf.write(tmp_path / "ref.wav", synthetic_voice(1.5, 240, seed=4), SR)
     matches = []
     monkeypatch.setattr(conversion, "ADAPT_STEPS", 2)  # the adaptation itself has its own test
-    original = conversion.LatentMatch.__init__
-    monkeypatch.setattr(conversion.LatentMatch, "__init__",
+    original = latent_match.LatentMatch.__init__
+    monkeypatch.setattr(latent_match.LatentMatch, "__init__",
                         lambda self, *a, **kw: (matches.append(a[2:] + tuple(kw.values())), original(self, *a, **kw))[1])
     assert main(["convert", str(tmp_path / "a.wav"), "--to-reference", str(tmp_path / "ref.wav"), "--model", str(path), "-q"]) == 0
     assert sf.info(tmp_path / "a.converted.wav").frames == SR // 2
-    # a vector-voice model matches the input's latents to the references' by default (conversion.MATCH_K, MATCH_BLEND,
+    # a vector-voice model matches the input's latents to the references' by default (latent_match.MATCH_K, MATCH_BLEND,
     # MATCH_SEARCH)
-    assert matches == [(conversion.MATCH_K, conversion.MATCH_BLEND, conversion.MATCH_SEARCH)]
+    assert matches == [(latent_match.MATCH_K, latent_match.MATCH_BLEND, latent_match.MATCH_SEARCH)]
     assert main(["convert", str(tmp_path / "a.wav"), "--to-reference", str(tmp_path / "ref.wav"), "--model", str(path),
                  "--match-k", "0", "-o", str(tmp_path / "unmatched.wav"), "-q"]) == 0
     assert len(matches) == 1

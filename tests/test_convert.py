@@ -14,7 +14,7 @@ import soundfile as sf
 import torch
 
 from tests.conftest import DEBUG_OVERLAY, synthetic_voice, tiny_codec_model
-from vqspeech import audio, cli, conversion, features, speaker_encoder
+from vqspeech import audio, cli, conversion, features, latent_match, speaker_encoder
 from vqspeech.config import load_config, to_dict
 from vqspeech.eval import mcd, speaker_id, words
 from vqspeech.models.vqvae import VQSpeech
@@ -328,16 +328,16 @@ def test_convert_to_reference_with_matched_latents(model_file, tmp_path, recorde
     a = write(tmp_path / "a.wav", seconds=0.5, f0=120.0, seed=3)
     refs = [write(tmp_path / f"ref{k}.wav", seconds=1.0, f0=250.0, seed=20 + k) for k in range(2)]
     built = []
-    original = conversion.LatentMatch.__call__
+    original = latent_match.LatentMatch.__call__
 
     def spy(self, z):
         built.append((self.k, self.bank.shape[0], self.search, self.source_mean is not None))
         return original(self, z)
 
-    monkeypatch.setattr(conversion.LatentMatch, "__call__", spy)
+    monkeypatch.setattr(latent_match.LatentMatch, "__call__", spy)
     assert run("convert", a, "--to-reference", *refs, "--model", model_file, "--match-k", "3", "-q") == 0
     assert (tmp_path / "a.converted.wav").exists()
-    assert built and all(k == 3 and bank > 100 and search == conversion.MATCH_SEARCH and (known or search == "plain")
+    assert built and all(k == 3 and bank > 100 and search == latent_match.MATCH_SEARCH and (known or search == "plain")
                          for k, bank, search, known in built)  # two 1 s references: ~2 x 250 frames
     plain = recorder[-1][1]
     assert run("convert", a, "--to-reference", *refs, "--model", model_file, "-o", tmp_path / "plain.wav", "-q") == 0

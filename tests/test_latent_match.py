@@ -1,4 +1,4 @@
-"""kNN matching of a source's encoder latents to a target's reference recordings (conversion.LatentMatch): what
+"""kNN matching of a source's encoder latents to a target's reference recordings (latent_match.LatentMatch): what
 the codes become, that it works frame by frame, and how its searches treat the offset between two speakers."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from tests.conftest import synthetic_voice, tiny_codec_model
-from vqspeech import audio, conversion
+from vqspeech import audio, conversion, latent_match
 from vqspeech.models.encoding import encode_stream
 
 
@@ -26,24 +26,24 @@ def test_latent_match_puts_the_references_codes_in_the_source_order(model):
     by frame, so chunked encoding gives the same codes; with a training speaker as the target it is refused."""
     src, ref = speech(1.5, 150, seed=1), speech(1.2, 240, seed=2)
     plain = model.encode(src)
-    assert torch.equal(model.encode(src, latent_map=conversion.LatentMatch(model, [src], k=1)).codes, plain.codes)
-    matched = model.encode(src, latent_map=conversion.LatentMatch(model, [ref], k=1)).codes
+    assert torch.equal(model.encode(src, latent_map=latent_match.LatentMatch(model, [src], k=1)).codes, plain.codes)
+    matched = model.encode(src, latent_map=latent_match.LatentMatch(model, [ref], k=1)).codes
     assert set(matched.tolist()) <= set(model.encode(ref).codes.tolist())
     assert not torch.equal(matched, plain.codes)
-    match = conversion.LatentMatch(model, [ref], k=3)
+    match = latent_match.LatentMatch(model, [ref], k=3)
     one_shot = model.encode(src, latent_map=match)
     chunked = encode_stream(model, [src[:7000], src[7000:]], src.size, encoder_seconds=0.25, latent_map=match)
     assert torch.equal(chunked.codes, one_shot.codes) and torch.equal(chunked.pitch, plain.pitch)
     with pytest.raises(ValueError, match="reference recordings"):
         conversion.convert(model, src, target="bob", match_k=4)
     with pytest.raises(ValueError, match="at least 1"):
-        conversion.LatentMatch(model, [ref], k=0)
+        latent_match.LatentMatch(model, [ref], k=0)
     # blend: each frame that share of the way from its own latent to its matches' mean
     z = torch.randn(1, model.config.latent_dim, 40)
-    half, full = conversion.LatentMatch(model, [ref], k=3, blend=0.5), conversion.LatentMatch(model, [ref], k=3)
+    half, full = latent_match.LatentMatch(model, [ref], k=3, blend=0.5), latent_match.LatentMatch(model, [ref], k=3)
     assert torch.allclose(half(z), 0.5 * z + 0.5 * full(z), atol=1e-6)
     with pytest.raises(ValueError, match=r"\(0, 1\]"):
-        conversion.LatentMatch(model, [ref], k=3, blend=0.0)
+        latent_match.LatentMatch(model, [ref], k=3, blend=0.0)
 
 
 def test_centred_search_ignores_a_constant_offset_between_the_speakers(model):
@@ -52,30 +52,30 @@ def test_centred_search_ignores_a_constant_offset_between_the_speakers(model):
     the plain search picks others; "shifted" also moves the kept share by the means' difference. Both need the
     source (for_source), and the plain search is left as it was."""
     ref = speech(1.2, 240, seed=2)
-    z = conversion.latents(model, [speech(1.5, 150, seed=1)]).T[None]  # [1, D, F]
+    z = latent_match.latents(model, [speech(1.5, 150, seed=1)]).T[None]  # [1, D, F]
     offset = 3.0 * z.std() * torch.randn(z.shape[1], 1)
-    plain = conversion.LatentMatch(model, [ref], k=1)
-    centred = conversion.LatentMatch(model, [ref], k=1, search="centred")
+    plain = latent_match.LatentMatch(model, [ref], k=1)
+    centred = latent_match.LatentMatch(model, [ref], k=1, search="centred")
     assert plain.for_source(model, ref) is plain and centred.source_mean is None
     with pytest.raises(ValueError, match="for_source"):
         centred(z)
     mean = z[0].mean(1)
-    here, there = (conversion.LatentMatch(model, [ref], k=1, search="centred") for _ in range(2))
+    here, there = (latent_match.LatentMatch(model, [ref], k=1, search="centred") for _ in range(2))
     here.source_mean, there.source_mean = mean, mean + offset[:, 0]
     assert torch.allclose(here(z), there(z + offset))  # the same reference frames, taken as they are
     assert not torch.allclose(plain(z), plain(z + offset))
     frames = {tuple(f) for f in plain.bank.tolist()}
     assert all(tuple(f) in frames for f in here(z)[0].T.tolist())
-    shifted = conversion.LatentMatch(model, [ref], k=1, blend=0.5, search="shifted")
+    shifted = latent_match.LatentMatch(model, [ref], k=1, blend=0.5, search="shifted")
     shifted.source_mean = mean
     expected = 0.5 * (z + (shifted.bank_mean - mean)[None, :, None]) + 0.5 * here(z)
     assert torch.allclose(shifted(z), expected, atol=1e-5)
     matched = centred.for_source(model, speech(1.5, 150, seed=1))
     assert matched is not centred and torch.allclose(matched.source_mean, mean, atol=1e-5)
     with pytest.raises(ValueError, match="one of plain, centred, shifted"):
-        conversion.LatentMatch(model, [ref], search="middle")
-    default = conversion.reference_match(model, [ref], k=4)
-    assert default.search == conversion.MATCH_SEARCH and default.blend == conversion.MATCH_BLEND
+        latent_match.LatentMatch(model, [ref], search="middle")
+    default = latent_match.reference_match(model, [ref], k=4)
+    assert default.search == latent_match.MATCH_SEARCH and default.blend == latent_match.MATCH_BLEND
 
 
 def test_a_floor_leaves_the_pauses_out_of_the_latents(model):
@@ -84,7 +84,7 @@ def test_a_floor_leaves_the_pauses_out_of_the_latents(model):
 
     voiced = speech(1.0, 150, seed=3)
     paused = np.concatenate([voiced, np.zeros(8000, np.float32)])
-    every, speech_only = conversion.latents(model, [paused]), conversion.latents(model, [paused], floor_db=40.0)
+    every, speech_only = latent_match.latents(model, [paused]), latent_match.latents(model, [paused], floor_db=40.0)
     hop = model.config.hop
     assert every.shape[0] == model.pad_length(len(paused)) // hop
     # the pause's 125 frames are gone, most of the speech's 250 kept

@@ -145,7 +145,7 @@ def _vc_model(args, read_voices: bool = True):
 def cmd_convert(args) -> int:
     import math
 
-    from vqspeech import audio, conversion
+    from vqspeech import audio, conversion, latent_match
     from vqspeech.codec import api
 
     inputs, failures, several = api.expand_inputs(args.inputs, api.input_extensions(decode=False))
@@ -180,7 +180,7 @@ def cmd_convert(args) -> int:
             voice.decoder = conversion.adapt_decoder(model, refs, voice.vector)
             if not args.quiet:
                 print(f"adapted in {time.perf_counter() - start:.0f} s", file=sys.stderr)
-        match = conversion.reference_match(model, refs, args.match_k, args.match_blend, args.match_search)
+        match = latent_match.reference_match(model, refs, args.match_k, args.match_blend, args.match_search)
         if voice.weights:
             top = sorted(voice.weights.items(), key=lambda kv: -kv[1])[:3]
             print("reference voice: " + ", ".join(f"{n} {w:.0%}" for n, w in top) +
@@ -240,14 +240,14 @@ def add_commands(sub, model_help: str) -> None:
     p.add_argument("--voices", help="voice bank for --method blend/ridge (default: MODEL.voices.npz)")
     p.add_argument("--match-k", type=int, default=None, metavar="K",
                    help="with --to-reference: each frame of the input's latents moved --match-blend of the way to the "
-                        "mean of its K nearest frames of the references' (kNN-VC's matching, conversion.LatentMatch): more "
+                        "mean of its K nearest frames of the references' (kNN-VC's matching, latent_match.LatentMatch): more "
                         "of the target's voice, fewer of the words (bench/results/vc-unseen-v4.1-adapt-*knn4*-160.md). "
                         "Default 4 for a vector-voice model such as anyvoice, 0 (no matching) for a table-voice model")
     p.add_argument("--match-blend", type=float, default=None, metavar="B",
-                   help="the share of the way to the matches, in (0, 1] (default conversion.MATCH_BLEND, 0.35; 1: kNN-VC's "
+                   help="the share of the way to the matches, in (0, 1] (default latent_match.MATCH_BLEND, 0.35; 1: kNN-VC's "
                         "replacement)")
     p.add_argument("--match-search", choices=["plain", "centred", "shifted"], default=None,
-                   help="how the matches are found (default conversion.MATCH_SEARCH): centred, with the input's mean "
+                   help="how the matches are found (default latent_match.MATCH_SEARCH): centred, with the input's mean "
                         "latent and the references' removed from each side; shifted, also moving the rest of each frame "
                         "by their difference; plain, as they are")
     p.add_argument("--decoder", choices=["autoregressive", "parallel"], default=None,

@@ -3,7 +3,7 @@
     convert(model, wav, target="TF1")          to a training speaker: its voice and its pitch range
     convert(model, wav, references=[w1, w2])   to an unseen voice heard in a few seconds of audio
     convert(model, wav, references=..., match_k=0)  ... without the source's latents matched to the references'
-                                                    (LatentMatch; default_match_k: on for vector-voice models)
+                                                    (latent_match.LatentMatch: on by default for vector-voice models)
     speakers(model) -> [{name, gender, accent, f0_hz}]
     reference_voice(model, references, method) -> Voice, the speaker vector and pitch range used above
 
@@ -13,7 +13,7 @@ instant), and by default the parallel decoder then fine-tuned to the references 
 adaptation after Arik et al. 2018, "Neural voice cloning with a few samples": ADAPT_STEPS Adam steps on a copy of
 the decoder so that it renders the references' own codes and pitch as close to the references as it can, by the
 multi-resolution STFT loss it was trained with; 15-20 s on one core). "adapt" uses no speaker embedding's judgement
-of its output, only the references' spectra. Then, by default (MATCH_K, MATCH_BLEND, MATCH_SEARCH), the source's
+of its output, only the references' spectra. Then, by default (latent_match.MATCH_K, MATCH_BLEND, MATCH_SEARCH), the source's
 encoder latents move a third of the way to their nearest frames in the references' latents before quantisation (LatentMatch;
 kNN-VC's matching, blended because a few seconds of references cover few of the source's phones; the neighbours
 found with each side's mean latent removed, so that the offset between two speakers does not pick wrong phones):
@@ -47,6 +47,7 @@ import torch
 from torch.nn import functional as F
 
 from vqspeech import features
+from vqspeech.latent_match import reference_match
 from vqspeech.models.vqvae import VQSpeech
 
 METHODS = ("embed", "adapt", "fit", "blend", "ridge")
@@ -60,15 +61,6 @@ FIT_MAX_SECONDS = 20.0  # references beyond this are not used by the fit (its co
 ADAPT_STEPS = 60  # conversions to 20 unseen voices, at lr 1e-4: 25 / 60 / 150 steps named the target 69 / 77 / 85 %
 ADAPT_LR = 3e-4   # (MFCC judge), 59-61 % (resemblyzer), words unchanged; 60 steps at 3e-4: the same as 150 at 1e-4
 ADAPT_CROP_SECONDS = 2.0  # each step renders a random crop of every reference, so a step costs the same for any length
-MATCH_K = 4  # conversion to references, vector-voice models: each source latent frame moved MATCH_BLEND of the way
-MATCH_BLEND = 0.35  # to the mean of its MATCH_K nearest reference frames, found by the MATCH_SEARCH below
-SEARCHES = ("plain", "centred", "shifted")  # how LatentMatch finds the neighbours (and moves the rest of each frame)
-# Neighbours searched with each side's mean latent removed. On 160 conversions to unseen voices (bench/results/
-# vc-unseen-v4.1-adapt-*knn4*-160.md) at blend 0.35: +6 +- 2 points of resemblyzer over the plain search at 0.5, the
-# same words and MFCC judge; 0.5 adds 2 points for 0.02 of the words; "shifted" 6 more, but costs 0.06 of the words
-# at any blend (0.2-0.5)
-MATCH_SEARCH = "centred"
-MEAN_FLOOR_DB = None  # the means over every frame; a floor (e.g. 40 dB) leaves the pauses out of them
 BLEND_TEMPERATURE = 0.02  # cosine similarities of d-vectors differ by ~0.1-0.2 between voices
 RIDGE_LAMBDA = 0.1  # on centred unit d-vectors, whose squared distances are ~0.1-0.5
 MIN_VOICED_SECONDS = 0.3
@@ -92,8 +84,7 @@ def convert(model: VQSpeech, wav: np.ndarray, target: str | None = None, referen
     Exactly one of `target` (a training speaker's name) or `references` (waveforms of an unseen voice,
     a few seconds in all) names the voice. decoder: "autoregressive" or "parallel". match_k > 0 (with
     references): the source's latents are moved `match_blend` of the way to the mean of their match_k nearest
-    reference frames first, searched as `match_search` says (reference_match; None: default_match_k(model),
-    MATCH_BLEND and MATCH_SEARCH); 0: not matched.
+    reference frames first, searched as `match_search` says (latent_match.reference_match; None: its defaults); 0: not matched.
     For many inputs in one voice, find it once (reference_voice, which may adapt a decoder) and render each."""
     if (target is None) == (references is None):
         raise ValueError("give exactly one of a target speaker or reference recordings")
@@ -117,24 +108,6 @@ def default_method(model: VQSpeech) -> str:
 def default_method_name(voice: str) -> str:
     """default_method for a model whose config.voice is `voice` ("vector" or "table")."""
     return "adapt" if voice == "vector" else "fit"
-
-
-def default_match_k(model: VQSpeech) -> int:
-    """How many reference frames a conversion to references matches each source frame to by default: MATCH_K for a
-    vector-voice model (measured there), 0 (no matching) for a table-voice model (not measured)."""
-    return MATCH_K if model.config.voice == "vector" else 0
-
-
-def reference_match(model: VQSpeech, references: list[np.ndarray], k: int | None = None,
-                    blend: float | None = None, search: str | None = None) -> LatentMatch | None:
-    """The latent matching a conversion to `references` uses: k None for default_match_k(model), blend None for
-    MATCH_BLEND, search None for MATCH_SEARCH; None (no matching) when k is 0. Apply it to a source through
-    its for_source(model, wav)."""
-    k = default_match_k(model) if k is None else k
-    if not k:
-        return None
-    return LatentMatch(model, references, k, MATCH_BLEND if blend is None else blend,
-                       MATCH_SEARCH if search is None else search)
 
 
 def render(model: VQSpeech, encoded, voice: Voice, decoder: str | None = None,
@@ -229,77 +202,6 @@ def reference_voice(model: VQSpeech, references: list[np.ndarray], method: str |
     return Voice(weights @ rows, lf0, dict(zip(names, weights.tolist())))
 
 
-class LatentMatch:
-    """kNN matching of content latents to a target voice's (after kNN-VC, Baas et al. 2023, here on this model's own
-    encoder latents instead of WavLM features).
-
-    Each frame of a source's encoder latents is replaced, before quantisation, by the mean of its k nearest frames
-    (Euclidean, the quantiser's own distance) among the latents of the target's reference recordings. The codes are
-    then ones the target speaker produced, in the source's order: whatever of the speaker the codes still carry is
-    the target's. With blend < 1 each frame moves only that share of the way to its matches, keeping more of the
-    source's phones (the references are seconds long, kNN-VC's minutes). Frame by frame, so chunked encoding is
-    unchanged (encode_stream's latent_map).
-
-    search "centred": the neighbours are searched with the source's mean latent and the references' removed from
-    each side, so that a constant offset between the two speakers does not choose the wrong phones (the frames
-    taken are still the references' own); "shifted": also the kept share (1 - blend) of each frame is moved by the
-    difference of the means. Both need the source: for_source(model, wav) before encoding it."""
-
-    def __init__(self, model: VQSpeech, references: list[np.ndarray], k: int = 4, blend: float = 1.0,
-                 search: str = "plain"):
-        if k < 1:
-            raise ValueError(f"k={k}: the number of matched frames must be at least 1")
-        if not 0.0 < blend <= 1.0:
-            raise ValueError(f"blend={blend:g}: the share of the way to the matches must be in (0, 1]")
-        if search not in SEARCHES:
-            raise ValueError(f"search={search!r}: one of {', '.join(SEARCHES)}")
-        self.blend, self.search = blend, search
-        self.bank = latents(model, references)  # [N, D]
-        self.bank_mean = (self.bank if MEAN_FLOOR_DB is None else latents(model, references, MEAN_FLOOR_DB)).mean(0)  # [D]
-        self.source_mean: torch.Tensor | None = None  # [D], set by for_source
-        self.k = min(k, self.bank.shape[0])
-
-    def for_source(self, model: VQSpeech, wav: np.ndarray) -> LatentMatch:
-        """This matching for one source recording (float32 [T]): a copy that knows its mean latent (over its first
-        FIT_MAX_SECONDS); the plain search needs nothing of the source and returns itself."""
-        if self.search == "plain":
-            return self
-        match = copy.copy(self)
-        match.source_mean = latents(model, [wav], MEAN_FLOOR_DB).mean(0)
-        return match
-
-    def __call__(self, z: torch.Tensor) -> torch.Tensor:
-        """z [B, D, F] -> [B, D, F], each frame the mean of its k nearest reference frames (blend of the way there)."""
-        q, bank, own = z.transpose(1, 2).float(), self.bank, z  # [B, F, D], [N, D], [B, D, F]
-        if self.search != "plain":
-            if self.source_mean is None:
-                raise ValueError(f"the {self.search} search needs the source's mean latent: call for_source first")
-            q, bank = q - self.source_mean, bank - self.bank_mean
-            if self.search == "shifted":
-                own = z + (self.bank_mean - self.source_mean).to(z.dtype)[None, :, None]
-        nearest = torch.cdist(q, bank[None].expand(q.shape[0], -1, -1)).topk(self.k, largest=False).indices
-        matched = self.bank[nearest].mean(2).transpose(1, 2).to(z.dtype)  # [B, F, k, D] -> [B, D, F]
-        return matched if self.blend == 1.0 else (1.0 - self.blend) * own + self.blend * matched
-
-
-def latents(model: VQSpeech, recordings: list[np.ndarray], floor_db: float | None = None) -> torch.Tensor:
-    """The encoder's latents of each recording (its first FIT_MAX_SECONDS), frames of all stacked: [N, D]. With
-    floor_db, only the frames whose waveform energy is within floor_db of the recording's loudest frame (speech, not
-    the pauses around it)."""
-    sr, hop = model.config.sample_rate, model.config.hop
-    frames = []
-    with torch.no_grad():
-        for r in recordings:
-            r = np.asarray(r, np.float32).reshape(-1)[: int(FIT_MAX_SECONDS * sr)]
-            padded = F.pad(torch.from_numpy(r), (0, model.pad_length(len(r)) - len(r)))
-            z = model.encoder(padded[None, None].to(model.device))[0].T  # [F_i, D]
-            if floor_db is not None:
-                energy = padded[: z.shape[0] * hop].reshape(z.shape[0], hop).pow(2).mean(1) + 1e-12
-                z = z[10 * torch.log10(energy / energy.max()) > -floor_db]
-            frames.append(z)
-    return torch.cat(frames).float()
-
-
 def nearest_speaker(model: VQSpeech, wav: np.ndarray) -> str | None:
     """The training voice nearest to this recording (float32 [T] at the model's rate), or None when it cannot
     tell (too little voiced speech, or no mel head). The codec records it, so that decoding renders an unknown
@@ -355,8 +257,6 @@ def adapt_decoder(model: VQSpeech, references: list[np.ndarray], vector: torch.T
     pitch and log-F0 statistics in voice `vector` [speaker_dim], by the multi-resolution STFT loss it was trained
     with. The model itself is untouched. Each step takes one random ADAPT_CROP_SECONDS crop of every reference
     (seeded: the same references give the same decoder) and fresh decoder noise. steps, lr: ADAPT_STEPS, ADAPT_LR."""
-    import copy
-
     from vqspeech.models.parallel import stft_loss
 
     if model.parallel is None:

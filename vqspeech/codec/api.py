@@ -277,7 +277,7 @@ def convert_file(model: VQSpeech, in_path: str | Path, out_path: str | Path, tar
                  seed: int = 0, latent_map=None) -> tuple[float, float]:
     """Audio file -> converted audio file (.wav, .flac or .ogg by its extension), to `target` (a training
     speaker) or `voice` (a conversion.Voice from reference_voice, computed once for many files; `latent_map`: a
-    conversion.LatentMatch of the same references, or None). Written to a temporary
+    latent_match.LatentMatch of the same references, or None). Written to a temporary
     file and renamed; an existing output is refused unless `force`, before any work is done.
     Returns (seconds of audio, seconds of conversion per second of audio)."""
     import time

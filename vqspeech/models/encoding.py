@@ -108,7 +108,7 @@ def encode_stream(model, blocks: Iterable[np.ndarray], n_samples: int, *, chunk_
     The codes do not depend on the chunking; the pitch track does not while the audio fits in one window.
     `context` overrides the encoder context in samples (tests use it to show that less is not enough).
     `peak`: the whole signal's peak (Level.peak), so pitch windows judge silence as a one-shot pass would.
-    `latent_map`: applied to the encoder's latents [1, D, F] before they are quantised (conversion.LatentMatch); it
+    `latent_map`: applied to the encoder's latents [1, D, F] before they are quantised (latent_match.LatentMatch); it
     must work frame by frame, so that the codes still do not depend on the chunking."""
     c = model.config
     P, sr = c.pitch_hop, c.sample_rate
