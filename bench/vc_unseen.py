@@ -18,6 +18,7 @@ on, group for group like the held-out ones, as a control; plus vqspeech-bank, th
   vqspeech-knnK-bB  kNN matching blended: each latent frame (1 - B) * its own + B * its matches (`--match-blend`)
   vqspeech-cknnK-bB  the same with the neighbours searched after removing the source's and the references' mean
                latents (LatentMatch's source_mean; `--match-search centred`); sknn: the kept share shifted by their difference
+  vqspeech-gcknnK-bB  gated: each frame moves B times a weight by how near its matches are (`--match-gate on`)
   vqspeech-twice the unmatched conversion encoded and converted again (`--twice`): its codes come from speech already
                in the target's voice; vqspeech-twice-knnK... match those latents
   vqspeech-flat  the same with the source's intonation flattened (flat; `--flat-pitch`): with
@@ -139,6 +140,9 @@ def main() -> None:
                    help="kNN systems for each: neighbours searched as they are (vqspeech-knnK-bB), after removing the "
                         "source's and the references' mean latents (cknn), and the kept share shifted by their "
                         "difference too (sknn)")
+    p.add_argument("--match-gate", nargs="+", choices=("off", "on"), default=["off"],
+                   help="kNN systems for each: every frame moved B of the way (off), or B times a weight by how near "
+                        "its matches are (on: LatentMatch gated; the systems vqspeech-g[cs]knnK-bB)")
     p.add_argument("--mean-floor-db", type=float, default=None,
                    help="centred and shifted searches: the mean latents over the frames within this many dB of each "
                         "recording's loudest (speech, not pauses; default latent_match.MEAN_FLOOR_DB)")
@@ -207,8 +211,8 @@ def main() -> None:
         for t in names:
             if t == it.speaker:  # a held-out source is not converted to itself
                 continue
-            knn = [f"{c}knn{k}" + ("" if b == 1.0 else f"-b{b:g}") for c in (PREFIX[x] for x in args.match_search)
-                   for k in args.match_k for b in args.match_blend]
+            knn = [f"{g}{c}knn{k}" + ("" if b == 1.0 else f"-b{b:g}") for g in ("g" if x == "on" else "" for x in args.match_gate)
+                   for c in (PREFIX[x] for x in args.match_search) for k in args.match_k for b in args.match_blend]
             bank = ["vqspeech-bank"] if args.targets == "seen" else []
             for system in ("none", "pitch-shift", "vqspeech", *bank, *(f"vqspeech-{x}" for x in knn),
                            *(f"vqspeech-warp-{x}" for x in (knn if args.warp else [])),
@@ -240,14 +244,14 @@ def main() -> None:
                     y = conversion.render(model, flat(encoded, model.config.pitch_levels), voices[t],
                                        generator=torch.Generator().manual_seed(args.seed))
                 else:
-                    centre, k_nearest, b = re.fullmatch(r"vqspeech-(?:warp-|twice-)?([cs]?)knn(\d+)(?:-b([\d.]+))?", system).groups()
-                    k_nearest, b = int(k_nearest), float(b or 1.0)
-                    search = SEARCH[centre]
-                    if (t, k_nearest, b, search) not in matchers:  # the references' latents, once per target (not in the RTF)
+                    gate, centre, k_nearest, b = re.fullmatch(r"vqspeech-(?:warp-|twice-)?(g?)([cs]?)knn(\d+)(?:-b([\d.]+))?",
+                                                              system).groups()
+                    key = (t, int(k_nearest), float(b or 1.0), SEARCH[centre], gate == "g")
+                    if key not in matchers:  # the references' latents, once per target (not in the RTF)
                         seconds_before = time.perf_counter()
-                        matchers[t, k_nearest, b, search] = latent_match.LatentMatch(model, refs[t], k_nearest, b, search)
+                        matchers[key] = latent_match.LatentMatch(model, refs[t], *key[1:])
                         start += time.perf_counter() - seconds_before
-                    blended = matchers[t, k_nearest, b, search].for_source(
+                    blended = matchers[key].for_source(
                         model, rendered[t] if system.startswith("vqspeech-twice-") else src)
                     if system.startswith("vqspeech-warp-"):
                         ratio = float(np.clip(scale[t] / source_scale, 0.8, 1.4))

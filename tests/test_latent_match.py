@@ -89,3 +89,30 @@ def test_a_floor_leaves_the_pauses_out_of_the_latents(model):
     assert every.shape[0] == model.pad_length(len(paused)) // hop
     # the pause's 125 frames are gone, most of the speech's 250 kept
     assert len(voiced) // hop // 2 < speech_only.shape[0] <= len(voiced) // hop + 8
+
+
+def test_a_gated_match_moves_the_well_matched_frames_and_keeps_the_others(model):
+    """gated: a frame whose matches are within the nearest quarter of the source's frames moves the whole blend, one
+    beyond the farthest quarter keeps its own latent, those between move part of the way; the quartiles come from
+    the source (for_source), so chunked encoding gives the one-shot codes; without for_source it is refused."""
+    src, ref = speech(1.5, 150, seed=1), speech(1.2, 240, seed=2)
+    gated = latent_match.LatentMatch(model, [ref], k=2, blend=0.8, search="centred", gated=True)
+    with pytest.raises(ValueError, match="for_source"):
+        gated(latent_match.latents(model, [src]).T[None])
+    mine = gated.for_source(model, src)
+    full = latent_match.LatentMatch(model, [ref], k=2, blend=0.8, search="centred").for_source(model, src)
+    z = latent_match.latents(model, [src]).T[None]  # [1, D, F]
+    distance = mine._nearest(z)[1][0]  # [F]
+    lo, hi = mine.gate_range
+    moved, whole = (mine(z) - z)[0], (full(z) - z)[0]  # [D, F]
+    near, far = distance <= lo, distance >= hi
+    assert near.sum() >= z.shape[2] // 5 and far.sum() >= z.shape[2] // 5
+    assert torch.allclose(moved[:, near], whole[:, near], atol=1e-5)
+    assert torch.equal(moved[:, far], torch.zeros_like(moved[:, far]))
+    between = ~near & ~far
+    share = (moved[:, between].norm(dim=0) / whole[:, between].norm(dim=0))
+    assert torch.all((share > 0) & (share < 1))
+    one_shot = model.encode(src, latent_map=mine)
+    chunked = encode_stream(model, [src[:7000], src[7000:]], src.size, encoder_seconds=0.25, latent_map=mine)
+    assert torch.equal(chunked.codes, one_shot.codes)
+    assert not torch.equal(one_shot.codes, model.encode(src, latent_map=full).codes)

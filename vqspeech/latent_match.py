@@ -25,6 +25,7 @@ SEARCHES = ("plain", "centred", "shifted")  # how LatentMatch finds the neighbou
 # at any blend (0.2-0.5)
 MATCH_SEARCH = "centred"
 MEAN_FLOOR_DB = None  # the means over every frame; a floor (e.g. 40 dB) leaves the pauses out of them
+GATE_QUANTILES = (0.25, 0.75)  # of the source's match distances: a gated matching's full and no move
 MAX_SECONDS = 20.0  # of each recording the latents are read from (the cost of the search grows with the bank)
 
 
@@ -35,7 +36,7 @@ def default_match_k(model: VQSpeech) -> int:
 
 
 def reference_match(model: VQSpeech, references: list[np.ndarray], k: int | None = None,
-                    blend: float | None = None, search: str | None = None) -> LatentMatch | None:
+                    blend: float | None = None, search: str | None = None, gated: bool = False) -> LatentMatch | None:
     """The latent matching a conversion to `references` uses: k None for default_match_k(model), blend None for
     MATCH_BLEND, search None for MATCH_SEARCH; None (no matching) when k is 0. Apply it to a source through
     its for_source(model, wav)."""
@@ -43,7 +44,7 @@ def reference_match(model: VQSpeech, references: list[np.ndarray], k: int | None
     if not k:
         return None
     return LatentMatch(model, references, k, MATCH_BLEND if blend is None else blend,
-                       MATCH_SEARCH if search is None else search)
+                       MATCH_SEARCH if search is None else search, gated)
 
 
 class LatentMatch:
@@ -60,43 +61,69 @@ class LatentMatch:
     search "centred": the neighbours are searched with the source's mean latent and the references' removed from
     each side, so that a constant offset between the two speakers does not choose the wrong phones (the frames
     taken are still the references' own); "shifted": also the kept share (1 - blend) of each frame is moved by the
-    difference of the means. Both need the source: for_source(model, wav) before encoding it."""
+    difference of the means. Both need the source: for_source(model, wav) before encoding it.
+
+    gated: each frame moves blend x a weight in [0, 1] of the way, by how near its matches are: 1 for a frame whose
+    mean distance to its k matches is within the nearest quarter of the source's frames' (GATE_QUANTILES), 0 beyond
+    the farthest quarter, linear between. Three recordings cover few of a source's phones; a frame whose phone they
+    lack keeps its own latent instead of taking another phone's. The quartiles come from the source (for_source), so
+    the weights stay frame by frame."""
 
     def __init__(self, model: VQSpeech, references: list[np.ndarray], k: int = 4, blend: float = 1.0,
-                 search: str = "plain"):
+                 search: str = "plain", gated: bool = False):
         if k < 1:
             raise ValueError(f"k={k}: the number of matched frames must be at least 1")
         if not 0.0 < blend <= 1.0:
             raise ValueError(f"blend={blend:g}: the share of the way to the matches must be in (0, 1]")
         if search not in SEARCHES:
             raise ValueError(f"search={search!r}: one of {', '.join(SEARCHES)}")
-        self.blend, self.search = blend, search
+        self.blend, self.search, self.gated = blend, search, gated
         self.bank = latents(model, references)  # [N, D]
         self.bank_mean = (self.bank if MEAN_FLOOR_DB is None else latents(model, references, MEAN_FLOOR_DB)).mean(0)  # [D]
         self.source_mean: torch.Tensor | None = None  # [D], set by for_source
+        self.gate_range: tuple[float, float] | None = None  # the source's GATE_QUANTILES of match distance, for_source
         self.k = min(k, self.bank.shape[0])
 
     def for_source(self, model: VQSpeech, wav: np.ndarray) -> LatentMatch:
         """This matching for one source recording (float32 [T]): a copy that knows its mean latent (over its first
-        MAX_SECONDS); the plain search needs nothing of the source and returns itself."""
-        if self.search == "plain":
+        MAX_SECONDS) and, gated, its quartiles of match distance; the plain search ungated needs nothing of the
+        source and returns itself."""
+        if self.search == "plain" and not self.gated:
             return self
         match = copy.copy(self)
-        match.source_mean = latents(model, [wav], MEAN_FLOOR_DB).mean(0)
+        own = latents(model, [wav])  # [F, D]
+        match.source_mean = (own if MEAN_FLOOR_DB is None else latents(model, [wav], MEAN_FLOOR_DB)).mean(0)
+        if self.gated:
+            distance = match._nearest(own.T[None])[1][0]  # [F]
+            lo, hi = torch.quantile(distance, torch.tensor(GATE_QUANTILES)).tolist()
+            match.gate_range = (lo, max(hi, lo + 1e-6))
         return match
 
-    def __call__(self, z: torch.Tensor) -> torch.Tensor:
-        """z [B, D, F] -> [B, D, F], each frame the mean of its k nearest reference frames (blend of the way there)."""
-        q, bank, own = z.transpose(1, 2).float(), self.bank, z  # [B, F, D], [N, D], [B, D, F]
+    def _nearest(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """z [B, D, F] -> (the indices of each frame's k nearest bank frames [B, F, k], their mean distance [B, F]),
+        searched as self.search says."""
+        q, bank = z.transpose(1, 2).float(), self.bank  # [B, F, D], [N, D]
         if self.search != "plain":
             if self.source_mean is None:
                 raise ValueError(f"the {self.search} search needs the source's mean latent: call for_source first")
             q, bank = q - self.source_mean, bank - self.bank_mean
-            if self.search == "shifted":
-                own = z + (self.bank_mean - self.source_mean).to(z.dtype)[None, :, None]
-        nearest = torch.cdist(q, bank[None].expand(q.shape[0], -1, -1)).topk(self.k, largest=False).indices
+        distance, nearest = torch.cdist(q, bank[None].expand(q.shape[0], -1, -1)).topk(self.k, largest=False)
+        return nearest, distance.mean(2)
+
+    def __call__(self, z: torch.Tensor) -> torch.Tensor:
+        """z [B, D, F] -> [B, D, F], each frame the mean of its k nearest reference frames (blend of the way there)."""
+        nearest, distance = self._nearest(z)
+        own = z
+        if self.search == "shifted":
+            own = z + (self.bank_mean - self.source_mean).to(z.dtype)[None, :, None]
         matched = self.bank[nearest].mean(2).transpose(1, 2).to(z.dtype)  # [B, F, k, D] -> [B, D, F]
-        return matched if self.blend == 1.0 else (1.0 - self.blend) * own + self.blend * matched
+        blend: float | torch.Tensor = self.blend
+        if self.gated:
+            if self.gate_range is None:
+                raise ValueError("a gated matching needs the source's match distances: call for_source first")
+            lo, hi = self.gate_range
+            blend = self.blend * ((hi - distance) / (hi - lo)).clamp(0.0, 1.0)[:, None, :].to(z.dtype)  # [B, 1, F]
+        return matched if self.gated is False and self.blend == 1.0 else (1.0 - blend) * own + blend * matched
 
 
 def latents(model: VQSpeech, recordings: list[np.ndarray], floor_db: float | None = None) -> torch.Tensor:
