@@ -353,8 +353,8 @@ def test_convert_names_the_references_that_cannot_place_a_voice(fake_resemblyzer
     assert main(["convert", str(tmp_path / "a.wav"), "--to-reference", str(tmp_path / "ref.wav"), "--model", str(path), "-q"]) == 0
     assert sf.info(tmp_path / "a.converted.wav").frames == SR // 2
     # a vector-voice model matches the input's latents to the references' by default (latent_match.MATCH_K, MATCH_BLEND,
-    # MATCH_SEARCH)
-    assert matches == [(latent_match.MATCH_K, latent_match.MATCH_BLEND, latent_match.MATCH_SEARCH)]
+    # MATCH_SEARCH), ungated
+    assert matches == [(latent_match.MATCH_K, latent_match.MATCH_BLEND, latent_match.MATCH_SEARCH, False)]
     assert main(["convert", str(tmp_path / "a.wav"), "--to-reference", str(tmp_path / "ref.wav"), "--model", str(path),
                  "--match-k", "0", "-o", str(tmp_path / "unmatched.wav"), "-q"]) == 0
     assert len(matches) == 1
