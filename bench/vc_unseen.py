@@ -24,7 +24,8 @@ on, group for group like the held-out ones, as a control; plus vqspeech-bank, th
   vqspeech-flat  the same with the source's intonation flattened (flat; `--flat-pitch`): with
                --unseen-sources, how much of "heard as the source" the intonation carries
   vqspeech-tempo the same with the source slowed or sped, in whole pitch frames, to the references' tempo
-               (their mean code run length over the source's; `--tempo`): how much the source's timing holds back
+               (their mean code run length over the source's; `--tempo`): how much the source's timing holds back;
+               with --match-k, vqspeech-tempo-cknnK... both
 Judges, each choosing among the 20 held-out voices, enrolled on each target's 5 recordings that are not the
 references:
   resemblyzer  nearest centroid of d-vectors: the embedding model the vector-voice decoder is conditioned on, so
@@ -216,6 +217,7 @@ def main() -> None:
             bank = ["vqspeech-bank"] if args.targets == "seen" else []
             for system in ("none", "pitch-shift", "vqspeech", *bank, *(f"vqspeech-{x}" for x in knn),
                            *(f"vqspeech-warp-{x}" for x in (knn if args.warp else [])),
+                           *(f"vqspeech-tempo-{x}" for x in (knn if args.tempo else [])),
                            *(["vqspeech-flat"] if args.flat_pitch else []), *(["vqspeech-tempo"] if args.tempo else []),
                            *(["vqspeech-warp"] if args.warp else []),
                            *(f"vqspeech-twice{x}" for x in (["", *(f"-{x}" for x in knn)] if args.twice else []))):
@@ -244,7 +246,7 @@ def main() -> None:
                     y = conversion.render(model, flat(encoded, model.config.pitch_levels), voices[t],
                                        generator=torch.Generator().manual_seed(args.seed))
                 else:
-                    gate, centre, k_nearest, b = re.fullmatch(r"vqspeech-(?:warp-|twice-)?(g?)([cs]?)knn(\d+)(?:-b([\d.]+))?",
+                    gate, centre, k_nearest, b = re.fullmatch(r"vqspeech-(?:warp-|twice-|tempo-)?(g?)([cs]?)knn(\d+)(?:-b([\d.]+))?",
                                                               system).groups()
                     key = (t, int(k_nearest), float(b or 1.0), SEARCH[centre], gate == "g")
                     if key not in matchers:  # the references' latents, once per target (not in the RTF)
@@ -260,6 +262,9 @@ def main() -> None:
                         matched = model.encode(rendered[t], latent_map=blended)
                     else:
                         matched = model.encode(src, latent_map=blended)
+                    if system.startswith("vqspeech-tempo-"):
+                        ratio = float(np.clip(tempo[t] / run_length(encoded.codes), 0.6, 1.6))
+                        matched = stretch(matched, ratio, model.config.pitch_frames)
                     y = conversion.render(model, matched, voices[t], generator=torch.Generator().manual_seed(args.seed))
                 seconds = time.perf_counter() - start
                 by_resemblyzer, by_mfcc = judged(y)
