@@ -18,13 +18,14 @@ from vqspeech.models.vqvae import VQSpeech
 
 MATCH_K = 4  # conversion to references, vector-voice models: each source latent frame moved MATCH_BLEND of the way
 MATCH_BLEND = 0.35  # to the mean of its MATCH_K nearest reference frames, found by the MATCH_SEARCH below
+# (2 or 8 nearest frames gave the same figures: bench/results/vc-unseen-v4.1-adapt-cknn-k-160.md)
 SEARCHES = ("plain", "centred", "shifted")  # how LatentMatch finds the neighbours (and moves the rest of each frame)
 # Neighbours searched with each side's mean latent removed. On 160 conversions to unseen voices (bench/results/
 # vc-unseen-v4.1-adapt-*knn4*-160.md) at blend 0.35: +6 +- 2 points of resemblyzer over the plain search at 0.5, the
 # same words and MFCC judge; 0.5 adds 2 points for 0.02 of the words; "shifted" 6 more, but costs 0.06 of the words
 # at any blend (0.2-0.5)
 MATCH_SEARCH = "centred"
-MEAN_FLOOR_DB = None  # the means over every frame; a floor (e.g. 40 dB) leaves the pauses out of them
+MEAN_FLOOR_DB = None  # the means over every frame; a floor (e.g. 40 dB) leaves the pauses out of them (40: a null)
 GATE_QUANTILES = (0.25, 0.75)  # of the source's match distances: a gated matching's full and no move
 MAX_SECONDS = 20.0  # of each recording the latents are read from (the cost of the search grows with the bank)
 
@@ -125,7 +126,7 @@ class LatentMatch:
                 raise ValueError("a gated matching needs the source's match distances: call for_source first")
             lo, hi = self.gate_range
             blend = self.blend * ((hi - distance) / (hi - lo)).clamp(0.0, 1.0)[:, None, :].to(z.dtype)  # [B, 1, F]
-        return matched if self.gated is False and self.blend == 1.0 else (1.0 - blend) * own + blend * matched
+        return matched if not self.gated and self.blend == 1.0 else (1.0 - blend) * own + blend * matched
 
 
 def latents(model: VQSpeech, recordings: list[np.ndarray], floor_db: float | None = None) -> torch.Tensor:
