@@ -82,7 +82,8 @@ class LatentMatch:
             raise ValueError(f"search={search!r}: one of {', '.join(SEARCHES)}")
         self.blend, self.search, self.gated = blend, search, gated
         self.bank = latents(model, references)  # [N, D]
-        self.bank_mean = (self.bank if MEAN_FLOOR_DB is None else latents(model, references, MEAN_FLOOR_DB)).mean(0)  # [D]
+        speech = self.bank if MEAN_FLOOR_DB is None else latents(model, references, MEAN_FLOOR_DB)
+        self.bank_mean = speech.mean(0)  # [D]
         self.source_mean: torch.Tensor | None = None  # [D], set by for_source
         self.gate_range: tuple[float, float] | None = None  # the source's GATE_QUANTILES of match distance, for_source
         self.k = min(k, self.bank.shape[0])
