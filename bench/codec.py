@@ -101,6 +101,9 @@ def main() -> None:
     p.add_argument("--peers", default=None, help="comma list of peer codecs to run (default: all; '' for none)")
     p.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     p.add_argument("--name", default="codec")
+    p.add_argument("--refine", type=int, nargs="*", default=[], metavar="STEPS",
+                   help="also encode with analysis by synthesis (models/refine.py), STEPS per window: systems "
+                        "vqspeech-parallel-refineSTEPS (parallel decoder)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -129,6 +132,19 @@ def main() -> None:
             results[f"vqspeech-{decoder}"].append({
                 "utterance": f"{row.speaker}/{row.utterance}", "file_bps": len(data) * 8 / seconds,
                 "payload_bps": payload_bits / seconds, "encode_rtf": seconds / enc_time, "decode_rtf": seconds / dec_time,
+                **score(ref, dec, similarity, identify, row.speaker)})
+        for steps in args.refine:
+            t = time.perf_counter()
+            refined = api.encode_audio(model, ref, speaker=api.AUTO_SPEAKER, refine_steps=steps)
+            enc_time = time.perf_counter() - t
+            words = bitstream.read(refined).words
+            t = time.perf_counter()
+            dec, _ = api.decode_bytes(model, refined, decoder="parallel", seed=i)
+            dec_time = time.perf_counter() - t
+            results[f"vqspeech-parallel-refine{steps}"].append({
+                "utterance": f"{row.speaker}/{row.utterance}", "file_bps": len(refined) * 8 / seconds,
+                "payload_bps": 8 * (words.nbytes if words is not None else bitstream.read(refined).header.payload_bytes) / seconds,
+                "encode_rtf": seconds / enc_time, "decode_rtf": seconds / dec_time,
                 **score(ref, dec, similarity, identify, row.speaker)})
         for peer in peers.default_peers():
             if not peer.available() or (args.peers is not None and peer.name not in args.peers.split(",")):

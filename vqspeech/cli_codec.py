@@ -22,6 +22,16 @@ def _sample_rate(text: str) -> int:
     return rate
 
 
+def _steps(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a whole number of steps, 0 or more")
+    return n
+
+
 def _codec_model(args):
     from vqspeech import checkpoint
     from vqspeech.codec import api
@@ -59,7 +69,7 @@ def cmd_encode(args) -> int:
 
     def work(src, dst):
         h = api.encode_file(model, src, dst, force=args.force, speaker=None if args.speaker == "none" else args.speaker,
-                            prior=False if args.no_prior else (args.prior or True))
+                            prior=False if args.no_prior else (args.prior or True), refine_steps=args.refine)
         size = dst.stat().st_size
         return (f"{src} -> {dst}: {h.duration:.2f} s, {size} bytes, {h.bitrate / 1000:.2f} kbit/s "
                 f"({size * 8 / h.duration / 1000:.2f} kbit/s with header), voice {h.speaker or 'not recorded'}")
@@ -205,6 +215,9 @@ def add_commands(sub, model_help: str) -> None:
                         "'auto' (default: the nearest training voice, found from the recording) or 'none'")
     p.add_argument("--prior", help="range-code under this prior file (default: the model's, MODEL.prior.pt, where it has one)")
     p.add_argument("--no-prior", action="store_true", help="pack the codes plainly, 9 bits each (format version 3, no prior needed)")
+    p.add_argument("--refine", type=_steps, default=0, metavar="STEPS",
+                   help="analysis by synthesis: choose the codes (and voice) the decoder renders best, by STEPS gradient "
+                        "steps per 4 s window (e.g. 60: better audio, some 20 %% more bits, encoding below real time)")
     p.add_argument("--force", action="store_true", help="overwrite existing outputs")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_encode)

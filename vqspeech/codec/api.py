@@ -26,7 +26,7 @@ from vqspeech.codec import bitstream, entropy, stream
 from vqspeech.data import codes as code_streams
 from vqspeech.codec.bitstream import BitstreamError, Header
 from vqspeech.fileio import atomic_path
-from vqspeech.models import encoding
+from vqspeech.models import encoding, refine
 from vqspeech.models.vqvae import Encoded, VQSpeech, model_fingerprint
 
 VQS_EXTENSION = ".vqs"
@@ -134,12 +134,13 @@ def symbols(model: VQSpeech, parsed: bitstream.Parsed, prior_path: str | Path | 
 
 
 def encode_audio(model: VQSpeech, wav: np.ndarray, sample_rate: int | None = None, speaker: str | None = None,
-                 prior=True, **chunking) -> bytes:
+                 prior=True, refine_steps: int = 0, **chunking) -> bytes:
     """A waveform (float [T] or [T, channels], at `sample_rate`, default the model's) -> .vqs bytes.
     speaker: a training speaker to record in the file, "auto" (the nearest voice), or None. prior: True (range-code
     under the model's prior where it has one: version 4), False (pack plainly: version 3), or a prior file's path.
 
-    Mixed to mono, resampled and loudness-normalised as audio.load does, then encoded in chunks."""
+    Mixed to mono, resampled and loudness-normalised as audio.load does, then encoded in chunks. refine_steps: analysis
+    by synthesis of the codes and voice (models/refine.py), 0 for the encoder's plain choice."""
     wav = np.asarray(wav, dtype=np.float32)
     wav = wav.mean(axis=1) if wav.ndim == 2 else wav.reshape(-1)
     rate = sample_rate or model.config.sample_rate
@@ -148,7 +149,9 @@ def encode_audio(model: VQSpeech, wav: np.ndarray, sample_rate: int | None = Non
     level = audio.measure_level([wav])
     wav = (wav * level.gain).astype(np.float32)
     enc = encoding.encode_stream(model, [wav], level.n_samples, peak=level.peak, **chunking)
-    return _pack(model, enc, _resolve_speaker(model, speaker, wav, enc), prior)
+    speaker = _resolve_speaker(model, speaker, wav, enc)
+    enc = refine.refine(model, [wav], level.n_samples, enc, refine_steps, speaker)
+    return _pack(model, enc, speaker, prior)
 
 
 def _voice(model: VQSpeech, header: Header, speaker: str | int | None) -> tuple[str | None, tuple[float, float] | None]:
@@ -204,11 +207,11 @@ def write_atomic(path: Path, data: bytes, overwrite: bool = False) -> None:
 
 
 def encode_file(model: VQSpeech, in_path: str | Path, out_path: str | Path, force: bool = False,
-                speaker: str | None = None, prior=True, **chunking) -> Header:
+                speaker: str | None = None, prior=True, refine_steps: int = 0, **chunking) -> Header:
     """Audio file (any soundfile format and rate) -> .vqs file. `force`: overwrite out_path.
 
-    Streams: two passes over the file (level, then codes), memory independent of its length. speaker: as
-    encode_audio's."""
+    Streams: two passes over the file (level, then codes; a third to refine them), memory independent of its length.
+    speaker, refine_steps: as encode_audio's."""
     src, dst = Path(in_path), Path(out_path)
     if dst.suffix.lower() != VQS_EXTENSION:
         raise ValueError(f"{dst}: an encoded file's name must end in {VQS_EXTENSION}")
@@ -233,6 +236,9 @@ def encode_file(model: VQSpeech, in_path: str | Path, out_path: str | Path, forc
     except ValueError as e:
         raise AudioError(f"{src}: {e}") from None
     speaker = _resolve_speaker(model, speaker, np.concatenate(head) if head else np.zeros(0, np.float32), enc)
+    if refine_steps > 0:
+        normalised = ((x * level.gain).astype(np.float32) for x in audio.read_blocks(src, rate))
+        enc = refine.refine(model, normalised, level.n_samples, enc, refine_steps, speaker)
     data = _pack(model, enc, speaker, prior)
     write_atomic(dst, data, force)
     return bitstream.read(data).header
