@@ -62,3 +62,16 @@ def test_what_cannot_be_refined_is_refused(model):
     no_parallel = tiny_codec_model(0, ("alice", "bob"))[0]
     with pytest.raises(ValueError, match="parallel decoder"):
         refine.refine(no_parallel, [wav], wav.size, no_parallel.encode(wav), 3, "alice")
+
+
+def test_a_file_refines_as_the_same_audio_in_memory(model, tmp_path):
+    """encode_file reads the file a third time to refine (streaming): the same codes as encode_audio's."""
+    import soundfile as sf
+
+    wav = audio.normalise(synthetic_voice(1.2, 170, 4))
+    sf.write(tmp_path / "a.wav", wav, 16000, subtype="FLOAT")
+    api.encode_file(model, tmp_path / "a.wav", tmp_path / "a.vqs", speaker="alice", prior=False, refine_steps=4)
+    from_file = api.read_vqs(tmp_path / "a.vqs")[0]
+    in_memory = api.bitstream.read(api.encode_audio(model, wav, speaker="alice", prior=False, refine_steps=4))
+    plain = api.bitstream.read(api.encode_audio(model, wav, speaker="alice", prior=False))
+    assert np.array_equal(from_file.codes, in_memory.codes) and not np.array_equal(in_memory.codes, plain.codes)
