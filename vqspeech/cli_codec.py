@@ -53,16 +53,16 @@ def _finish(n_inputs: int, failures: list) -> int:
 
 
 def _plan(args, decode: bool):
-    from vqspeech.codec import api
+    from vqspeech.codec import batch
 
-    inputs, failures, several = api.expand_inputs(args.inputs, api.input_extensions(decode))
-    rename = api.decoded_name if decode else api.encoded_name
-    jobs, clashes = api.plan_outputs(inputs, args.output, rename, several)
+    inputs, failures, several = batch.expand_inputs(args.inputs, batch.input_extensions(decode))
+    rename = batch.decoded_name if decode else batch.encoded_name
+    jobs, clashes = batch.plan_outputs(inputs, args.output, rename, several)
     return jobs, failures + clashes
 
 
 def cmd_encode(args) -> int:
-    from vqspeech.codec import api
+    from vqspeech.codec import api, batch
 
     jobs, failures = _plan(args, decode=False)
     model = _codec_model(args) if jobs else None
@@ -75,12 +75,12 @@ def cmd_encode(args) -> int:
                 f"({size * 8 / h.duration / 1000:.2f} kbit/s with header), voice {h.speaker or 'not recorded'}")
 
     n_inputs = len(jobs) + len(failures)
-    failures += api.run_batch(jobs, work, progress=not args.quiet)
+    failures += batch.run_batch(jobs, work, progress=not args.quiet)
     return _finish(n_inputs, failures)
 
 
 def cmd_decode(args) -> int:
-    from vqspeech.codec import api
+    from vqspeech.codec import api, batch
 
     jobs, failures = _plan(args, decode=True)
     model = _codec_model(args) if jobs else None
@@ -91,7 +91,7 @@ def cmd_decode(args) -> int:
         return f"{src} -> {dst}: {h.duration:.2f} s, speaker {speaker}, {args.sample_rate or h.sample_rate} Hz"
 
     n_inputs = len(jobs) + len(failures)
-    failures += api.run_batch(jobs, work, progress=not args.quiet)
+    failures += batch.run_batch(jobs, work, progress=not args.quiet)
     return _finish(n_inputs, failures)
 
 
@@ -156,11 +156,11 @@ def cmd_convert(args) -> int:
     import math
 
     from vqspeech import audio, conversion, latent_match
-    from vqspeech.codec import api
+    from vqspeech.codec import api, batch
 
-    inputs, failures, several = api.expand_inputs(args.inputs, api.input_extensions(decode=False))
+    inputs, failures, several = batch.expand_inputs(args.inputs, batch.input_extensions(decode=False))
     suffix = f".{args.to}.wav" if args.to else ".converted.wav"
-    jobs, clashes = api.plan_outputs(inputs, args.output, lambda name: Path(name).stem + suffix, several)
+    jobs, clashes = batch.plan_outputs(inputs, args.output, lambda name: Path(name).stem + suffix, several)
     failures += clashes
     n_inputs = len(jobs) + len(failures)
     if (args.match_k or args.match_search) and args.to is not None:
@@ -201,7 +201,7 @@ def cmd_convert(args) -> int:
                                             decoder=args.decoder, seed=args.seed, latent_map=match)
         return f"{src} -> {dst}: {seconds:.2f} s, voice {args.to or 'of the references'}, {rtf:.2f} s per second of audio"
 
-    failures += api.run_batch(jobs, work, progress=not args.quiet)
+    failures += batch.run_batch(jobs, work, progress=not args.quiet)
     return _finish(n_inputs, failures)
 
 

@@ -60,6 +60,7 @@ from vqspeech.codec.packing import (MAX_BITS, BitstreamError, bits_for, pack_bit
                                     unpack_bits, voice_to_int8)
 
 MAGIC = b"VQS"
+VQS_EXTENSION = ".vqs"  # the name an encoded file ends in
 VERSION = 5  # the newest version we write (codes at two rates); we read 1 to 5
 TWO_RATE_VERSION = 5
 _V1_PREFIX = struct.Struct(">3sBI")  # magic, version, JSON header length
