@@ -54,11 +54,20 @@ def test_refinement_through_the_codec_api(model):
     assert header.speaker == "alice" and decoded.shape == wav.shape and np.isfinite(decoded).all()
 
 
+def test_a_file_that_records_no_voice_refines_in_the_voice_it_decodes_in(model):
+    # The library's default (speaker=None): the decoder renders such a file in the model's first speaker, so that is
+    # the voice the codes are refined for (the README's Python example runs this way).
+    wav = audio.normalise(synthetic_voice(1.0, 200, 4))
+    plain = model.encode(wav)
+    unnamed = refine.refine(model, [wav], wav.size, plain, 5)
+    assert torch.equal(unnamed.codes, refine.refine(model, [wav], wav.size, plain, 5, model.speaker_names[0]).codes)
+    assert not torch.equal(unnamed.codes, plain.codes)
+    decoded, header = api.decode_bytes(model, api.encode_audio(model, wav, prior=False, refine_steps=5))
+    assert header.speaker is None and decoded.shape == wav.shape
+
+
 def test_what_cannot_be_refined_is_refused(model):
     wav = audio.normalise(synthetic_voice(1.0, 150, 3))
-    plain = model.encode(wav)
-    with pytest.raises(ValueError, match="needs a voice"):
-        refine.refine(model, [wav], wav.size, plain, 3)
     no_parallel = tiny_codec_model(0, ("alice", "bob"))[0]
     with pytest.raises(ValueError, match="parallel decoder"):
         refine.refine(no_parallel, [wav], wav.size, no_parallel.encode(wav), 3, "alice")
