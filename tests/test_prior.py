@@ -243,15 +243,22 @@ def test_a_prior_of_another_model_or_a_broken_one_is_refused_by_name(with_prior,
         entropy.prior_for(with_prior, tmp_path / "missing.pt")
 
 
-def test_commands_encode_with_the_prior_and_sample_and_continue(with_prior, trained, tmp_path):
+def test_commands_encode_with_the_prior_and_sample_and_continue(with_prior, trained, tmp_path, capsys):
     from vqspeech import cli
 
     model_path = str(trained["model_path"])
     src = trained["root"] / "corpus" / "bob" / "bob_1.wav"
     assert cli.main(["encode", str(src), "-o", str(tmp_path / "a.vqs"), "--model", model_path, "-q"]) == 0
     assert cli.main(["encode", str(src), "-o", str(tmp_path / "b.vqs"), "--model", model_path, "--no-prior", "-q"]) == 0
-    assert bitstream.read((tmp_path / "a.vqs").read_bytes()).header.version == 4
-    assert bitstream.read((tmp_path / "b.vqs").read_bytes()).header.version == 3
+    a, b = (bitstream.read((tmp_path / name).read_bytes()).header for name in ("a.vqs", "b.vqs"))
+    assert a.version == 4 and b.version == 3
+    # The line each encode prints gives the file's real rate, and the packed payload's only where it is packed
+    # (a range-coded file is smaller than the nominal packed rate: printing that one as its rate misled).
+    printed = capsys.readouterr().out.splitlines()
+    for line, name, header in zip(printed, ("a.vqs", "b.vqs"), (a, b)):
+        whole = (tmp_path / name).stat().st_size * 8 / header.duration / 1000
+        assert f"{whole:.2f} kbit/s (" in line
+    assert "range-coded under the prior" in printed[0] and f"packed payload {b.bitrate / 1000:.2f} kbit/s" in printed[1]
     assert cli.main(["decode", str(tmp_path / "a.vqs"), "-o", str(tmp_path / "a.wav"), "--model", model_path, "-q"]) == 0
     assert cli.main(["info", str(tmp_path / "a.vqs")]) == 0
     # v4 without its prior: a one-line error naming the file; the v3 file needs none.
