@@ -1,4 +1,4 @@
-"""vqspeech/eval/words.py: pocketsphinx's reading of speech and its forced alignment of a known transcript."""
+"""vqspeech/eval/words.py: pocketsphinx's reading of speech, its forced alignment of a known transcript, and word agreement."""
 
 import shutil
 import subprocess
@@ -6,6 +6,7 @@ import subprocess
 import numpy as np
 import pytest
 
+from tests.conftest import synthetic_voice
 from vqspeech import audio
 from vqspeech.eval import words
 
@@ -35,3 +36,21 @@ def test_forced_alignment_finds_flite_s_own_phone_boundaries(tmp_path):
 def test_alignment_of_words_that_are_not_there_is_refused_not_invented():
     noise = np.random.default_rng(0).normal(0, 0.01, 16000).astype(np.float32)
     assert words.align_phones(noise, "qqqzzz") is None  # not in the dictionary
+
+
+def test_word_agreement():
+    assert words.edit_distance("the cat sat".split(), "the bat sat down".split()) == 2
+    assert words.agreement("a b c d".split(), "a b c d".split()) == 1.0
+    assert words.agreement("a b c d".split(), "a x c".split()) == 0.5
+    assert words.agreement("a b".split(), "x y z w v".split()) == 0.0
+    assert np.isnan(words.agreement([], ["a"]))
+
+
+@needs_flite
+def test_pocketsphinx_hears_words_whatever_came_before(tmp_path):
+    subprocess.run(["flite", "-t", "the quick brown fox jumps over the lazy dog", "-o", str(tmp_path / "fox.wav")], check=True)
+    fox = audio.load(tmp_path / "fox.wav")
+    first = words.recognise(fox)
+    assert len({"quick", "brown", "fox", "over"} & set(first)) >= 3, first
+    words.recognise(audio.normalise(synthetic_voice(1.0, 150.0, 0)))  # something else in between must not change the next reading
+    assert words.recognise(fox) == first
