@@ -187,7 +187,7 @@ def build(model: VQSpeech, workdir: Path, limits: Limits | None = None) -> gr.Bl
         progress(0.15, desc="Encoding to .vqs")
         try:
             data = api.encode_audio(model, wav, rate, speaker=api.AUTO_SPEAKER if own else voice)
-            vqs = _out_path(workdir, source, api.VQS_EXTENSION)
+            vqs = _out_path(workdir, source, bitstream.VQS_EXTENSION)
             api.write_atomic(vqs, data)
             progress(0.3, desc=f"Decoding with the {decoder} decoder")
             out, header = api.decode_bytes(model, data, speaker=None if own else voice, decoder=decoder)

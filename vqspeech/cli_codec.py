@@ -71,10 +71,10 @@ def cmd_encode(args) -> int:
         h = api.encode_file(model, src, dst, force=args.force, speaker=None if args.speaker == "none" else args.speaker,
                             prior=False if args.no_prior else (args.prior or True), refine_steps=args.refine)
         size = dst.stat().st_size
-        whole = f"{size * 8 / h.duration / 1000:.2f} kbit/s" if h.duration else "empty"
         # Range-coded files are smaller than the packed payload the header's nominal bitrate counts: say which.
-        coding = ("range-coded under the prior" if h.prior else f"packed payload {h.bitrate / 1000:.2f} kbit/s")
-        return f"{src} -> {dst}: {h.duration:.2f} s, {size} bytes, {whole} ({coding}), voice {h.speaker or 'not recorded'}"
+        coding = "range-coded under the prior" if h.prior else f"packed payload {h.bitrate / 1000:.2f} kbit/s"
+        return (f"{src} -> {dst}: {h.duration:.2f} s, {size} bytes, {size * 8 / h.duration / 1000:.2f} kbit/s ({coding}), "
+                f"voice {h.speaker or 'not recorded'}")
 
     n_inputs = len(jobs) + len(failures)
     failures += batch.run_batch(jobs, work, progress=not args.quiet)

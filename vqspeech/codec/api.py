@@ -21,7 +21,7 @@ from vqspeech import audio
 from vqspeech.audio import AudioError
 from vqspeech.codec import bitstream, entropy, stream
 from vqspeech.data import codes as code_streams
-from vqspeech.codec.bitstream import VQS_EXTENSION, BitstreamError, Header  # noqa: F401 (the demo names it)
+from vqspeech.codec.bitstream import VQS_EXTENSION, BitstreamError, Header
 from vqspeech.fileio import atomic_path
 from vqspeech.models import encoding, refine
 from vqspeech.models.vqvae import Encoded, VQSpeech, model_fingerprint
