@@ -22,7 +22,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(REPO))
-from vc_unseen import HeldOutVoices  # noqa: E402
+from vc_voices import HeldOutVoices  # noqa: E402
 
 from vqspeech import checkpoint, conversion  # noqa: E402
 

@@ -30,7 +30,7 @@ sys.path.insert(0, str(REPO))
 
 from bench.common import machine_note, write_atomic  # noqa: E402
 from bench.vc_sources import flat  # noqa: E402
-from bench.vc_unseen import SR, HeldOutVoices  # noqa: E402
+from bench.vc_voices import SR, HeldOutVoices  # noqa: E402
 from vqspeech import audio, checkpoint, conversion  # noqa: E402
 from vqspeech.data import corpora  # noqa: E402
 from vqspeech.models.encoding import Encoded  # noqa: E402

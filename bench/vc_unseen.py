@@ -43,7 +43,6 @@ import math
 import re
 import sys
 import time
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -52,66 +51,14 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from vqspeech import audio, checkpoint, conversion, latent_match, speaker_encoder  # noqa: E402
+from vqspeech import audio, checkpoint, conversion, latent_match  # noqa: E402
 from vqspeech.data import corpora  # noqa: E402
-from vqspeech.eval import speaker_id, speaker_judge, words  # noqa: E402
+from vqspeech.eval import words  # noqa: E402
 from bench.vc_sources import flat, formant_scale, run_length, stretch, warped  # noqa: E402
+from bench.vc_voices import N_REFERENCES, SR, HeldOutVoices, seen_lookalikes  # noqa: E402
 
-SR = 16000
-N_REFERENCES = 3
 PREFIX = {"plain": "", "centred": "c", "shifted": "s"}  # latent_match.SEARCHES -> the kNN systems' name prefix
 SEARCH = {prefix: search for search, prefix in PREFIX.items()}
-
-
-def speechocean_voices(root: Path, speakers) -> tuple[dict[str, list[np.ndarray]], dict[str, str]]:
-    """speaker -> recordings (sorted by utterance id, loaded as the CLI loads audio), speaker -> group, for the
-    speechocean762 speakers named."""
-    recordings: dict[str, list[np.ndarray]] = defaultdict(list)
-    for it in sorted(corpora.speechocean762(root), key=lambda it: it.utterance):
-        if it.speaker in speakers:
-            recordings[it.speaker].append(audio.load(it.path, SR))
-    info = corpora.speechocean762_speakers(root)
-    groups = {s: f"{info[s].region} {'female' if info[s].gender == 'F' else 'male'}" for s in recordings}
-    return dict(recordings), groups
-
-
-def unseen_speakers(root: Path) -> tuple[dict[str, list[np.ndarray]], dict[str, str]]:
-    """The held-out speakers' recordings and groups (speechocean_voices)."""
-    return speechocean_voices(root, {it.speaker for it in corpora.speechocean762(root) if it.split == "unseen"})
-
-
-def seen_lookalikes(root: Path, seed: int = 0) -> list[str]:
-    """As many training speakers of speechocean762 as there are held-out ones, group for group (adult/child x
-    female/male), drawn at random: a control set of voices the model heard, for the same bench."""
-    items = corpora.speechocean762(root)
-    info = corpora.speechocean762_speakers(root)
-    group = {s: (info[s].region, info[s].gender) for s in info}
-    unseen = sorted({it.speaker for it in items if it.split == "unseen"})
-    seen = sorted({it.speaker for it in items if it.split != "unseen"})
-    rng = np.random.default_rng(seed)
-    chosen = []
-    for g in sorted({group[s] for s in unseen}):
-        pool = [s for s in seen if group[s] == g]
-        chosen += rng.choice(pool, size=sum(group[s] == g for s in unseen), replace=False).tolist()
-    return sorted(chosen)
-
-
-class HeldOutVoices:
-    """The 20 held-out voices as the conversion benches use them (or other speechocean762 speakers, `speakers`):
-    each speaker's first N_REFERENCES recordings are the references a voice is found from, the rest enrol the two
-    judges, which name a recording's speaker."""
-
-    def __init__(self, root: Path, speakers=None):
-        recordings, self.groups = unseen_speakers(root) if speakers is None else speechocean_voices(root, set(speakers))
-        self.names = sorted(recordings)
-        self.refs = {t: recordings[t][:N_REFERENCES] for t in self.names}
-        enrol = {t: recordings[t][N_REFERENCES:] for t in self.names}
-        self.centroids = np.stack([speaker_encoder.embed_speaker(enrol[t]) for t in self.names])
-        self.judge = speaker_judge.SpeakerJudge.fit(enrol)
-
-    def judged(self, wav: np.ndarray) -> tuple[str, str]:
-        """-> (the speaker resemblyzer names, the speaker the MFCC judge names)."""
-        return speaker_id.nearest(speaker_encoder.embed(wav), self.names, self.centroids), self.judge.identify(wav)
 
 
 def main() -> None:
@@ -133,6 +80,9 @@ def main() -> None:
                    help=f"steps of method adapt's fine-tuning (default conversion.ADAPT_STEPS, {conversion.ADAPT_STEPS})")
     p.add_argument("--adapt-lr", type=float, default=None,
                    help=f"step size of method adapt's fine-tuning (default conversion.ADAPT_LR, {conversion.ADAPT_LR:g})")
+    p.add_argument("--revoice", type=int, default=None, metavar="N",
+                   help="adaptation also reads the references' codes re-voiced in N training voices (default "
+                        "conversion.REVOICE_VOICES; 0: their own codes only, as before session 19)")
     p.add_argument("--match-k", type=int, nargs="*", default=[], help="also convert with kNN-matched latents, for each K")
     p.add_argument("--match-blend", type=float, nargs="+", default=[1.0], metavar="B",
                    help="kNN systems, for each B: each latent frame (1 - B) * its own + B * the mean of its matches "
@@ -163,6 +113,7 @@ def main() -> None:
     torch.set_num_threads(1)
     conversion.ADAPT_STEPS = args.adapt_steps or conversion.ADAPT_STEPS
     conversion.ADAPT_LR = args.adapt_lr or conversion.ADAPT_LR
+    conversion.REVOICE_VOICES = conversion.REVOICE_VOICES if args.revoice is None else args.revoice
     latent_match.MEAN_FLOOR_DB = args.mean_floor_db if args.mean_floor_db is not None else latent_match.MEAN_FLOOR_DB
     t0 = time.perf_counter()
     import librosa
@@ -284,6 +235,13 @@ def main() -> None:
                  resynthesis)
 
 
+def adapt_note() -> str:
+    """How method adapt ran, for the report."""
+    revoiced = (f", {conversion.REVOICE_SHARE:g} of its crops from the references' codes re-voiced in {conversion.REVOICE_VOICES} "
+                "training voices" if conversion.REVOICE_VOICES else ", the references' own codes only")
+    return f", {conversion.ADAPT_STEPS} steps at lr {conversion.ADAPT_LR:g}{revoiced}"
+
+
 def share(rows: list[dict], key: str) -> str:
     return f"{np.mean([r[key] for r in rows]):.0%}" if rows else "-"
 
@@ -383,7 +341,7 @@ def write_report(args, rows, ceiling, groups, voice_seconds, wall, model_voice: 
             lines.append(f"| {s} | {system} | {share(r, 'id_resemblyzer')} | {share(r, 'id_mfcc')} |")
     lines += [
         "",
-        f"- Finding each voice from its references (method {method}{f', {conversion.ADAPT_STEPS} steps at lr {conversion.ADAPT_LR:g}' if method == 'adapt' else ''}) took "
+        f"- Finding each voice from its references (method {method}{adapt_note() if method == 'adapt' else ''}) took "
         f"{voice_seconds:.2f} s (once per target, not in the RTF).",
         ("- This model (voice=vector) is conditioned on resemblyzer d-vectors: the resemblyzer column grades it with its "
          "own teacher. " if model_voice == "vector" else

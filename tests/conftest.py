@@ -7,7 +7,9 @@ import pytest
 import soundfile as sf
 import torch
 
+from vqspeech import speaker_encoder
 from vqspeech.config import Config, load_config
+from vqspeech.models.vqvae import VQSpeech
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -95,3 +97,30 @@ def manifest(tmp_path, corpus_dir) -> Path:
     path, problems = prepare(corpora.folder_per_speaker(corpus_dir, valid_per_speaker=1), tmp_path / "prepared")
     assert problems == []
     return path
+
+
+# --- vector-voice models and a stand-in for resemblyzer -----------------------------------------------------
+
+_PROJECTION = np.random.default_rng(7).standard_normal((129, speaker_encoder.EMBEDDING_DIM))
+
+
+def fake_embed(wav: np.ndarray) -> np.ndarray:
+    """A deterministic stand-in for resemblyzer: a unit vector from the recording's mean log spectrum, so voices
+    of different pitch get different vectors (the real model costs seconds to load, and is tested elsewhere)."""
+    wav = np.asarray(wav, np.float32)
+    frames = np.lib.stride_tricks.sliding_window_view(np.pad(wav, (0, max(0, 256 - wav.size))), 256)[::128]
+    log_spec = np.log(np.abs(np.fft.rfft(frames * np.hanning(256), axis=1)).mean(0) + 1e-4)
+    v = (log_spec - log_spec.mean()) @ _PROJECTION
+    return (v / np.linalg.norm(v)).astype(np.float32)
+
+
+@pytest.fixture
+def fake_resemblyzer(monkeypatch):
+    monkeypatch.setattr(speaker_encoder, "embed", fake_embed)
+
+
+def vector_model(seed: int = 0) -> VQSpeech:
+    model, _ = tiny_codec_model(seed, voice="vector", parallel_decoder=True, lf0={"bob": (110.0, 0.15)})
+    with torch.no_grad():
+        model.speaker_dvectors.copy_(torch.from_numpy(np.stack([fake_embed(synthetic_voice(1.0, f, 3)) for f in (210, 110)])))
+    return model

@@ -10,7 +10,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from tests.conftest import DEBUG_OVERLAY, synthetic_voice, tiny_codec_model
+from tests.conftest import DEBUG_OVERLAY, fake_embed, synthetic_voice, vector_model
 from vqspeech import audio, conversion, latent_match, speaker_encoder
 from vqspeech.codec import api, bitstream
 from vqspeech.config import load_config, to_dict
@@ -23,24 +23,6 @@ from vqspeech.train.loop import Trainer
 from vqspeech.train.parallel_loop import ParallelObjective, init_voice_projection
 
 SR = 16000
-_PROJECTION = np.random.default_rng(7).standard_normal((129, speaker_encoder.EMBEDDING_DIM))
-
-
-def fake_embed(wav: np.ndarray) -> np.ndarray:
-    """A deterministic stand-in for resemblyzer: a unit vector from the recording's mean log spectrum, so voices
-    of different pitch get different vectors (the real model costs seconds to load, and is tested elsewhere)."""
-    wav = np.asarray(wav, np.float32)
-    frames = np.lib.stride_tricks.sliding_window_view(np.pad(wav, (0, max(0, 256 - wav.size))), 256)[::128]
-    log_spec = np.log(np.abs(np.fft.rfft(frames * np.hanning(256), axis=1)).mean(0) + 1e-4)
-    v = (log_spec - log_spec.mean()) @ _PROJECTION
-    return (v / np.linalg.norm(v)).astype(np.float32)
-
-
-@pytest.fixture
-def fake_resemblyzer(monkeypatch):
-    monkeypatch.setattr(speaker_encoder, "embed", fake_embed)
-
-
 # --- corpora -----------------------------------------------------------------------------------------------
 
 def write_speechocean(root, speakers: dict[str, tuple[int, str]], per_speaker: int = 3):
@@ -123,13 +105,6 @@ def test_corpus_weights_and_voice_swap(tmp_path, corpus_dir, fake_resemblyzer):
 
 # --- the vector-voice model ----------------------------------------------------------------------------------
 
-def vector_model(seed: int = 0) -> VQSpeech:
-    model, _ = tiny_codec_model(seed, voice="vector", parallel_decoder=True, lf0={"bob": (110.0, 0.15)})
-    with torch.no_grad():
-        model.speaker_dvectors.copy_(torch.from_numpy(np.stack([fake_embed(synthetic_voice(1.0, f, 3)) for f in (210, 110)])))
-    return model
-
-
 def save_model(model: VQSpeech, path) -> None:
     """A model file of `model` that `--model path` loads."""
     config = load_config(DEBUG_OVERLAY)
@@ -167,57 +142,6 @@ def test_a_file_without_a_voice_vector_decodes_in_the_recorded_voice(fake_resemb
     out, _ = api.decode_bytes(model, data)
     expect = model.decode(enc, "bob", generator=torch.Generator().manual_seed(0))
     np.testing.assert_allclose(out, expect, atol=1e-5)
-
-
-def test_conversion_to_references_maps_their_d_vector(fake_resemblyzer):
-    model = vector_model()
-    refs = [synthetic_voice(1.5, 260, seed=s) for s in (5, 6)]
-    voice = conversion.reference_voice(model, refs, method="embed")
-    assert voice.weights is None and voice.decoder is None and abs(voice.lf0[0] - np.log(260)) < 0.15
-    d = torch.from_numpy(np.mean([fake_embed(r) for r in refs], 0))
-    expect = model.dvector_voice((d / d.norm())[None])[0]
-    torch.testing.assert_close(voice.vector, bitstream.quantise_voice(expect), atol=1e-6, rtol=0)
-    with pytest.raises(ValueError, match="for table-voice models"):
-        conversion.reference_voice(model, refs, method="fit")
-
-
-def test_adapting_the_decoder_to_references_renders_them_closer_and_leaves_the_model_alone(fake_resemblyzer, monkeypatch):
-    import auraloss
-
-    monkeypatch.setattr(conversion, "ADAPT_STEPS", 25)  # a tiny model moves as far in fewer steps (and the suite is short)
-
-    model = vector_model()
-    refs = [synthetic_voice(1.5, 260, seed=s) for s in (5, 6)]
-    before = {k: v.clone() for k, v in model.parallel.state_dict().items()}
-    embedded = conversion.reference_voice(model, refs, method="embed")
-    adapted = conversion.reference_voice(model, refs, method="adapt")
-    torch.testing.assert_close(adapted.vector, embedded.vector, atol=0, rtol=0)  # only the decoder moves
-    assert embedded.decoder is None and adapted.decoder is not model.parallel
-    for k, v in model.parallel.state_dict().items():
-        torch.testing.assert_close(v, before[k], atol=0, rtol=0)
-    loss = auraloss.freq.MultiResolutionSTFTLoss()
-
-    def error(voice):  # how far the rendering of each reference's own codes is from it
-        outs = [conversion.render(model, model.encode(r), voice, generator=torch.Generator().manual_seed(0)) for r in refs]
-        return sum(float(loss(torch.from_numpy(o)[None, None], torch.from_numpy(r[: len(o)])[None, None])) for o, r in zip(outs, refs))
-
-    # the shipped step size moves a real model's decoder; a random tiny one needs a larger one to move in 25 steps
-    faster = conversion.Voice(embedded.vector, embedded.lf0, None, conversion.adapt_decoder(model, refs, embedded.vector, lr=1e-2))
-    assert error(faster) < 0.9 * error(embedded)
-    again = conversion.reference_voice(model, refs)  # adapt is a vector-voice model's default; seeded: the same decoder
-    for k, v in again.decoder.state_dict().items():
-        torch.testing.assert_close(v, adapted.decoder.state_dict()[k], atol=0, rtol=0)
-
-
-def test_references_that_cannot_place_a_voice_are_refused(fake_resemblyzer):
-    model = vector_model()
-    rng = np.random.default_rng(0)
-    with pytest.raises(ValueError, match="too short .0.40 s"):
-        conversion.reference_voice(model, [synthetic_voice(0.4, 200, seed=1)])
-    with pytest.raises(ValueError, match="silent"):
-        conversion.reference_voice(model, [np.zeros(2 * SR, np.float32)])
-    with pytest.raises(ValueError, match="is it speech"):
-        conversion.reference_voice(model, [(0.3 * rng.standard_normal(2 * SR)).astype(np.float32)])
 
 
 def test_a_table_model_transplants_into_a_vector_voice_one(manifest, tmp_path, fake_resemblyzer):

@@ -61,6 +61,11 @@ FIT_MAX_SECONDS = 20.0  # references beyond this are not used by the fit (its co
 ADAPT_STEPS = 60  # conversions to 20 unseen voices, at lr 1e-4: 25 / 60 / 150 steps named the target 69 / 77 / 85 %
 ADAPT_LR = 3e-4   # (MFCC judge), 59-61 % (resemblyzer), words unchanged; 60 steps at 3e-4: the same as 150 at 1e-4
 ADAPT_CROP_SECONDS = 2.0  # each step renders a random crop of every reference, so a step costs the same for any length
+# Adaptation also reads each reference's codes as they come back from the encoder after the reference was rendered in
+# REVOICE_VOICES training voices (drawn at random, seeded), on REVOICE_SHARE of its crops: the codes of a source keep
+# some of its speaker, and this teaches the adapted decoder to render the target from codes that carry another voice.
+REVOICE_VOICES = 0  # measured in session 19 before it became a default: see README
+REVOICE_SHARE = 0.5
 BLEND_TEMPERATURE = 0.02  # cosine similarities of d-vectors differ by ~0.1-0.2 between voices
 RIDGE_LAMBDA = 0.1  # on centred unit d-vectors, whose squared distances are ~0.1-0.5
 MIN_VOICED_SECONDS = 0.3
@@ -251,12 +256,35 @@ def _fit_weights(model: VQSpeech, references: list[np.ndarray], rows: torch.Tens
     return torch.softmax(logits.detach(), 0)
 
 
+def revoiced_codes(model: VQSpeech, encoded, voices: list[tuple[torch.Tensor, tuple[float, float]]],
+                   seed: int = 0) -> list[torch.Tensor]:
+    """One reference's Encoded -> its codes [F] as the encoder gives them back after the reference is rendered in
+    each of `voices` ((voice vector [speaker_dim], log-F0 mean and std) each): the same words and timing, with
+    another speaker's trace in the codes, as a source's codes carry its speaker's."""
+    out = []
+    for i, (vector, lf0) in enumerate(voices):
+        rendered = model.decode(encoded, None, lf0=lf0, speaker_vector=vector, decoder="parallel",
+                                generator=torch.Generator().manual_seed(seed + i))
+        out.append(model.encode(rendered).codes)
+    return out
+
+
+def training_voices(model: VQSpeech, count: int, seed: int = 0) -> list[tuple[torch.Tensor, tuple[float, float]]]:
+    """`count` of the model's training speakers, drawn at random (seeded): [(voice vector, log-F0 mean and std)]."""
+    picks = np.random.default_rng(seed).choice(len(model.speaker_names), min(count, len(model.speaker_names)), replace=False)
+    with torch.no_grad():
+        return [(model.speaker_voice(torch.tensor([int(i)], device=model.device))[0].float().cpu(), model.speaker_pitch(int(i)))
+                for i in picks]
+
+
 def adapt_decoder(model: VQSpeech, references: list[np.ndarray], vector: torch.Tensor, steps: int | None = None,
-                  lr: float | None = None, seed: int = 0) -> torch.nn.Module:
+                  lr: float | None = None, seed: int = 0, revoice: int | None = None) -> torch.nn.Module:
     """A copy of the model's parallel decoder fine-tuned on the references [T_i], each decoded from its own codes,
     pitch and log-F0 statistics in voice `vector` [speaker_dim], by the multi-resolution STFT loss it was trained
     with. The model itself is untouched. Each step takes one random ADAPT_CROP_SECONDS crop of every reference
-    (seeded: the same references give the same decoder) and fresh decoder noise. steps, lr: ADAPT_STEPS, ADAPT_LR."""
+    (seeded: the same references give the same decoder) and fresh decoder noise; on REVOICE_SHARE of them the crop's
+    codes are the reference's re-voiced ones (revoiced_codes, in `revoice` random training voices; None:
+    REVOICE_VOICES, 0: none). steps, lr: ADAPT_STEPS, ADAPT_LR."""
     from vqspeech.models.parallel import stft_loss
 
     if model.parallel is None:
@@ -267,27 +295,32 @@ def adapt_decoder(model: VQSpeech, references: list[np.ndarray], vector: torch.T
     crop = int(ADAPT_CROP_SECONDS * c.sample_rate) // c.pitch_hop * c.pitch_frames  # code frames, whole pitch frames
     dev = model.device
     voice = vector.float().reshape(1, -1).to(dev)
-    items = []  # (cond [1, C, F], f0 [1, F * hop], waveform [F * hop]) per reference
+    others = training_voices(model, REVOICE_VOICES if revoice is None else revoice, seed)
+    items = []  # ([cond [1, C, F]: own codes, then re-voiced], f0 [1, F * hop], waveform [F * hop]) per reference
     with torch.no_grad():
-        for r in references:
+        for k, r in enumerate(references):
             if budget <= 0:
                 break
             r, budget = r[:budget], budget - len(r)
             enc = model.encode(r)
             top = None if enc.top is None else enc.top[None].to(dev)
             pitch = None if enc.pitch is None else enc.pitch[None].to(dev)
-            cond = model.condition(model.dequantise(enc.codes[None].to(dev), top), voice, pitch).float()
+            conds = [model.condition(model.dequantise(codes[None].to(dev), top), voice, pitch).float()
+                     for codes in [enc.codes, *revoiced_codes(model, enc, others, seed + 7 * k)]]
             f0 = model.f0(pitch, torch.tensor([[enc.lf0_mean, enc.lf0_std]], device=dev))
-            items.append((cond, f0, F.pad(torch.from_numpy(r), (0, model.pad_length(len(r)) - len(r))).to(dev)))
+            items.append((conds, f0, F.pad(torch.from_numpy(r), (0, model.pad_length(len(r)) - len(r))).to(dev)))
     decoder = copy.deepcopy(model.parallel).float().train()
     opt = torch.optim.Adam(decoder.parameters(), lr=lr or ADAPT_LR)
     generator = torch.Generator().manual_seed(seed)
     with torch.enable_grad():
         for _ in range(steps or ADAPT_STEPS):
             loss = 0.0
-            for cond, f0, wav in items:
-                n = cond.shape[-1]
+            for conds, f0, wav in items:
+                n = conds[0].shape[-1]
                 start = int(torch.randint(0, max(1, (n - crop) // c.pitch_frames + 1), (1,), generator=generator)) * c.pitch_frames
+                cond = conds[0]
+                if len(conds) > 1 and float(torch.rand(1, generator=generator)) < REVOICE_SHARE:
+                    cond = conds[1 + int(torch.randint(0, len(conds) - 1, (1,), generator=generator))]
                 frames = slice(start, min(start + crop, n))
                 samples = slice(frames.start * c.hop, frames.stop * c.hop)
                 noise = torch.randn(1, samples.stop - samples.start, generator=generator).to(dev)
