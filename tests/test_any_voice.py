@@ -282,6 +282,19 @@ def test_convert_names_the_references_that_cannot_place_a_voice(fake_resemblyzer
     assert main(["convert", str(tmp_path / "a.wav"), "--to-reference", str(tmp_path / "ref.wav"), "--model", str(path),
                  "--match-k", "0", "-o", str(tmp_path / "unmatched.wav"), "-q"]) == 0
     assert len(matches) == 1
+    adapted = []
+    original_adapt = conversion.adapt_decoder
+    monkeypatch.setattr(conversion, "adapt_decoder", lambda model, refs, vector, steps=None, revoice=None, **kw: (
+        adapted.append((steps, revoice)), original_adapt(model, refs, vector, steps=steps, revoice=revoice, **kw))[1])
+    assert main(["convert", str(tmp_path / "a.wav"), "--to-reference", str(tmp_path / "ref.wav"), "--model", str(path),
+                 "--adapt-steps", "3", "--revoice", "1", "-o", str(tmp_path / "revoiced.wav"), "-q"]) == 0
+    assert adapted == [(3, 1)] and sf.info(tmp_path / "revoiced.wav").frames == SR // 2
+    for flags, problem in ((["--revoice", "-1"], "--revoice -1: give at least 0"), (["--adapt-steps", "0"], "give at least 1"),
+                           (["--revoice", "2", "--method", "embed"], "give --to-reference (method adapt)")):
+        assert main(["convert", str(tmp_path / "a.wav"), "--to-reference", str(tmp_path / "ref.wav"), "--model", str(path),
+                     *flags, "-o", str(tmp_path / "bad.wav")]) == 2
+        err = capsys.readouterr().err
+        assert problem in err and len(err.strip().splitlines()) == 1 and not (tmp_path / "bad.wav").exists()
 
 
 def test_the_mfcc_judge_tells_voices_apart_without_resemblyzer(monkeypatch):

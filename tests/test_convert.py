@@ -288,6 +288,8 @@ def test_convert_usage_errors_exit_2(model_file, tmp_path, capsys):
     assert "give --to-reference, not --to" in capsys.readouterr().err
     assert run("convert", a, "--to-reference", a, "--match-blend", "1.5", "--model", model_file) == 2
     assert "--match-blend 1.5: give the share of the way to the matches, in (0, 1]" in capsys.readouterr().err
+    assert run("convert", a, "--to-reference", a, "--revoice", "2", "--model", model_file) == 2  # a table model fits
+    assert "--adapt-steps/--revoice tune method adapt; this model finds voices by 'fit'" in capsys.readouterr().err
     with pytest.raises(SystemExit):  # argparse: --to and --to-reference together
         run("convert", a, "--to", "bob", "--to-reference", a)
     assert not list(tmp_path.glob("*.converted.wav")) and not list(tmp_path.glob("*.bob.wav"))

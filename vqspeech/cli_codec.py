@@ -171,6 +171,11 @@ def cmd_convert(args) -> int:
         raise ValueError(f"--match-k {args.match_k}: give a number of frames (0: no matching)")
     if args.match_blend is not None and not 0.0 < args.match_blend <= 1.0:
         raise ValueError(f"--match-blend {args.match_blend:g}: give the share of the way to the matches, in (0, 1]")
+    for flag, value, least in (("--adapt-steps", args.adapt_steps, 1), ("--revoice", args.revoice, 0)):
+        if value is not None and (args.to is not None or args.method not in (None, "adapt")):
+            raise ValueError(f"{flag} tunes the decoder's adaptation to reference recordings: give --to-reference (method adapt)")
+        if value is not None and value < least:
+            raise ValueError(f"{flag} {value}: give at least {least}")
     model = _vc_model(args) if jobs else None
     voice = match = None
     if jobs and args.decoder == "parallel" and model.parallel is None:
@@ -180,16 +185,20 @@ def cmd_convert(args) -> int:
     elif jobs:  # one voice for every input: the references are read and analysed once
         refs = [audio.load(r, model.config.sample_rate) for r in args.to_reference]
         adapting = (args.method or conversion.default_method(model)) == "adapt"  # = "embed", then the decoder adapted
+        if not adapting and (args.adapt_steps is not None or args.revoice is not None):
+            raise ValueError(f"--adapt-steps/--revoice tune method adapt; this model finds voices by "
+                             f"{args.method or conversion.default_method(model)!r} (a vector-voice model such as anyvoice adapts)")
         try:
             voice = conversion.reference_voice(model, refs, method="embed" if adapting else args.method, bank=model.voice_bank)
         except ValueError as e:  # the references as a whole cannot place a voice: say which files they were
             raise ValueError(f"--to-reference {' '.join(map(str, args.to_reference))}: {e}") from None
         if adapting:  # the one slow step, once the references are known to place a voice: say so before it starts
+            steps = args.adapt_steps or conversion.ADAPT_STEPS
             if not args.quiet:
-                print(f"adapting the decoder to the references ({conversion.ADAPT_STEPS} steps, 15-20 s on one core; "
+                print(f"adapting the decoder to the references ({steps} steps, about {steps // 3} s on one core; "
                       "--method embed skips it)", file=sys.stderr)
             start = time.perf_counter()
-            voice.decoder = conversion.adapt_decoder(model, refs, voice.vector)
+            voice.decoder = conversion.adapt_decoder(model, refs, voice.vector, steps=steps, revoice=args.revoice)
             if not args.quiet:
                 print(f"adapted in {time.perf_counter() - start:.0f} s", file=sys.stderr)
         match = latent_match.reference_match(model, refs, args.match_k, args.match_blend, args.match_search)
@@ -253,6 +262,13 @@ def add_commands(sub, model_help: str) -> None:
                         "the references' d-vector, and the decoder fine-tuned to them, 15-20 s on one core; embed: the "
                         "d-vector alone, instant; fit for a table-voice model such as the default; see vqspeech/conversion.py)")
     p.add_argument("--voices", help="voice bank for --method blend/ridge (default: MODEL.voices.npz)")
+    p.add_argument("--adapt-steps", type=int, default=None, metavar="N",
+                   help="method adapt: fine-tuning steps (default conversion.ADAPT_STEPS, 60; each ~0.3 s on one core)")
+    p.add_argument("--revoice", type=int, default=None, metavar="N",
+                   help="method adapt: also teach the decoder the references' codes as N training voices leave them, so "
+                        "that less of the input's own voice comes through (default conversion.REVOICE_VOICES; "
+                        "0: their own codes only). With --adapt-steps 120 --revoice 4 the 20 held-out voices are named "
+                        "more often, for some words (README, bench/results/vc-unseen-v4.1-adapt120-revoice4-160.md)")
     p.add_argument("--match-k", type=int, default=None, metavar="K",
                    help="with --to-reference: each frame of the input's latents moved --match-blend of the way to the "
                         "mean of its K nearest frames of the references' (kNN-VC's matching, latent_match.LatentMatch): more "
