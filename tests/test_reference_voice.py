@@ -103,3 +103,15 @@ def test_references_that_cannot_place_a_voice_are_refused(fake_resemblyzer):
         conversion.reference_voice(model, [np.zeros(2 * SR, np.float32)])
     with pytest.raises(ValueError, match="is it speech"):
         conversion.reference_voice(model, [(0.3 * rng.standard_normal(2 * SR)).astype(np.float32)])
+
+
+def test_the_python_api_tunes_the_adaptation_as_the_command_line_does(fake_resemblyzer, monkeypatch):
+    model = vector_model()
+    refs = [synthetic_voice(1.5, 260, seed=5)]
+    seen = []
+    monkeypatch.setattr(conversion, "adapt_decoder", lambda model, refs, vector, steps=None, revoice=None: (
+        seen.append((steps, revoice)), model.parallel)[1])
+    out = conversion.convert(model, synthetic_voice(0.5, 150, seed=2), references=refs, adapt_steps=3, revoice=2, match_k=0)
+    assert seen == [(3, 2)] and out.shape == (SR // 2,)
+    conversion.reference_voice(model, refs)
+    assert seen[-1] == (None, None)  # the module's defaults

@@ -18,6 +18,11 @@ encoder latents move a third of the way to their nearest frames in the reference
 kNN-VC's matching, blended because a few seconds of references cover few of the source's phones; the neighbours
 found with each side's mean latent removed, so that the offset between two speakers does not pick wrong phones):
 the codes carry less of the source.
+Re-voiced references (adapt_decoder's `revoice`, `vqspeech convert --revoice N`): the source's codes still carry some
+of its speaker, and the decoder adapted to the references' own codes has only ever seen codes that carry the target.
+So adaptation can also read each reference's codes as they come back from the encoder after the reference was
+rendered in N training voices (revoiced_codes: the same words, timing and audio to aim at, another speaker's trace in
+the codes), teaching the adapted decoder to render the target from codes that carry another voice.
 Refining the voice vector alone the same way as "adapt" moved held-out recordings of the voice by 0.01 in that loss:
 the decoder, not the vector's place, limits an unseen voice.
 
@@ -61,10 +66,10 @@ FIT_MAX_SECONDS = 20.0  # references beyond this are not used by the fit (its co
 ADAPT_STEPS = 60  # conversions to 20 unseen voices, at lr 1e-4: 25 / 60 / 150 steps named the target 69 / 77 / 85 %
 ADAPT_LR = 3e-4   # (MFCC judge), 59-61 % (resemblyzer), words unchanged; 60 steps at 3e-4: the same as 150 at 1e-4
 ADAPT_CROP_SECONDS = 2.0  # each step renders a random crop of every reference, so a step costs the same for any length
-# Adaptation also reads each reference's codes as they come back from the encoder after the reference was rendered in
-# REVOICE_VOICES training voices (drawn at random, seeded), on REVOICE_SHARE of its crops: the codes of a source keep
-# some of its speaker, and this teaches the adapted decoder to render the target from codes that carry another voice.
-REVOICE_VOICES = 0  # measured in session 19 before it became a default: see README
+# Re-voiced references (see above): REVOICE_VOICES training voices (drawn at random, seeded), on REVOICE_SHARE of each
+# reference's crops. Off by default: with 60 steps it halves the steps on the references' own codes (the MFCC judge
+# fell 6 points); with 120 steps see README ("re-voiced references").
+REVOICE_VOICES = 0
 REVOICE_SHARE = 0.5
 BLEND_TEMPERATURE = 0.02  # cosine similarities of d-vectors differ by ~0.1-0.2 between voices
 RIDGE_LAMBDA = 0.1  # on centred unit d-vectors, whose squared distances are ~0.1-0.5
@@ -83,13 +88,15 @@ class Voice:
 
 def convert(model: VQSpeech, wav: np.ndarray, target: str | None = None, references: list[np.ndarray] | None = None,
             decoder: str | None = None, generator: torch.Generator | None = None, match_k: int | None = None,
-            match_blend: float | None = None, match_search: str | None = None) -> np.ndarray:
+            match_blend: float | None = None, match_search: str | None = None, adapt_steps: int | None = None,
+            revoice: int | None = None) -> np.ndarray:
     """wav: float32 [T] at the model's rate (as audio.load gives it) -> the same words in another voice [T].
 
     Exactly one of `target` (a training speaker's name) or `references` (waveforms of an unseen voice,
     a few seconds in all) names the voice. decoder: "autoregressive" or "parallel". match_k > 0 (with
     references): the source's latents are moved `match_blend` of the way to the mean of their match_k nearest
     reference frames first, searched as `match_search` says (latent_match.reference_match; None: its defaults); 0: not matched.
+    adapt_steps, revoice: how a vector-voice model's decoder adapts to the references (adapt_decoder's steps and revoice).
     For many inputs in one voice, find it once (reference_voice, which may adapt a decoder) and render each."""
     if (target is None) == (references is None):
         raise ValueError("give exactly one of a target speaker or reference recordings")
@@ -97,7 +104,7 @@ def convert(model: VQSpeech, wav: np.ndarray, target: str | None = None, referen
         if match_k:
             raise ValueError("matching the latents needs reference recordings of the target")
         return model.decode(model.encode(wav), target, lf0=model.speaker_pitch(target), decoder=decoder, generator=generator)
-    voice = reference_voice(model, references, bank=model.voice_bank)
+    voice = reference_voice(model, references, bank=model.voice_bank, adapt_steps=adapt_steps, revoice=revoice)
     match = reference_match(model, references, match_k, match_blend, match_search)
     encoded = model.encode(wav, latent_map=match if match is None else match.for_source(model, wav))
     return render(model, encoded, voice, decoder=decoder, generator=generator)
@@ -160,12 +167,13 @@ def reference_pitch(model: VQSpeech, references: list[np.ndarray]) -> tuple[floa
 
 
 def reference_voice(model: VQSpeech, references: list[np.ndarray], method: str | None = None, bank=None,
-                    exclude: tuple[str, ...] = ()) -> Voice:
+                    exclude: tuple[str, ...] = (), adapt_steps: int | None = None, revoice: int | None = None) -> Voice:
     """references: float32 waveforms [T_i] of one voice at the model's rate -> Voice.
 
     method: None for the model's default (default_method). bank: a speaker_encoder.VoiceBank (methods "blend"
     and "ridge"). exclude: training speakers whose rows may not be used (the benchmark leaves the target out,
-    so a training speaker stands for an unseen one; "embed" uses no rows)."""
+    so a training speaker stands for an unseen one; "embed" uses no rows). adapt_steps, revoice: method "adapt"'s
+    adapt_decoder(steps=, revoice=) (None: ADAPT_STEPS, REVOICE_VOICES)."""
     method = method or default_method(model)
     if method not in METHODS:
         raise ValueError(f"unknown reference method {method!r}: choose {', '.join(METHODS)}")
@@ -185,7 +193,8 @@ def reference_voice(model: VQSpeech, references: list[np.ndarray], method: str |
         lf0 = reference_pitch(model, references)
         d = torch.from_numpy(speaker_encoder.embed_speaker([r[: int(FIT_MAX_SECONDS * model.config.sample_rate)] for r in references]))
         vector = quantise_voice(model.dvector_voice(d[None])[0])
-        return Voice(vector, lf0, None, adapt_decoder(model, references, vector) if method == "adapt" else None)
+        adapted = adapt_decoder(model, references, vector, adapt_steps, revoice=revoice) if method == "adapt" else None
+        return Voice(vector, lf0, None, adapted)
     allowed = [i for i, n in enumerate(model.speaker_names) if n not in exclude]
     if not allowed:
         raise ValueError("every training speaker is excluded")
