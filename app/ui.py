@@ -158,8 +158,8 @@ def build(model: VQSpeech, workdir: Path, limits: Limits | None = None) -> gr.Bl
             if speaker not in model.speaker_names:
                 raise _refuse("Pick a target speaker.")
             refs, target, label = None, speaker, speaker
-        adapting = refs is not None and vc.default_method(model) == "adapt"  # fine-tunes a decoder copy: 15-20 s on one core
-        progress(0.2, desc="Adapting the decoder to the reference voice (about 20 s)" if adapting else
+        adapting = refs is not None and vc.default_method(model) == "adapt"  # fine-tunes a decoder copy: about 40 s on one core
+        progress(0.2, desc="Adapting the decoder to the reference voice (about 40 s)" if adapting else
                  f"Converting with the {decoder} decoder")
         try:
             out = vc.convert(model, wav, target=target, references=refs, decoder=decoder,

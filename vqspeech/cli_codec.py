@@ -259,16 +259,16 @@ def add_commands(sub, model_help: str) -> None:
     p.add_argument("--model", help=model_help)
     p.add_argument("--method", choices=["embed", "adapt", "fit", "blend", "ridge"], default=None,
                    help="how --to-reference finds the voice (default: adapt for a vector-voice model such as anyvoice: "
-                        "the references' d-vector, and the decoder fine-tuned to them, 15-20 s on one core; embed: the "
+                        "the references' d-vector, and the decoder fine-tuned to them, about 40 s on one core; embed: the "
                         "d-vector alone, instant; fit for a table-voice model such as the default; see vqspeech/conversion.py)")
     p.add_argument("--voices", help="voice bank for --method blend/ridge (default: MODEL.voices.npz)")
     p.add_argument("--adapt-steps", type=int, default=None, metavar="N",
-                   help="method adapt: fine-tuning steps (default conversion.ADAPT_STEPS, 60; each ~0.3 s on one core)")
+                   help="method adapt: fine-tuning steps (default conversion.ADAPT_STEPS, 120; each ~0.3 s on one core)")
     p.add_argument("--revoice", type=int, default=None, metavar="N",
                    help="method adapt: also teach the decoder the references' codes as N training voices leave them, so "
-                        "that less of the input's own voice comes through (default conversion.REVOICE_VOICES; "
-                        "0: their own codes only). With --adapt-steps 120 --revoice 4 the 20 held-out voices are named "
-                        "more often, for some words (README, bench/results/vc-unseen-v4.1-adapt120-revoice4-160.md)")
+                        "that less of the input's own voice comes through (default conversion.REVOICE_VOICES, 4; 0: their own "
+                        "codes only; --adapt-steps 60 --revoice 0: as before session 19, twice as fast, the target "
+                        "named less often, a few more words: bench/results/vc-unseen-v4.1-adapt*-160.md)")
     p.add_argument("--match-k", type=int, default=None, metavar="K",
                    help="with --to-reference: each frame of the input's latents moved --match-blend of the way to the "
                         "mean of its K nearest frames of the references' (kNN-VC's matching, latent_match.LatentMatch): more "
