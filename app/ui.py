@@ -143,6 +143,8 @@ def build(model: VQSpeech, workdir: Path, limits: Limits | None = None) -> gr.Bl
     if model.parallel is not None:
         decoders.insert(0, ("parallel (fast)", "parallel"))
 
+    found = {}  # the conversion module's ReferenceVoices, made on first use: a clip's voice is found once per session
+
     def convert(source, mode, speaker, reference, decoder, progress=gr.Progress(track_tqdm=True)):
         if not can_convert:
             raise _refuse("Voice conversion is not installed in this version of vqspeech (no vqspeech.conversion).")
@@ -158,12 +160,14 @@ def build(model: VQSpeech, workdir: Path, limits: Limits | None = None) -> gr.Bl
             if speaker not in model.speaker_names:
                 raise _refuse("Pick a target speaker.")
             refs, target, label = None, speaker, speaker
-        adapting = refs is not None and vc.default_method(model) == "adapt"  # fine-tunes a decoder copy: about 40 s on one core
-        progress(0.2, desc="Adapting the decoder to the reference voice (about 40 s)" if adapting else
+        voices = found.setdefault("voices", vc.ReferenceVoices())
+        # Method "adapt" fine-tunes a decoder copy: about 40 s on one core, the first time a clip is used.
+        adapting = refs is not None and vc.default_method(model) == "adapt" and not voices.knows(model, refs)
+        progress(0.2, desc="Adapting the decoder to the reference voice (about 40 s; once per clip)" if adapting else
                  f"Converting with the {decoder} decoder")
         try:
             out = vc.convert(model, wav, target=target, references=refs, decoder=decoder,
-                             generator=torch.Generator().manual_seed(0))
+                             generator=torch.Generator().manual_seed(0), voices=voices if refs is not None else None)
         except ValueError as e:  # the library's one-line refusals (a clip too short, an unknown decoder, ...)
             raise _refuse(_first_line(e)) from None
         progress(0.95, desc="Writing the result")

@@ -62,12 +62,13 @@ class ConvertRecorder:
         self.real = real
         self.delay = 0.0  # seconds: lets the browser test see the progress indicator
 
-    def convert(self, model, wav, target=None, references=None, decoder="autoregressive", generator=None):
+    def convert(self, model, wav, target=None, references=None, decoder="autoregressive", generator=None, voices=None):
         assert (target is None) != (references is None), "exactly one of target / references"
-        self.calls.append(dict(wav=wav, target=target, references=references, decoder=decoder))
+        self.calls.append(dict(wav=wav, target=target, references=references, decoder=decoder, voices=voices))
         time.sleep(self.delay)
         if self.real is not None:
-            return self.real.convert(model, wav, target=target, references=references, decoder=decoder, generator=generator)
+            return self.real.convert(model, wav, target=target, references=references, decoder=decoder, generator=generator,
+                                     voices=voices)
         return (0.8 * np.roll(wav, 100)).astype(np.float32)  # same length, not the input itself
 
     def speakers(self, model):
@@ -166,6 +167,11 @@ def test_convert_to_a_reference_clip(server, client, files):
     np.testing.assert_array_equal(call["references"][0], audio.load(files / "reference.flac"))
     _assert_speech_file(out, audio.load(files / "speech.wav").size)
     assert "reference" in status
+    if server.recorder.real is not None:  # the clip's voice is kept: the next conversion to it does not find it again
+        assert call["voices"].knows(server.model, call["references"])
+        client.predict(handle_file(str(files / "speech.wav")), "A reference clip", "alice",
+                       handle_file(str(files / "reference.flac")), "autoregressive", api_name="/convert")
+        assert server.recorder.calls[-1]["voices"] is call["voices"]
 
 
 def test_codec_round_trip(server, client, files):

@@ -115,3 +115,27 @@ def test_the_python_api_tunes_the_adaptation_as_the_command_line_does(fake_resem
     assert seen == [(3, 2)] and out.shape == (SR // 2,)
     conversion.reference_voice(model, refs)
     assert seen[-1] == (None, None)  # the module's defaults
+
+
+def test_a_voice_found_from_references_is_kept_for_the_next_conversion(fake_resemblyzer, monkeypatch):
+    model = vector_model()
+    refs, other = [synthetic_voice(1.5, 260, seed=5)], [synthetic_voice(1.5, 180, seed=7)]
+    adapted = []
+    monkeypatch.setattr(conversion, "adapt_decoder", lambda model, refs, vector, steps=None, revoice=None: (
+        adapted.append(len(refs[0])), model.parallel)[1])
+    voices = conversion.ReferenceVoices(size=1)
+    source = synthetic_voice(0.5, 150, seed=2)
+    assert not voices.knows(model, refs)
+    first = conversion.convert(model, source, references=refs, voices=voices, generator=torch.Generator().manual_seed(0))
+    assert len(adapted) == 1 and voices.knows(model, refs) and not voices.knows(model, other)
+    again = conversion.convert(model, source, references=[r.copy() for r in refs], voices=voices,
+                               generator=torch.Generator().manual_seed(0))
+    assert len(adapted) == 1  # the same samples: found once
+    np.testing.assert_array_equal(again, first)  # and the conversion is the one it would have been
+    conversion.convert(model, source, references=refs, voices=voices, adapt_steps=3)
+    assert len(adapted) == 2  # other settings are another voice
+    conversion.convert(model, source, references=other, voices=voices)
+    assert len(adapted) == 3 and voices.knows(model, other) and not voices.knows(model, refs)  # size 1: the oldest goes
+    conversion.convert(model, source, references=refs)
+    conversion.convert(model, source, references=refs)
+    assert len(adapted) == 5  # without a ReferenceVoices nothing is kept

@@ -4,6 +4,7 @@
     convert(model, wav, references=[w1, w2])   to an unseen voice heard in a few seconds of audio
     convert(model, wav, references=..., match_k=0)  ... without the source's latents matched to the references'
                                                     (latent_match.LatentMatch: on by default for vector-voice models)
+    convert(model, wav, references=..., voices=ReferenceVoices())  ... the voice found once, reused for the same references
     speakers(model) -> [{name, gender, accent, f0_hz}]
     reference_voice(model, references, method) -> Voice, the speaker vector and pitch range used above
 
@@ -44,7 +45,9 @@ what a listener hears as identity, and a blend of rows cannot give it.
 from __future__ import annotations
 
 import copy
+import hashlib
 import math
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -93,7 +96,7 @@ class Voice:
 def convert(model: VQSpeech, wav: np.ndarray, target: str | None = None, references: list[np.ndarray] | None = None,
             decoder: str | None = None, generator: torch.Generator | None = None, match_k: int | None = None,
             match_blend: float | None = None, match_search: str | None = None, adapt_steps: int | None = None,
-            revoice: int | None = None) -> np.ndarray:
+            revoice: int | None = None, voices: ReferenceVoices | None = None) -> np.ndarray:
     """wav: float32 [T] at the model's rate (as audio.load gives it) -> the same words in another voice [T].
 
     Exactly one of `target` (a training speaker's name) or `references` (waveforms of an unseen voice,
@@ -101,17 +104,57 @@ def convert(model: VQSpeech, wav: np.ndarray, target: str | None = None, referen
     references): the source's latents are moved `match_blend` of the way to the mean of their match_k nearest
     reference frames first, searched as `match_search` says (latent_match.reference_match; None: its defaults); 0: not matched.
     adapt_steps, revoice: how a vector-voice model's decoder adapts to the references (adapt_decoder's steps and revoice).
-    For many inputs in one voice, find it once (reference_voice, which may adapt a decoder) and render each."""
+    voices: a ReferenceVoices that keeps the voice found from these references (and their matcher) for the next call
+    with the same ones; None finds it anew each time."""
     if (target is None) == (references is None):
         raise ValueError("give exactly one of a target speaker or reference recordings")
     if target is not None:
         if match_k:
             raise ValueError("matching the latents needs reference recordings of the target")
         return model.decode(model.encode(wav), target, lf0=model.speaker_pitch(target), decoder=decoder, generator=generator)
-    voice = reference_voice(model, references, bank=model.voice_bank, adapt_steps=adapt_steps, revoice=revoice)
-    match = reference_match(model, references, match_k, match_blend, match_search)
+    voice, match = (voices or ReferenceVoices(size=0)).find(model, references, adapt_steps=adapt_steps, revoice=revoice,
+                                                            match_k=match_k, match_blend=match_blend, match_search=match_search)
     encoded = model.encode(wav, latent_map=match if match is None else match.for_source(model, wav))
     return render(model, encoded, voice, decoder=decoder, generator=generator)
+
+
+class ReferenceVoices:
+    """Voices found from reference recordings, kept for the next conversion to the same ones: finding one is the slow
+    step (a vector-voice model adapts a decoder copy, ~40 s on one core), and a person trying the demo converts many
+    recordings to one uploaded clip. Keyed by the model, the references' samples and the settings; the `size` most
+    recently used are kept (each holds an adapted decoder, ~6 MB)."""
+
+    def __init__(self, size: int = 4):
+        self.size = size
+        self._found: OrderedDict[tuple, tuple[Voice, object]] = OrderedDict()
+
+    @staticmethod
+    def _recordings(model: VQSpeech, references: list[np.ndarray]) -> tuple[int, str]:
+        digest = hashlib.sha256()
+        for r in references:
+            digest.update(np.ascontiguousarray(r, np.float32).tobytes() + b"|")
+        return id(model), digest.hexdigest()
+
+    def find(self, model: VQSpeech, references: list[np.ndarray], adapt_steps: int | None = None,
+             revoice: int | None = None, match_k: int | None = None, match_blend: float | None = None,
+             match_search: str | None = None) -> tuple[Voice, object]:
+        """-> (reference_voice(model, references, bank=model.voice_bank, adapt_steps=, revoice=), the
+        latent_match.reference_match(model, references, match_k, match_blend, match_search) for it, or None)."""
+        key = (*self._recordings(model, references), adapt_steps, revoice, match_k, match_blend, match_search)
+        if key in self._found:
+            self._found.move_to_end(key)
+            return self._found[key]
+        voice = reference_voice(model, references, bank=model.voice_bank, adapt_steps=adapt_steps, revoice=revoice)
+        found = voice, reference_match(model, references, match_k, match_blend, match_search)
+        if self.size > 0:
+            self._found[key] = found
+            while len(self._found) > self.size:
+                self._found.popitem(last=False)
+        return found
+
+    def knows(self, model: VQSpeech, references: list[np.ndarray]) -> bool:
+        """Whether a voice found from these references (with any settings) is kept: the next find is instant."""
+        return any(k[:2] == self._recordings(model, references) for k in self._found)
 
 
 def default_method(model: VQSpeech) -> str:
