@@ -118,19 +118,17 @@ def spectrograms(pairs: list[tuple[str, np.ndarray]], sample_rate: int = audio.S
     return np.asarray(canvas.buffer_rgba())[..., :3].copy()
 
 
-def _speaker_choices(model: VQSpeech) -> tuple[list[tuple[str, str]], bool]:
-    """Dropdown (label, name) pairs, and whether voice conversion is installed at all."""
-    try:
-        from vqspeech import conversion
-    except ImportError:
-        return [(n, n) for n in model.speaker_names], False
+def _speaker_choices(model: VQSpeech) -> list[tuple[str, str]]:
+    """Dropdown (label, name) pairs."""
+    from vqspeech import conversion
+
     choices = []
     for s in conversion.speakers(model):
         details = ", ".join(str(v) for v in (s.get("gender"), s.get("accent")) if v)
         f0 = f"{s['f0_hz']:.0f} Hz" if s.get("f0_hz") else ""
         extra = "; ".join(x for x in (details, f0) if x)
         choices.append((f"{s['name']} ({extra})" if extra else s["name"], s["name"]))
-    return choices, True
+    return choices
 
 
 # --- the page --------------------------------------------------------------------------------------------
@@ -138,7 +136,7 @@ def _speaker_choices(model: VQSpeech) -> tuple[list[tuple[str, str]], bool]:
 def build(model: VQSpeech, workdir: Path, limits: Limits | None = None) -> gr.Blocks:
     limits = limits or Limits()
     rate = model.config.sample_rate
-    choices, can_convert = _speaker_choices(model)
+    choices = _speaker_choices(model)
     decoders = [("autoregressive (WaveNet, slow)", "autoregressive")]
     if model.parallel is not None:
         decoders.insert(0, ("parallel (fast)", "parallel"))
@@ -146,9 +144,7 @@ def build(model: VQSpeech, workdir: Path, limits: Limits | None = None) -> gr.Bl
     found = {}  # the conversion module's ReferenceVoices, made on first use: a clip's voice is found once per session
 
     def convert(source, mode, speaker, reference, decoder, progress=gr.Progress(track_tqdm=True)):
-        if not can_convert:
-            raise _refuse("Voice conversion is not installed in this version of vqspeech (no vqspeech.conversion).")
-        from vqspeech import conversion as vc  # lazily: the app imports without it
+        from vqspeech import conversion as vc
 
         if decoder not in [v for _, v in decoders]:
             raise _refuse(f"This model has no {decoder!r} decoder.")
@@ -218,8 +214,7 @@ def build(model: VQSpeech, workdir: Path, limits: Limits | None = None) -> gr.Bl
         gr.Markdown("# vqspeech\nSpeech turned into discrete codes (a VQ-VAE), then rendered in a chosen voice. "
                     f"Record or upload up to {limits.max_seconds:g} s of speech ({limits.max_file_mb:g} MB at most). "
                     f"This model knows {len(model.speaker_names)} training speakers; decoders: "
-                    f"{', '.join(v for _, v in decoders)}." + ("" if can_convert else
-                    " *Voice conversion is not installed in this version: only the codec works.*"))
+                    f"{', '.join(v for _, v in decoders)}.")
         with gr.Tab("Voice conversion"):
             with gr.Row():
                 with gr.Column():

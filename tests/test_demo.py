@@ -2,9 +2,8 @@
 HTTP with gradio_client, and in headless Chromium (Playwright on Debian's chromium, with a fake microphone)
 by clicking.
 
-The model is tiny and untrained. Voice conversion (`vqspeech.convert`) is being written on another branch:
-until it lands, a stand-in module that records its calls takes its place here (tests only); once it
-exists, the real one runs, wrapped by the same recorder. The codec tab runs the real library end to end.
+The model is tiny and untrained. The library runs end to end; its voice conversion (`vqspeech.convert`) is wrapped
+by a recorder of the calls the app makes.
 
 Set VQSPEECH_UPDATE_SCREENSHOT=1 to copy the browser test's screenshot to app/screenshot.png.
 """
@@ -27,7 +26,7 @@ import soundfile as sf
 import torch
 
 from tests.conftest import DEBUG_OVERLAY, REPO, synthetic_voice
-from vqspeech import audio, checkpoint, cli
+from vqspeech import audio, checkpoint, cli, conversion
 from vqspeech.codec import api, bitstream
 from vqspeech.config import load_config, to_dict
 from vqspeech.models.vqvae import VQSpeech
@@ -55,9 +54,9 @@ def tiny_model(parallel: bool = False) -> tuple[VQSpeech, object]:
 
 
 class ConvertRecorder:
-    """Records every convert() call the app makes; stands in for vqspeech.convert until it lands."""
+    """Records every convert() call the app makes, and passes it on to the library's."""
 
-    def __init__(self, real=None):
+    def __init__(self, real):
         self.calls: list[dict] = []
         self.real = real
         self.delay = 0.0  # seconds: lets the browser test see the progress indicator
@@ -66,16 +65,9 @@ class ConvertRecorder:
         assert (target is None) != (references is None), "exactly one of target / references"
         self.calls.append(dict(wav=wav, target=target, references=references, decoder=decoder, voices=voices))
         time.sleep(self.delay)
-        if self.real is not None:
-            return self.real.convert(model, wav, target=target, references=references, decoder=decoder, generator=generator,
-                                     voices=voices)
-        return (0.8 * np.roll(wav, 100)).astype(np.float32)  # same length, not the input itself
-
-    def speakers(self, model):
-        if self.real is not None:
-            return self.real.speakers(model)
-        return [{"name": "alice", "gender": "F", "accent": "English", "f0_hz": 210.0},
-                {"name": "bob", "gender": "M", "accent": "Scottish", "f0_hz": 110.0}]
+        self.calls[-1]["out"] = self.real(model, wav, target=target, references=references, decoder=decoder,
+                                          generator=generator, voices=voices)
+        return self.calls[-1]["out"]
 
 
 def free_port() -> int:
@@ -107,16 +99,8 @@ def server(tmp_path_factory):
     model = checkpoint.load(path)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("GRADIO_TEMP_DIR", os.environ.get("GRADIO_TEMP_DIR", ""))  # serve() sets it; undone after
-        if importlib.util.find_spec("vqspeech.conversion") is None:
-            recorder = ConvertRecorder()
-            fake = types.ModuleType("vqspeech.conversion")
-            fake.convert, fake.speakers = recorder.convert, recorder.speakers
-            mp.setitem(sys.modules, "vqspeech.conversion", fake)
-        else:
-            import vqspeech.conversion as real
-
-            recorder = ConvertRecorder(types.SimpleNamespace(convert=real.convert, speakers=real.speakers))
-            mp.setattr(real, "convert", recorder.convert)
+        recorder = ConvertRecorder(conversion.convert)
+        mp.setattr(conversion, "convert", recorder.convert)
         limits = Limits(max_seconds=2.0, max_file_mb=0.2)
         demo, url = serve(model, port=free_port(), limits=limits, block=False)
         try:
@@ -150,8 +134,7 @@ def test_convert_to_a_training_speaker(server, client, files):
     assert call["target"] == "bob" and call["references"] is None and call["decoder"] == "autoregressive"
     np.testing.assert_array_equal(call["wav"], source)  # the library's loading, at 16 kHz, unchanged
     wav = _assert_speech_file(out, source.size)
-    if server.recorder.real is None:  # the app returns what convert returned (up to 16-bit rounding)
-        np.testing.assert_allclose(wav, 0.8 * np.roll(source, 100), atol=1e-4)
+    np.testing.assert_allclose(wav, call["out"], atol=1e-4)  # the app returns what convert returned (16-bit rounding)
     assert "bob" in status
     from PIL import Image
 
@@ -167,11 +150,11 @@ def test_convert_to_a_reference_clip(server, client, files):
     np.testing.assert_array_equal(call["references"][0], audio.load(files / "reference.flac"))
     _assert_speech_file(out, audio.load(files / "speech.wav").size)
     assert "reference" in status
-    if server.recorder.real is not None:  # the clip's voice is kept: the next conversion to it does not find it again
-        assert call["voices"].knows(server.model, call["references"])
-        client.predict(handle_file(str(files / "speech.wav")), "A reference clip", "alice",
-                       handle_file(str(files / "reference.flac")), "autoregressive", api_name="/convert")
-        assert server.recorder.calls[-1]["voices"] is call["voices"]
+    # The clip's voice is kept: the next conversion to it does not find it again.
+    assert call["voices"].knows(server.model, call["references"])
+    client.predict(handle_file(str(files / "speech.wav")), "A reference clip", "alice",
+                   handle_file(str(files / "reference.flac")), "autoregressive", api_name="/convert")
+    assert server.recorder.calls[-1]["voices"] is call["voices"]
 
 
 def test_codec_round_trip(server, client, files):
