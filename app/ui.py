@@ -32,6 +32,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from vqspeech import audio, features  # noqa: E402
+from vqspeech import conversion as vc  # noqa: E402
 from vqspeech.codec import api, bitstream  # noqa: E402
 from vqspeech.models.vqvae import VQSpeech  # noqa: E402
 
@@ -120,10 +121,8 @@ def spectrograms(pairs: list[tuple[str, np.ndarray]], sample_rate: int = audio.S
 
 def _speaker_choices(model: VQSpeech) -> list[tuple[str, str]]:
     """Dropdown (label, name) pairs."""
-    from vqspeech import conversion
-
     choices = []
-    for s in conversion.speakers(model):
+    for s in vc.speakers(model):
         details = ", ".join(str(v) for v in (s.get("gender"), s.get("accent")) if v)
         f0 = f"{s['f0_hz']:.0f} Hz" if s.get("f0_hz") else ""
         extra = "; ".join(x for x in (details, f0) if x)
@@ -141,11 +140,9 @@ def build(model: VQSpeech, workdir: Path, limits: Limits | None = None) -> gr.Bl
     if model.parallel is not None:
         decoders.insert(0, ("parallel (fast)", "parallel"))
 
-    found = {}  # the conversion module's ReferenceVoices, made on first use: a clip's voice is found once per session
+    voices = vc.ReferenceVoices()  # a clip's voice is found once per session, not at every conversion to it
 
     def convert(source, mode, speaker, reference, decoder, progress=gr.Progress(track_tqdm=True)):
-        from vqspeech import conversion as vc
-
         if decoder not in [v for _, v in decoders]:
             raise _refuse(f"This model has no {decoder!r} decoder.")
         progress(0.05, desc="Reading the recording")
@@ -156,14 +153,13 @@ def build(model: VQSpeech, workdir: Path, limits: Limits | None = None) -> gr.Bl
             if speaker not in model.speaker_names:
                 raise _refuse("Pick a target speaker.")
             refs, target, label = None, speaker, speaker
-        voices = found.setdefault("voices", vc.ReferenceVoices())
         # Method "adapt" fine-tunes a decoder copy: about 40 s on one core, the first time a clip is used.
         adapting = refs is not None and vc.default_method(model) == "adapt" and not voices.knows(model, refs)
         progress(0.2, desc="Adapting the decoder to the reference voice (about 40 s; once per clip)" if adapting else
                  f"Converting with the {decoder} decoder")
         try:
             out = vc.convert(model, wav, target=target, references=refs, decoder=decoder,
-                             generator=torch.Generator().manual_seed(0), voices=voices if refs is not None else None)
+                             generator=torch.Generator().manual_seed(0), voices=voices)
         except ValueError as e:  # the library's one-line refusals (a clip too short, an unknown decoder, ...)
             raise _refuse(_first_line(e)) from None
         progress(0.95, desc="Writing the result")

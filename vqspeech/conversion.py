@@ -154,7 +154,8 @@ class ReferenceVoices:
 
     def knows(self, model: VQSpeech, references: list[np.ndarray]) -> bool:
         """Whether a voice found from these references (with any settings) is kept: the next find is instant."""
-        return any(k[:2] == self._recordings(model, references) for k in self._found)
+        recordings = self._recordings(model, references)
+        return any(k[:2] == recordings for k in self._found)
 
 
 def default_method(model: VQSpeech) -> str:
