@@ -236,8 +236,10 @@ class PriorModelConfig:
     layers: int = 3
     heads: int = 4
     ff_dim: int = 384
-    window: int = 128  # tokens each position attends to, itself included (125 = 0.4 s of v3's stream)
+    window: int = 128  # positions each attends to, itself included (tokens; frames if frame_level)
     dropout: float = 0.1
+    frame_level: bool = False  # one transformer step per pitch frame, a small network within it (models/frame_prior.py)
+    local_dim: int = 256  # that network's hidden width
 
 
 @dataclass

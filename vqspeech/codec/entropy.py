@@ -28,12 +28,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vqspeech.models.frame_prior_exact import ExactFramePrior
 from vqspeech.models.prior_exact import ExactPrior
 
 FORMAT = "vqspeech-prior"
 PRIOR_ID_BYTES = 4
 CHUNK = 512  # tokens fed to the prior at once when encoding (any size gives the same bytes)
 _WEIGHT_DTYPES = (torch.int16, torch.int32, torch.int64)
+PRIOR_KINDS = {"token": ExactPrior, "frame": ExactFramePrior}  # meta["kind"] -> the exact twin that runs it
 
 
 class PriorError(ValueError):
@@ -91,7 +93,10 @@ def load_prior(path: str | Path, model=None) -> Prior:
     try:
         tensors = {k: v.numpy().astype(np.int64) for k, v in state["tensors"].items() if v.dtype in _WEIGHT_DTYPES}
         meta = state["meta"]
-        exact = ExactPrior(tensors, meta)
+        kind = meta.get("kind", "token")  # files before the frame prior have no kind
+        if kind not in PRIOR_KINDS:
+            raise PriorError(f"{path}: a prior of kind {kind!r}, which this version of vqspeech does not know")
+        exact = PRIOR_KINDS[kind](tensors, meta)
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
         raise PriorError(f"{path}: a corrupt prior file ({type(e).__name__}: {e})") from None
     prior = Prior(exact, state["model_fingerprint"], _prior_id(tensors, meta), state.get("info") or {}, str(path))

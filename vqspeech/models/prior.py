@@ -97,21 +97,29 @@ class CodePrior(nn.Module):
 
     def loss(self, tokens: torch.Tensor, voice: torch.Tensor, previous: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
         """tokens [B, N] (stretches of streams, each starting at a multiple of the period; PAD after a stream's end),
-        voice [B, voice_dim], previous [B] the token before each stretch (start_token where it starts the stream;
-        None: all do) -> (mean cross-entropy in nats over the real tokens, metrics: "bits/code" and "bits/pitch",
+        voice [B, voice_dim], previous [B] the token before each stretch, or [B, period] the frame before it (its
+        last column is that token; start_token where it starts the stream; None: all do) -> (mean cross-entropy in nats over the real tokens, metrics: "bits/code" and "bits/pitch",
         means over those positions, and their counts "n/code", "n/pitch")."""
         B, N = tokens.shape
         prev = torch.full((B,), self.start_token, dtype=torch.long, device=tokens.device) if previous is None else previous
-        real = tokens != PAD
+        prev = prev[:, -1] if prev.dim() == 2 else prev
         inputs = torch.cat([prev[:, None], tokens[:, :-1].clamp_min(0)], 1)
-        logits = self.forward(inputs, voice)
-        nats = F.cross_entropy(logits.float().reshape(B * N, -1), tokens.reshape(-1), reduction="none", ignore_index=PAD).view(B, N)
-        is_pitch = (torch.arange(N, device=tokens.device) % self.layout.period == 0) & bool(self.layout.pitch_levels)
-        metrics = {}
-        for kind, where in (("code", real & ~is_pitch), ("pitch", real & is_pitch)):
-            if kind == "pitch" and not self.layout.pitch_levels:
-                continue
-            count = where.sum()
-            metrics[f"bits/{kind}"] = (nats * where).sum().detach() / count.clamp_min(1) / math.log(2)
-            metrics[f"n/{kind}"] = count.detach()
-        return (nats * real).sum() / real.sum().clamp_min(1), metrics
+        return stream_loss(self.forward(inputs, voice), tokens, self.layout)
+
+
+def stream_loss(logits: torch.Tensor, tokens: torch.Tensor, layout: TokenLayout) -> tuple[torch.Tensor, dict]:
+    """logits [B, N, V] of stretches of streams that start at a multiple of the period, tokens [B, N] (PAD after a
+    stream's end) -> (mean cross-entropy in nats over the real tokens, metrics: "bits/code" and "bits/pitch", means
+    over those positions, and their counts "n/code", "n/pitch")."""
+    B, N = tokens.shape
+    real = tokens != PAD
+    nats = F.cross_entropy(logits.float().reshape(B * N, -1), tokens.reshape(-1), reduction="none", ignore_index=PAD).view(B, N)
+    is_pitch = (torch.arange(N, device=tokens.device) % layout.period == 0) & bool(layout.pitch_levels)
+    metrics = {}
+    for kind, where in (("code", real & ~is_pitch), ("pitch", real & is_pitch)):
+        if kind == "pitch" and not layout.pitch_levels:
+            continue
+        count = where.sum()
+        metrics[f"bits/{kind}"] = (nats * where).sum().detach() / count.clamp_min(1) / math.log(2)
+        metrics[f"n/{kind}"] = count.detach()
+    return (nats * real).sum() / real.sum().clamp_min(1), metrics

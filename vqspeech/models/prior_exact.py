@@ -103,6 +103,7 @@ class State:
     voice: np.ndarray  # [D] the projected voice, fixed point
     keys: list[np.ndarray] = field(default_factory=list)  # per layer [H, m, head_dim]
     values: list[np.ndarray] = field(default_factory=list)
+    pending: np.ndarray | None = None  # a frame prior's: the last frame fed but its last token (frame_prior_exact)
 
 
 class ExactPrior:
@@ -117,7 +118,6 @@ class ExactPrior:
         def lin(name, bias=True):
             return Linear(t[f"{name}.weight"], shifts[name], t.get(f"{name}.bias") if bias else None)
 
-        self.token_embedding, self.phase_embedding = t["token_embedding"], t["phase_embedding"]
         self.voice_projection = lin("voice_projection")
         self.layers = [Layer(t[f"blocks.{i}.attn_norm"], lin(f"blocks.{i}.qkv", False), lin(f"blocks.{i}.out", False),
                              t[f"blocks.{i}.distance_bias"], t[f"blocks.{i}.ff_norm"], lin(f"blocks.{i}.ff_in"),
@@ -125,6 +125,11 @@ class ExactPrior:
         self.norm, self.head = t["norm"], lin("head")
         self.attention_exp, self.frequency_exp = t["attention_exp"], t["frequency_exp"]
         self.start_token = self.vocab
+        self._embeddings(t, lin)
+
+    def _embeddings(self, t: dict[str, np.ndarray], lin) -> None:
+        """The parts before the layers (and, in a subclass, after them) from the tensors `t`."""
+        self.token_embedding, self.phase_embedding = t["token_embedding"], t["phase_embedding"]
 
     # --- building ------------------------------------------------------------------------------------
 
@@ -142,8 +147,7 @@ class ExactPrior:
             if lin.bias is not None:
                 tensors[f"{name}.bias"] = lin.bias
 
-        tensors["token_embedding"] = _int_act(sd["token_embedding.weight"].double().numpy())
-        tensors["phase_embedding"] = _int_act(sd["phase_embedding.weight"].double().numpy())
+        cls._freeze_embeddings(sd, tensors, put_linear)
         put_linear("voice_projection", sd["voice_projection.weight"], sd["voice_projection.bias"])
         import torch
 
@@ -165,15 +169,27 @@ class ExactPrior:
         layout = prior.layout
         meta = dict(layers=c.layers, heads=c.heads, window=c.window, period=layout.period, vocab=layout.vocab,
                     codebook_size=layout.codebook_size, pitch_levels=layout.pitch_levels, pitch_frames=layout.pitch_frames,
-                    voice_dim=prior.voice_dim, shifts=shifts)
+                    voice_dim=prior.voice_dim, shifts=shifts, **cls._kind_meta(c))
         return cls({k: v.astype(np.int64) for k, v in tensors.items()}, meta)
+
+    @staticmethod
+    def _freeze_embeddings(sd: dict, tensors: dict[str, np.ndarray], put_linear) -> None:
+        """The float prior's state dict -> its parts before the layers (and, in a subclass, after them) as integers."""
+        tensors["token_embedding"] = _int_act(sd["token_embedding.weight"].double().numpy())
+        tensors["phase_embedding"] = _int_act(sd["phase_embedding.weight"].double().numpy())
+
+    @staticmethod
+    def _kind_meta(config) -> dict:
+        """What a prior file records of this kind of prior (none for the token prior: files before the frame prior
+        have no "kind", and their ids stay as they were)."""
+        return {}
 
     # --- running -------------------------------------------------------------------------------------
 
     def start(self, voice: np.ndarray) -> State:
         """voice [voice_dim] float32 (data.codes.default_voice) -> the state before the first token."""
         v = self.voice_projection(_int_act(np.asarray(voice, np.float32).reshape(1, -1)))[0]
-        empty = np.zeros((self.heads, 0, self.token_embedding.shape[1] // self.heads))
+        empty = np.zeros((self.heads, 0, len(v) // self.heads))
         return State(0, v, [empty] * len(self.layers), [empty] * len(self.layers))
 
     def feed(self, state: State, inputs: np.ndarray) -> np.ndarray:
@@ -181,16 +197,24 @@ class ExactPrior:
         LOGIT_BITS (unmasked), and `state` advanced by n positions. Feeding a stream in pieces of any size gives
         the same logits as feeding it whole."""
         inputs = np.asarray(inputs, np.int64)
-        n = len(inputs)
-        positions = state.position + np.arange(n)
-        x = self.token_embedding[inputs] + self.phase_embedding[positions % self.period] + state.voice
+        positions = state.position + np.arange(len(inputs))
+        x = self._transform(state, self.token_embedding[inputs] + self.phase_embedding[positions % self.period] + state.voice)
+        return self._logits(x)
+
+    def _transform(self, state: State, x: np.ndarray) -> np.ndarray:
+        """x [n, D] the inputs of the next n positions (their embedding sums, the voice included) -> [n, D] after the
+        layers, clipped; `state` advanced by n positions."""
+        positions = state.position + np.arange(len(x))
         for i, layer in enumerate(self.layers):
             x = np.clip(x, -ACT_LIMIT, ACT_LIMIT)
             x = x + self._attention(layer, _rms_norm(x, layer.attn_norm), state, i, positions)
             x = np.clip(x, -ACT_LIMIT, ACT_LIMIT)
             x = x + layer.ff_out(np.maximum(layer.ff_in(_rms_norm(x, layer.ff_norm)), 0))
-        x = np.clip(x, -ACT_LIMIT, ACT_LIMIT)
-        state.position += n
+        state.position += len(x)
+        return np.clip(x, -ACT_LIMIT, ACT_LIMIT)
+
+    def _logits(self, x: np.ndarray) -> np.ndarray:
+        """x [n, D] -> logits [n, V] integers at LOGIT_BITS (unmasked)."""
         return np.floor(self.head(_rms_norm(x, self.norm)) / float(1 << (ACT_BITS - LOGIT_BITS)))
 
     def _attention(self, layer: Layer, h: np.ndarray, state: State, i: int, positions: np.ndarray) -> np.ndarray:

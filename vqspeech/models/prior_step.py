@@ -61,11 +61,10 @@ def _linear(x, w, unit, bias, out):
             out[j] += bias[j]
 
 
-def _step(x, position, window, heads, limit, eps, score_div, attn_norm, qkv, qkv_unit, out_w, out_unit, distance_bias,
-          ff_norm, ff_in, ff_in_b, ff_in_unit, ff_out, ff_out_b, ff_out_unit, keys, values, exp_table, final_norm,
-          head, head_b, head_unit, logit_div, no_bias):
-    """x [D]: the token's embedding sum; keys/values [L, H, window, head_dim] rings, written at slot position % window
-    -> logits [V] (integers at LOGIT_BITS)."""
+def _blocks(x, position, window, heads, limit, eps, score_div, attn_norm, qkv, qkv_unit, out_w, out_unit, distance_bias,
+            ff_norm, ff_in, ff_in_b, ff_in_unit, ff_out, ff_out_b, ff_out_unit, keys, values, exp_table, no_bias):
+    """x [D]: the position's input (its embedding sum), replaced by its state after the layers, clipped (as
+    ExactPrior._transform); keys/values [L, H, window, head_dim] rings, written at slot position % window."""
     n_layers, D = attn_norm.shape
     hd = D // heads
     h = np.empty(D)
@@ -119,12 +118,47 @@ def _step(x, position, window, heads, limit, eps, score_div, attn_norm, qkv, qkv
             x[i] += proj[i]
     for i in range(D):
         x[i] = min(max(x[i], -limit), limit)
+
+
+def _head(x, final_norm, head, head_b, head_unit, logit_div, eps):
+    """x [D] a state after the layers -> logits [V] (integers at LOGIT_BITS): ExactPrior._logits."""
+    h = np.empty(x.shape[0])
     _rms(x, final_norm, h, eps)
     logits = np.empty(head.shape[1])
     _linear(h, head, head_unit, head_b, logits)
     for j in range(logits.shape[0]):
         logits[j] = math.floor(logits[j] / logit_div)
     return logits
+
+
+def _step(x, position, window, heads, limit, eps, score_div, attn_norm, qkv, qkv_unit, out_w, out_unit, distance_bias,
+          ff_norm, ff_in, ff_in_b, ff_in_unit, ff_out, ff_out_b, ff_out_unit, keys, values, exp_table, final_norm,
+          head, head_b, head_unit, logit_div, no_bias):
+    """x [D]: the token's embedding sum; keys/values [L, H, window, head_dim] rings, written at slot position % window
+    -> logits [V] (integers at LOGIT_BITS)."""
+    _blocks(x, position, window, heads, limit, eps, score_div, attn_norm, qkv, qkv_unit, out_w, out_unit, distance_bias,
+            ff_norm, ff_in, ff_in_b, ff_in_unit, ff_out, ff_out_b, ff_out_unit, keys, values, exp_table, no_bias)
+    return _head(x, final_norm, head, head_b, head_unit, logit_div, eps)
+
+
+def _local(h, slot_row, before, limit, eps, local_norm, local_in, local_in_b, local_in_unit, local_out, local_out_b,
+           local_out_unit, final_norm, head, head_b, head_unit, logit_div):
+    """A frame prior's token: h [D] its frame's state, slot_row [D] its slot's embedding, before [D] the local
+    embeddings of the frame's tokens before it -> logits [V] (ExactFramePrior.local_logits)."""
+    D = h.shape[0]
+    u = np.empty(D)
+    for i in range(D):
+        u[i] = min(max(h[i] + slot_row[i] + before[i], -limit), limit)
+    n = np.empty(D)
+    _rms(u, local_norm, n, eps)
+    hidden = np.empty(local_in.shape[1])
+    _linear(n, local_in, local_in_unit, local_in_b, hidden)
+    for i in range(hidden.shape[0]):
+        hidden[i] = max(hidden[i], 0.0)
+    _linear(hidden, local_out, local_out_unit, local_out_b, n)
+    for i in range(D):
+        u[i] = min(max(u[i] + n[i], -limit), limit)
+    return _head(u, final_norm, head, head_b, head_unit, logit_div, eps)
 
 
 def _frequencies(token_embedding, phase_embedding, voice, previous, position, period, lo, hi, frequency_exp, window,
@@ -141,6 +175,11 @@ def _frequencies(token_embedding, phase_embedding, voice, previous, position, pe
     logits = _step(x, position, window, heads, limit, eps, score_div, attn_norm, qkv, qkv_unit, out_w, out_unit,
                    distance_bias, ff_norm, ff_in, ff_in_b, ff_in_unit, ff_out, ff_out_b, ff_out_unit, keys, values,
                    exp_table, final_norm, head, head_b, head_unit, logit_div, no_bias)
+    return _kind_frequencies(logits, lo, hi, frequency_exp)
+
+
+def _kind_frequencies(logits, lo, hi, frequency_exp):
+    """logits [V] -> integer frequencies [V] over the symbols [lo, hi) (0 elsewhere): ExactPrior.frequencies_of."""
     best = -1e300
     for j in range(lo, hi):
         best = max(best, logits[j])
@@ -158,8 +197,12 @@ if numba is not None:
     _accumulate = numba.njit(cache=True, fastmath={"reassoc", "contract"})(_accumulate)
     _rms = numba.njit(cache=True)(_rms)
     _linear = numba.njit(cache=True)(_linear)
+    _blocks = numba.njit(cache=True)(_blocks)
+    _head = numba.njit(cache=True)(_head)
     _step = numba.njit(cache=True)(_step)
+    _kind_frequencies = numba.njit(cache=True)(_kind_frequencies)
     _frequencies = numba.njit(cache=True)(_frequencies)
+    _local = numba.njit(cache=True)(_local)
 
 
 class StepKernel:
@@ -189,10 +232,17 @@ class StepKernel:
         self.tail = (np.asarray(exact.attention_exp, np.int64), np.asarray(exact.norm, np.float64), exact.head._weight_t.astype(np.int16),
                      np.asarray(exact.head.bias, np.float64), exact.head._unit, float(1 << (ACT_BITS - LOGIT_BITS)),
                      np.zeros(0))
-        self.embeddings = (np.ascontiguousarray(exact.token_embedding, np.float64),
-                           np.ascontiguousarray(exact.phase_embedding, np.float64))
+        if getattr(exact, "local_in", None) is not None:  # a frame prior (frame_prior_exact): its per-token network
+            self.embeddings = None
+            self.local = (np.ascontiguousarray(exact.local_norm, np.float64), exact.local_in._weight_t.astype(np.int16),
+                          np.asarray(exact.local_in.bias, np.float64), exact.local_in._unit,
+                          exact.local_out._weight_t.astype(np.int16), np.asarray(exact.local_out.bias, np.float64),
+                          exact.local_out._unit)
+        else:
+            self.embeddings = (np.ascontiguousarray(exact.token_embedding, np.float64),
+                               np.ascontiguousarray(exact.phase_embedding, np.float64))
         self.frequency_exp = np.asarray(exact.frequency_exp, np.float64)
-        D = exact.token_embedding.shape[1]
+        D = exact.norm.shape[0]
         self.ring_shape = (len(L), exact.heads, exact.window, D // exact.heads)
 
     def rings(self) -> tuple[np.ndarray, np.ndarray]:
@@ -215,3 +265,20 @@ class StepKernel:
         exp_table, norm, head, head_b, head_unit, logit_div, no_bias = self.tail
         return _step(np.array(x, np.float64), position, window, heads, limit, eps, score_div, *self.weights, keys, values,
                      exp_table, norm, head, head_b, head_unit, logit_div, no_bias)
+
+    def frame_state(self, x: np.ndarray, frame: int, keys: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """A frame prior's layers: x [D] frame `frame`'s input (the voice included) -> its state h [D]; the rings
+        get this frame."""
+        window, heads, limit, eps, score_div = self.constants
+        exp_table, no_bias = self.tail[0], self.tail[-1]
+        h = np.array(x, np.float64)
+        _blocks(h, frame, window, heads, limit, eps, score_div, *self.weights, keys, values, exp_table, no_bias)
+        return h
+
+    def local_frequencies(self, h: np.ndarray, slot_row: np.ndarray, before: np.ndarray, lo: int, hi: int) -> np.ndarray:
+        """A frame prior's token: its frame's state, its slot's embedding and the local embeddings before it -> the
+        integer frequencies [V] over the symbols [lo, hi) (ExactFramePrior.local_logits, then frequencies_of)."""
+        limit, eps = self.constants[2:4]
+        _, norm, head, head_b, head_unit, logit_div, _ = self.tail
+        logits = _local(h, slot_row, before, limit, eps, *self.local, norm, head, head_b, head_unit, logit_div)
+        return _kind_frequencies(logits, lo, hi, self.frequency_exp)

@@ -20,9 +20,10 @@ import numpy as np
 import torch
 
 from vqspeech import checkpoint
-from vqspeech.config import PriorConfig, from_dict
+from vqspeech.config import PriorConfig, PriorModelConfig, from_dict
 from vqspeech.data.codes import CodeCorpus, TokenLayout
 from vqspeech.fileio import atomic_path, remove_stale_temporaries
+from vqspeech.models.frame_prior import FramePrior
 from vqspeech.models.prior import PAD, CodePrior
 from vqspeech.train import distributed
 from vqspeech.train.fit import Every, Optimisation, RunProgress, append_row, fit
@@ -44,13 +45,19 @@ def heldout_sets(corpus: CodeCorpus) -> dict[str, CodeCorpus]:
     return sets
 
 
+def build_prior(config: PriorModelConfig, layout: TokenLayout, voice_dim: int) -> CodePrior | FramePrior:
+    """The float prior `config` names: a transformer step per token (CodePrior) or per pitch frame (FramePrior)."""
+    return (FramePrior if config.frame_level else CodePrior)(config, layout, voice_dim)
+
+
 def sample_batch(corpus: CodeCorpus, layout: TokenLayout, seq_len: int, batch: int, rng: np.random.Generator):
-    """-> (tokens [B, seq_len] long, PAD past a stream's end; previous [B]; voices [B, D]). Utterances drawn in
-    proportion to their length; each stretch starts at a random pitch-frame boundary."""
+    """-> (tokens [B, seq_len] long, PAD past a stream's end; previous [B, period]: the frame before each stretch,
+    start_token throughout where it starts the stream; voices [B, D]). Utterances drawn in proportion to their
+    length; each stretch starts at a random pitch-frame boundary."""
     lengths = np.array([len(t) for t in corpus.tokens], np.float64)
     picks = rng.choice(len(lengths), batch, p=lengths / lengths.sum())
     tokens = np.full((batch, seq_len), PAD, np.int64)
-    previous = np.full(batch, layout.vocab, np.int64)
+    previous = np.full((batch, layout.period), layout.vocab, np.int64)
     for b, i in enumerate(picks):
         t = corpus.tokens[i]
         frames = max(1, (len(t) - seq_len) // layout.period + 1)
@@ -58,15 +65,17 @@ def sample_batch(corpus: CodeCorpus, layout: TokenLayout, seq_len: int, batch: i
         piece = t[start : start + seq_len]
         tokens[b, : len(piece)] = piece
         if start:
-            previous[b] = t[start - 1]
+            previous[b] = t[start - layout.period : start]
     return torch.from_numpy(tokens), torch.from_numpy(previous), torch.from_numpy(corpus.voices[picks]).float()
 
 
 @torch.no_grad()
-def evaluate(prior: CodePrior, corpus: CodeCorpus, max_tokens: int = 4096) -> dict[str, float]:
+def evaluate(prior: CodePrior | FramePrior, corpus: CodeCorpus, max_tokens: int = 4096) -> dict[str, float]:
     """Teacher-forced bits per code and per pitch symbol over whole streams (each from its start, cut at
-    max_tokens), and the payload's bits per second that would cost."""
+    max_tokens, in whole frames for a FramePrior), and the payload's bits per second that would cost."""
     prior.eval()
+    if isinstance(prior, FramePrior):
+        max_tokens -= max_tokens % prior.layout.period
     sums = {"code": 0.0, "pitch": 0.0}
     counts = {"code": 0, "pitch": 0}
     for t, voice in zip(corpus.tokens, corpus.voices):
@@ -108,7 +117,9 @@ class PriorTrainer(RunProgress):
         self.train_set = corpus.select(lambda i: corpus.splits[i] == "train")
         self.heldout = heldout_sets(corpus)
         torch.manual_seed(t.seed)
-        self.prior = CodePrior(config.model, self.layout, corpus.voices.shape[1])
+        if config.model.frame_level and t.seq_len % self.layout.period:
+            raise ValueError(f"train.seq_len {t.seq_len} is not a whole number of frames of {self.layout.period} tokens")
+        self.prior = build_prior(config.model, self.layout, corpus.voices.shape[1])
         self.optimisation = Optimisation(config, self.prior.parameters(), {"": self.prior}, optimizer=torch.optim.AdamW,
                                          bf16=t.bf16 and distributed.native_bf16(torch.device("cpu")),
                                          weight_decay=t.weight_decay, betas=(0.9, 0.98))
@@ -182,13 +193,13 @@ class PriorTrainer(RunProgress):
         return self.run_dir
 
 
-def load_prior_checkpoint(path: str | Path) -> tuple[CodePrior, dict]:
-    """A prior checkpoint -> (the float CodePrior in eval mode, the checkpoint dict)."""
+def load_prior_checkpoint(path: str | Path) -> tuple[CodePrior | FramePrior, dict]:
+    """A prior checkpoint -> (the float prior in eval mode, the checkpoint dict)."""
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise ValueError(f"{path}: not a prior checkpoint")
     config = from_dict(PriorConfig, ckpt["config"])
-    prior = CodePrior(config.model, TokenLayout(**ckpt["layout"]), ckpt["voice_dim"])
+    prior = build_prior(config.model, TokenLayout(**ckpt["layout"]), ckpt["voice_dim"])
     prior.load_state_dict(ckpt["prior"])
     return prior.eval(), ckpt
 
@@ -228,8 +239,10 @@ def extract_codes(model, manifest: Path, out: Path, progress: bool = True) -> Co
 def export_prior(checkpoint_path: str | Path, out: str | Path, info: dict | None = None):
     """A train-prior checkpoint -> a prior file at `out` (its exact twin's integers: codec/entropy.write_prior)."""
     from vqspeech.codec import entropy
+    from vqspeech.models.frame_prior_exact import ExactFramePrior
     from vqspeech.models.prior_exact import ExactPrior
 
     float_prior, ckpt = load_prior_checkpoint(checkpoint_path)
     info = {"steps": ckpt["step"], "cpu_seconds": round(ckpt["cpu_seconds"], 1), "config": ckpt["config"], **(info or {})}
-    return entropy.write_prior(ExactPrior.freeze(float_prior), ckpt["model_fingerprint"], info, out)
+    twin = ExactFramePrior if isinstance(float_prior, FramePrior) else ExactPrior
+    return entropy.write_prior(twin.freeze(float_prior), ckpt["model_fingerprint"], info, out)

@@ -1,0 +1,110 @@
+"""The prior that steps once per pitch frame (models/frame_prior.py): causal, its exact twin the same in pieces, one
+token at a time and compiled, lossless as the bitstream's entropy model, recorded by kind in its file, trained by
+train-prior."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from tests.test_prior import LAYOUT, stream_of, trained  # noqa: F401  (trained: the tiny codec model and its codes)
+from vqspeech.codec import entropy
+from vqspeech.config import PriorConfig, PriorModelConfig
+from vqspeech.models.frame_prior import FramePrior
+from vqspeech.models.frame_prior_exact import ExactFramePrior
+
+
+def tiny_frame_prior(seed: int = 0, window: int = 3) -> FramePrior:
+    torch.manual_seed(seed)
+    config = PriorModelConfig(dim=16, layers=2, heads=2, ff_dim=32, window=window, dropout=0.0, frame_level=True, local_dim=24)
+    prior = FramePrior(config, LAYOUT, 8)
+    with torch.no_grad():  # larger weights than the init's, so that predictions differ from position to position
+        for p in prior.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    return prior.eval()
+
+
+def test_a_position_is_predicted_from_the_tokens_before_it_only():
+    prior, tokens, voice = tiny_frame_prior(), torch.from_numpy(stream_of(6, 0))[None], torch.randn(1, 8)
+    with torch.no_grad():
+        base = prior(tokens, voice)
+        for t in (0, 3, 5, 12, 28):
+            changed = tokens.clone()
+            changed[0, t:] = torch.where(changed[0, t:] >= LAYOUT.codebook_size, LAYOUT.codebook_size + (changed[0, t:] + 1) % LAYOUT.pitch_levels,
+                                         (changed[0, t:] + 7) % LAYOUT.codebook_size)
+            out = prior(changed, voice)
+            assert torch.equal(out[0, : t + 1], base[0, : t + 1])  # up to t: nothing at or after t was read
+            assert not torch.equal(out[0, t + 1 :], base[0, t + 1 :])
+
+
+def test_the_exact_twin_matches_the_float_prior_in_pieces_one_token_at_a_time_and_compiled():
+    prior = tiny_frame_prior()
+    tokens, voice = stream_of(9, 1), torch.randn(8)
+    inputs = np.concatenate([[LAYOUT.vocab], tokens[:-1]])
+    with torch.no_grad():
+        float_logits = prior(torch.from_numpy(tokens)[None], voice[None])[0].numpy()
+    exact = ExactFramePrior.freeze(prior)
+    whole = exact.feed(exact.start(voice.numpy()), inputs)
+    allowed = np.isfinite(float_logits)
+    gap = np.abs(whole / 32 - float_logits)[allowed]
+    assert gap.max() < 0.15 and gap.mean() < 0.05  # the rounding of weights and activations, nothing more
+    state, pieces = exact.start(voice.numpy()), []
+    for a, b in ((0, 5), (5, 20), (20, 45)):
+        pieces.append(exact.feed(state, inputs[a:b]))
+    assert np.array_equal(np.concatenate(pieces), whole)
+    stream = exact.stepper(voice.numpy())
+    assert stream.kernel is not None  # numba is a dependency: the compiled path is the one tested here
+    assert np.array_equal(np.stack([stream.next(int(i)) for i in inputs]), whole)
+    stream = exact.stepper(voice.numpy())
+    frequencies = np.stack([stream.next_frequencies(int(i)) for i in inputs])
+    assert np.array_equal(frequencies, np.stack([exact.frequencies_of(whole[t], t) for t in range(len(inputs))]))
+    with pytest.raises(ValueError, match="whole number of frames"):
+        exact.feed(exact.start(voice.numpy()), inputs[:7])
+
+
+def test_range_coding_under_a_frame_prior_is_lossless_and_its_file_names_its_kind(tmp_path):
+    exact = ExactFramePrior.freeze(tiny_frame_prior())
+    prior = entropy.write_prior(exact, "0" * 16, {}, tmp_path / "frame.prior.pt")
+    assert isinstance(prior.exact, ExactFramePrior) and prior.exact.meta["kind"] == "frame"
+    tokens, voice = stream_of(40, 2), np.random.default_rng(0).standard_normal(8).astype(np.float32)
+    words = entropy.encode_tokens(prior, tokens, voice)
+    assert np.array_equal(entropy.decode_tokens(prior, words, len(tokens), voice), tokens)
+    state = torch.load(tmp_path / "frame.prior.pt", weights_only=True)
+    state["meta"]["kind"] = "hourly"
+    torch.save(state, tmp_path / "odd.prior.pt")
+    with pytest.raises(entropy.PriorError, match="odd.prior.pt: a prior of kind 'hourly'"):
+        entropy.load_prior(tmp_path / "odd.prior.pt")
+
+
+def test_train_prior_trains_a_frame_prior_that_codes_the_model_s_files(trained, tmp_path):
+    from vqspeech import audio, checkpoint
+    from vqspeech.codec import api, bitstream
+    from vqspeech.train.prior_loop import PriorTrainer, export_prior
+
+    config = PriorConfig(model=PriorModelConfig(dim=16, layers=1, heads=2, ff_dim=32, window=4, dropout=0.0, frame_level=True, local_dim=32))
+    t = config.train
+    t.codes, t.run_dir, t.seq_len, t.batch_size, t.steps, t.lr, t.warmup_steps = (str(trained["root"] / "run" / "codes.npz"),
+                                                                                 str(tmp_path / "run"), 40, 8, 60, 3e-2, 5)
+    t.val_every = t.checkpoint_every = 30
+    trainer = PriorTrainer(config, trained["model_path"])
+    assert isinstance(trainer.prior, FramePrior)
+    before = trainer.validate()
+    trainer.fit()
+    after = trainer.validate()
+    key = next(k for k in after if k.endswith("bits/code"))
+    assert after[key] < before[key] - 0.5
+    t.seq_len = 42
+    with pytest.raises(ValueError, match="whole number of frames"):
+        PriorTrainer(config, trained["model_path"])
+    model_path = tmp_path / "tiny.pt"
+    model_path.write_bytes(trained["model_path"].read_bytes())
+    export_prior(checkpoint.latest_checkpoint(tmp_path / "run"), checkpoint.prior_path(model_path))
+    model = checkpoint.load(model_path)
+    wav = audio.load(trained["root"] / "corpus" / "bob" / "bob_1.wav")
+    coded, plain = api.encode_audio(model, wav), api.encode_audio(model, wav, prior=False)
+    framed, packed = bitstream.read(coded), bitstream.read(plain)
+    assert framed.header.prior == entropy.prior_for(model).id and len(coded) < len(plain)
+    codes, pitch = api.symbols(model, framed)
+    assert np.array_equal(codes, packed.codes) and np.array_equal(pitch, packed.pitch)
+    np.testing.assert_array_equal(api.decode_bytes(model, coded)[0], api.decode_bytes(model, plain)[0])

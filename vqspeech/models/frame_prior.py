@@ -1,0 +1,100 @@
+"""The prior stepping once per pitch frame: a causal transformer over frames, and a small network within each frame.
+
+models/prior.CodePrior runs its whole transformer once per token: 312 times a second of v3's stream, which is what
+holds range decoding under 20x real time on one core (bench/results/prior-default-v3.md). Here the transformer runs
+once per pitch frame (a pitch symbol and its `pitch_frames` codes: 62.5 a second), as a depth transformer does
+across the codebooks of a frame (Lee et al. 2022, RQ-Transformer; Yang et al. 2023, UniAudio), and a two-layer
+network predicts the frame's tokens one after another from the frame's state and the tokens of the frame so far.
+
+    frame f's input   = sum over slots j of E_in[j, token(f-1, j)]   (+ the voice)   or E_start for f = 0
+    h_f               = transformer(inputs up to f)                   attending `window` frames back
+    u(f, k)           = h_f + S[k] + sum over j < k of E_local[j, token(f, j)]
+    logits(f, k)      = head(norm(u + W2 relu(W1 norm(u))))           masked to slot k's kind (pitch or code)
+
+Every part is a sum of embeddings, a linear map, ReLU or RMSNorm, as in CodePrior, so that an exact integer twin
+can be built the same way. Per frame the work is one transformer step and `period` small steps: about 2.4x less
+arithmetic than CodePrior's `period` transformer steps at the same width.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from vqspeech.config import PriorModelConfig
+from vqspeech.data.codes import TokenLayout
+from vqspeech.models.prior import Block, RMSNorm, stream_loss
+
+
+class FramePrior(nn.Module):
+    def __init__(self, config: PriorModelConfig, layout: TokenLayout, voice_dim: int):
+        super().__init__()
+        if config.dim % config.heads:
+            raise ValueError(f"prior dim {config.dim} is not a multiple of its {config.heads} heads")
+        self.config, self.layout, self.voice_dim = config, layout, voice_dim
+        P, V, D = layout.period, layout.vocab, config.dim
+        self.start_token = V  # what stands before the stream, in every slot of the frame before the first
+        self.input_embedding = nn.Embedding(P * V + 1, D)  # [slot * V + token]; the last row: no frame before
+        self.voice_projection = nn.Linear(voice_dim, D)
+        self.blocks = nn.ModuleList(Block(config) for _ in range(config.layers))  # window counted in frames
+        self.local_embedding = nn.Embedding(P * V, D)  # [slot * V + token]: the frame's tokens so far
+        self.slot_embedding = nn.Embedding(P, D)  # which slot of the frame is predicted
+        self.local_norm = RMSNorm(D)
+        self.local_in = nn.Linear(D, config.local_dim)
+        self.local_out = nn.Linear(config.local_dim, D)
+        self.norm = RMSNorm(D)
+        self.head = nn.Linear(D, V)
+        mask = torch.zeros(P, V)  # [slot, vocab]: 0 where the slot's kind, -inf elsewhere
+        if layout.pitch_levels:
+            mask[0, : layout.codebook_size] = float("-inf")
+            mask[1:, layout.codebook_size :] = float("-inf")
+        self.register_buffer("kind_mask", mask, persistent=False)
+        self.register_buffer("slot_offsets", torch.arange(P) * V, persistent=False)
+
+    def frame_inputs(self, previous: torch.Tensor) -> torch.Tensor:
+        """previous [B, F, P] long (the tokens of the frame before each frame; start_token throughout before the
+        stream's first) -> [B, F, D]."""
+        start = previous[..., 0] == self.start_token
+        rows = self.slot_offsets + previous.clamp(0, self.layout.vocab - 1)
+        x = self.input_embedding(rows).sum(-2)
+        return torch.where(start[..., None], self.input_embedding.weight[-1], x)
+
+    def frame_states(self, previous: torch.Tensor, voice: torch.Tensor, first_frame: int = 0) -> torch.Tensor:
+        """previous [B, F, P] (frame_inputs), voice [B, voice_dim] -> h [B, F, D]: each frame's state before any of
+        its tokens."""
+        B, n, _ = previous.shape
+        x = self.frame_inputs(previous) + self.voice_projection(voice)[:, None]
+        positions = torch.arange(first_frame, first_frame + n, device=previous.device)
+        distance = positions[:, None] - positions[None, :]
+        allowed = (distance >= 0) & (distance < self.config.window)
+        for block in self.blocks:
+            x = block(x, allowed, distance)
+        return x
+
+    def local_logits(self, h: torch.Tensor, frame: torch.Tensor) -> torch.Tensor:
+        """h [B, F, D], frame [B, F, P] long (the frame's own tokens; only those before each slot are read) ->
+        masked logits [B, F, P, V]."""
+        e = self.local_embedding(self.slot_offsets + frame.clamp(0, self.layout.vocab - 1))  # [B, F, P, D]
+        before = F.pad(e.cumsum(-2)[..., :-1, :], (0, 0, 1, 0))  # tokens before slot k, summed
+        u = h[..., None, :] + self.slot_embedding.weight + before
+        u = u + self.local_out(F.relu(self.local_in(self.local_norm(u))))
+        return self.head(self.norm(u)) + self.kind_mask
+
+    def forward(self, tokens: torch.Tensor, voice: torch.Tensor, previous: torch.Tensor | None = None) -> torch.Tensor:
+        """tokens [B, N] (whole frames, N a multiple of the period; PAD past a stream's end), voice [B, voice_dim],
+        previous [B, P] the frame before (start_token throughout where the stretch starts the stream; None: all do)
+        -> masked logits [B, N, V] of every position given everything before it."""
+        B, N = tokens.shape
+        P = self.layout.period
+        if N % P:
+            raise ValueError(f"{N} tokens are not a whole number of frames of {P}")
+        frames = tokens.clamp_min(0).view(B, N // P, P)
+        if previous is None:
+            previous = torch.full((B, P), self.start_token, dtype=torch.long, device=tokens.device)
+        h = self.frame_states(torch.cat([previous[:, None], frames[:, :-1]], 1), voice)
+        return self.local_logits(h, frames).reshape(B, N, -1)
+
+    def loss(self, tokens: torch.Tensor, voice: torch.Tensor, previous: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
+        """As CodePrior.loss, but `previous` is the whole frame before [B, P] (or None)."""
+        return stream_loss(self.forward(tokens, voice, previous), tokens, self.layout)
