@@ -1,6 +1,6 @@
 """The prior that steps once per pitch frame (models/frame_prior.py): causal, its exact twin the same in pieces, one
 token at a time and compiled, lossless as the bitstream's entropy model, recorded by kind in its file, trained by
-train-prior."""
+train-prior; and files coded under a model's earlier prior still decode where it is kept beside the model."""
 
 from __future__ import annotations
 
@@ -97,14 +97,23 @@ def test_train_prior_trains_a_frame_prior_that_codes_the_model_s_files(trained, 
     t.seq_len = 42
     with pytest.raises(ValueError, match="whole number of frames"):
         PriorTrainer(config, trained["model_path"])
+    # The model's token prior codes a file; then the frame prior replaces it, the token prior kept beside the model
+    # by its id: files of both decode, to the codes plain packing gives.
     model_path = tmp_path / "tiny.pt"
     model_path.write_bytes(trained["model_path"].read_bytes())
+    token_prior = export_prior(checkpoint.latest_checkpoint(trained["root"] / "run"), checkpoint.prior_path(model_path))
+    wav = audio.load(trained["root"] / "corpus" / "bob" / "bob_1.wav")
+    older = api.encode_audio(checkpoint.load(model_path), wav)
+    checkpoint.prior_path(model_path).rename(model_path.with_suffix(f".prior.{token_prior.id}.pt"))
     export_prior(checkpoint.latest_checkpoint(tmp_path / "run"), checkpoint.prior_path(model_path))
     model = checkpoint.load(model_path)
-    wav = audio.load(trained["root"] / "corpus" / "bob" / "bob_1.wav")
     coded, plain = api.encode_audio(model, wav), api.encode_audio(model, wav, prior=False)
     framed, packed = bitstream.read(coded), bitstream.read(plain)
-    assert framed.header.prior == entropy.prior_for(model).id and len(coded) < len(plain)
-    codes, pitch = api.symbols(model, framed)
-    assert np.array_equal(codes, packed.codes) and np.array_equal(pitch, packed.pitch)
+    assert framed.header.prior == entropy.prior_for(model).id != token_prior.id and len(coded) < len(plain)
+    for data in (coded, older):
+        codes, pitch = api.symbols(model, bitstream.read(data))
+        assert np.array_equal(codes, packed.codes) and np.array_equal(pitch, packed.pitch)
     np.testing.assert_array_equal(api.decode_bytes(model, coded)[0], api.decode_bytes(model, plain)[0])
+    model_path.with_suffix(f".prior.{token_prior.id}.pt").unlink()
+    with pytest.raises(bitstream.BitstreamError, match=f"range-coded under prior {token_prior.id}"):
+        api.symbols(checkpoint.load(model_path), bitstream.read(older))

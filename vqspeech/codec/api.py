@@ -114,12 +114,12 @@ def _pack(model: VQSpeech, enc: Encoded, speaker: str | None, prior=True) -> byt
 
 
 def symbols(model: VQSpeech, parsed: bitstream.Parsed, prior_path: str | Path | None = None) -> tuple[np.ndarray, np.ndarray | None]:
-    """A file as read -> (codes [n_frames], pitch or None): as packed, or range-decoded under the model's prior
-    (the one beside the model, or `prior_path`), which must be the very prior the file names."""
+    """A file as read -> (codes [n_frames], pitch or None): as packed, or range-decoded under the prior it names
+    (the model's, an earlier one of the model kept beside it, or `prior_path`)."""
     if parsed.words is None:
         return parsed.codes, parsed.pitch
     h = parsed.header
-    coder = entropy.prior_for(model, prior_path)
+    coder = entropy.prior_named(model, h.prior, prior_path)
     if coder.id != h.prior:
         raise BitstreamError(f"range-coded under prior {h.prior}, but this model's prior is {coder.id} ({coder.path}): "
                              "decode with the prior that encoded it (--prior)")

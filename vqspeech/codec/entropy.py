@@ -1,6 +1,7 @@
 """The prior as the bitstream's entropy model: token streams range-coded under the prior's predictions.
 
     prior = load_prior(path, model)                a prior file, refused unless it is of `model`
+    prior = prior_named(model, id)                 the prior a file names: the model's, or an earlier one kept beside it
     words = encode_tokens(prior, tokens, voice)    tokens [N] -> the range coder's 32-bit words
     tokens = decode_tokens(prior, words, N, voice)
     write_prior(exact, model_fingerprint, info, out)  an exact prior -> a prior file (train/prior_loop.export_prior)
@@ -123,6 +124,25 @@ def prior_for(model, path: str | Path | None = None) -> Prior:
     if cached is None or cached.path != str(path):
         cached = model._prior = load_prior(path, model)
     return cached
+
+
+def prior_named(model, prior_id: str, path: str | Path | None = None) -> Prior:
+    """The prior a file records by id: the model's own (prior_for), else, for files coded before its prior was
+    retrained, an earlier one kept beside the model as MODEL.prior.<id>.pt (the model's own where neither matches:
+    the caller reports the mismatch). A prior given by `path` is the only one tried."""
+    current = prior_for(model, path)
+    if current.id == prior_id or path or model.prior_path is None:
+        return current
+    earlier = Path(model.prior_path).with_suffix(f".{prior_id}.pt")
+    if not earlier.exists():
+        return current
+    kept = model.__dict__.setdefault("_earlier_priors", {})
+    if prior_id not in kept:
+        prior = load_prior(earlier, model)
+        if prior.id != prior_id:
+            raise PriorError(f"{earlier}: named for prior {prior_id}, but it holds prior {prior.id}")
+        kept[prior_id] = prior
+    return kept[prior_id]
 
 
 def _frequencies_along(exact: ExactPrior, tokens: np.ndarray, voice: np.ndarray):
