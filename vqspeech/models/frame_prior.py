@@ -8,7 +8,7 @@ network predicts the frame's tokens one after another from the frame's state and
 
     frame f's input   = sum over slots j of E_in[j, token(f-1, j)]   (+ the voice)   or E_start for f = 0
     h_f               = transformer(inputs up to f)                   attending `window` frames back
-    u(f, k)           = h_f + S[k] + sum over j < k of E_local[j, token(f, j)]
+    u(f, k)           = h_f + S[k] + sum over j < k of E_local[j, token(f, j)] + E_prev[the token just before]
     logits(f, k)      = head(norm(u + W2 relu(W1 norm(u))))           masked to slot k's kind (pitch or code)
 
 Every part is a sum of embeddings, a linear map, ReLU or RMSNorm, as in CodePrior, so that an exact integer twin
@@ -40,6 +40,9 @@ class FramePrior(nn.Module):
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.layers))  # window counted in frames
         self.local_embedding = nn.Embedding(P * V, D)  # [slot * V + token]: the frame's tokens so far
         self.slot_embedding = nn.Embedding(P, D)  # which slot of the frame is predicted
+        # The token just before, on its own: in the sum above it is mixed with the frame's others, and codes come in
+        # runs (mean length 2), so it is the strongest single predictor of the next.
+        self.previous_embedding = nn.Embedding(V + 1, D)
         self.local_norm = RMSNorm(D)
         self.local_in = nn.Linear(D, config.local_dim)
         self.local_out = nn.Linear(config.local_dim, D)
@@ -72,12 +75,13 @@ class FramePrior(nn.Module):
             x = block(x, allowed, distance)
         return x
 
-    def local_logits(self, h: torch.Tensor, frame: torch.Tensor) -> torch.Tensor:
-        """h [B, F, D], frame [B, F, P] long (the frame's own tokens; only those before each slot are read) ->
-        masked logits [B, F, P, V]."""
+    def local_logits(self, h: torch.Tensor, frame: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
+        """h [B, F, D], frame [B, F, P] long (the frame's own tokens; only those before each slot are read),
+        previous [B, F, P] the token before each position (start_token before the stream) -> masked logits
+        [B, F, P, V]."""
         e = self.local_embedding(self.slot_offsets + frame.clamp(0, self.layout.vocab - 1))  # [B, F, P, D]
         before = F.pad(e.cumsum(-2)[..., :-1, :], (0, 0, 1, 0))  # tokens before slot k, summed
-        u = h[..., None, :] + self.slot_embedding.weight + before
+        u = h[..., None, :] + self.slot_embedding.weight + before + self.previous_embedding(previous)
         u = u + self.local_out(F.relu(self.local_in(self.local_norm(u))))
         return self.head(self.norm(u)) + self.kind_mask
 
@@ -93,7 +97,8 @@ class FramePrior(nn.Module):
         if previous is None:
             previous = torch.full((B, P), self.start_token, dtype=torch.long, device=tokens.device)
         h = self.frame_states(torch.cat([previous[:, None], frames[:, :-1]], 1), voice)
-        return self.local_logits(h, frames).reshape(B, N, -1)
+        before = torch.cat([previous[:, -1:], tokens[:, :-1].clamp_min(0)], 1).view(B, N // P, P)
+        return self.local_logits(h, frames, before).reshape(B, N, -1)
 
     def loss(self, tokens: torch.Tensor, voice: torch.Tensor, previous: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
         """As CodePrior.loss, but `previous` is the whole frame before [B, P] (or None)."""

@@ -21,12 +21,13 @@ class ExactFramePrior(ExactPrior):
     def _embeddings(self, t: dict[str, np.ndarray], lin) -> None:
         self.input_embedding, self.local_embedding = t["input_embedding"], t["local_embedding"]
         self.slot_embedding, self.local_norm = t["slot_embedding"], t["local_norm"]
+        self.previous_embedding = t["previous_embedding"]
         self.local_in, self.local_out = lin("local_in"), lin("local_out")
         self.token_embedding = None  # no per-token input: start() reads only the voice
 
     @staticmethod
     def _freeze_embeddings(sd: dict, tensors: dict[str, np.ndarray], put_linear) -> None:
-        for name in ("input_embedding", "local_embedding", "slot_embedding"):
+        for name in ("input_embedding", "local_embedding", "slot_embedding", "previous_embedding"):
             tensors[name] = _int_act(sd[f"{name}.weight"].double().numpy())
         tensors["local_norm"] = _int_act(sd["local_norm.weight"].double().numpy())
         put_linear("local_in", sd["local_in.weight"], sd["local_in.bias"])
@@ -53,7 +54,8 @@ class ExactFramePrior(ExactPrior):
 
     def local_logits(self, h: np.ndarray, slots: np.ndarray, before: np.ndarray) -> np.ndarray:
         """h [n, D] the states of the frames the n positions lie in, slots [n], before [n, D] the sum of the local
-        embeddings of the tokens before each in its frame -> logits [n, V] integers at LOGIT_BITS (unmasked)."""
+        embeddings of the tokens before each in its frame (local_row) and the previous embedding of the token just
+        before it -> logits [n, V] integers at LOGIT_BITS (unmasked)."""
         u = np.clip(h + self.slot_embedding[slots] + before, -ACT_LIMIT, ACT_LIMIT)
         u = u + self.local_out(np.maximum(self.local_in(_rms_norm(u, self.local_norm)), 0))
         return self._logits(np.clip(u, -ACT_LIMIT, ACT_LIMIT))
@@ -84,7 +86,7 @@ class ExactFramePrior(ExactPrior):
             if slots[t]:
                 rows[t] = rows[t - 1] + self.local_row(slots[t] - 1, own[t - 1])
         state.pending = inputs[n - P + 1 :].copy() if P > 1 else inputs[:0].copy()
-        return self.local_logits(np.repeat(h, P, axis=0), slots, rows)
+        return self.local_logits(np.repeat(h, P, axis=0), slots, rows + self.previous_embedding[inputs])
 
     def stepper(self, voice: np.ndarray) -> "FrameStepper":
         return FrameStepper(self, voice)
@@ -127,7 +129,8 @@ class FrameStepper:
 
     def next(self, previous: int) -> np.ndarray:
         slot = self._advance(previous)
-        return self.exact.local_logits(self.h[None], np.array([slot]), self.before[None])[0]
+        before = self.before + self.exact.previous_embedding[previous]
+        return self.exact.local_logits(self.h[None], np.array([slot]), before[None])[0]
 
     def next_frequencies(self, previous: int) -> np.ndarray:
         position = self.position
@@ -135,4 +138,5 @@ class FrameStepper:
             return self.exact.frequencies_of(self.next(previous), position)
         slot = self._advance(previous)
         lo, hi = self.exact.symbol_range(position)
-        return self.kernel.local_frequencies(self.h, self.exact.slot_embedding[slot], self.before, lo, hi)
+        before = self.before + self.exact.previous_embedding[previous]
+        return self.kernel.local_frequencies(self.h, self.exact.slot_embedding[slot], before, lo, hi)
