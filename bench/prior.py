@@ -2,10 +2,11 @@
 codes, real .vqs bitrates with and without it, and its coding speed.
 
     python bench/prior.py --model vqspeech/pretrained/default.pt --codes CODES.npz --prior PRIOR.pt \
-        --manifest data/combined/manifest.csv --out bench/results --name prior-default
+        --manifest data/combined/manifest.csv [--baseline OTHER_PRIOR.pt] --out bench/results --name prior-default
 
 CODES.npz is the code cache of train-prior (vqspeech/data/codes.py) for the same model; the tables are fitted on
-its "train" split and scored, like the prior, on each held-out set. The issue's own floor protocol (VCC 2016 files
+its "train" split and scored, like the prior, on each held-out set. With --baseline, another prior of the same
+model is scored on the same utterances and the two are paired utterance by utterance. The issue's own floor protocol (VCC 2016 files
 only, 80 % to fit, 20 % held out, every 5th file) is reported too. Bitrates are of real files written by
 api.encode_audio (v4: range-coded under the prior; v3: packed), header and checksum included.
 """
@@ -108,6 +109,7 @@ def main() -> None:
     ap.add_argument("--prior", required=True)
     ap.add_argument("--manifest", required=True, help="the manifest the codes came from (for the file bitrates)")
     ap.add_argument("--files", type=int, default=20, help="held-out files per set for the real bitrates and speed")
+    ap.add_argument("--baseline", help="another prior of the model, paired with --prior on the same utterances")
     ap.add_argument("--out", default="bench/results")
     ap.add_argument("--name", default="prior")
     args = ap.parse_args()
@@ -115,6 +117,7 @@ def main() -> None:
     started = time.time()
     model = checkpoint.load(args.model)
     prior = entropy.load_prior(args.prior, model)
+    baseline = entropy.load_prior(args.baseline, model) if args.baseline else None
     corpus = CodeCorpus.load(Path(args.codes))
     layout = TokenLayout.of(model.config)
     train = corpus.select(lambda i: corpus.splits[i] == "train")
@@ -128,6 +131,11 @@ def main() -> None:
         rows.append(dict(set=name, utterances=len(part.tokens), unigram=uni, bigram=bi, prior=pc,
                          saving=1 - pc / bi, per_utt_sd=float(per_utt.std()), pitch_bigram=pitch_bi, pitch_prior=pp,
                          run_length=run_lengths(list(codes))))
+        if baseline is not None:
+            bc, bp, base_utt = prior_bits(baseline, part, layout)
+            d = per_utt - base_utt
+            rows[-1].update(baseline=bc, baseline_pitch=bp, paired=float(d.mean()), paired_se=float(d.std(ddof=1) / math.sqrt(len(d))),
+                            lower=int((d < 0).sum()))
     # The issue's floor protocol: VCC 2016 files only, 80 % fit / 20 % held out.
     vcc = [i for i, c in enumerate(corpus.corpora) if c == "vcc2016"]
     held = set(vcc[::5])
@@ -151,7 +159,8 @@ def report(args, model, prior, rows, floor, rates, elapsed) -> None:
              f"{prior.info.get('steps')} steps, {prior.info.get('cpu_seconds', 0) / 3600:.2f} CPU-hours). "
              f"Run took {elapsed / 60:.1f} min on one thread; {machine_note()}.",
              f"Command: `python bench/prior.py --model {args.model} --codes {args.codes} --prior {args.prior} "
-             f"--manifest {args.manifest} --files {args.files} --name {args.name}`", "",
+             f"--manifest {args.manifest} --files {args.files}{f' --baseline {args.baseline}' if args.baseline else ''} "
+             f"--name {args.name}`", "",
              "Bits per code on held-out streams (tables fitted on the training split, add-0.1 smoothing; the prior is "
              "its exact integer twin, what the coder uses). saving: 1 - prior / bigram.", "",
              "| set | utterances | unigram | bigram | prior | saving vs bigram | sd of prior over utterances | mean run length | pitch: bigram | pitch: prior |",
@@ -159,6 +168,14 @@ def report(args, model, prior, rows, floor, rates, elapsed) -> None:
     for r in rows:
         lines.append(f"| {r['set']} | {r['utterances']} | {r['unigram']:.2f} | {r['bigram']:.2f} | **{r['prior']:.2f}** | "
                      f"{100 * r['saving']:.0f} % | {r['per_utt_sd']:.2f} | {r['run_length']:.2f} | {r['pitch_bigram']:.2f} | {r['pitch_prior']:.2f} |")
+    if any("paired" in r for r in rows):
+        lines += ["", f"Paired with the baseline prior `{args.baseline}` on the same utterances (bits per code of each "
+                  "utterance, prior minus baseline; mean ± standard error):", "",
+                  "| set | baseline | prior | paired difference | prior lower on | pitch: baseline | pitch: prior |",
+                  "|---|---|---|---|---|---|---|"]
+        for r in rows:
+            lines.append(f"| {r['set']} | {r['baseline']:.3f} | {r['prior']:.3f} | {r['paired']:+.3f} ± {r['paired_se']:.3f} | "
+                         f"{r['lower']} of {r['utterances']} | {r['baseline_pitch']:.2f} | {r['pitch_prior']:.2f} |")
     lines += ["", f"The issue's floor protocol (VCC 2016 files only, every 5th held out): unigram {floor[0]:.2f}, "
               f"bigram {floor[1]:.2f} bits/code.", "",
               "Real files (api.encode_audio, speaker auto; header, voice and checksum included):", "",

@@ -66,6 +66,21 @@ def test_the_default_model_ships_its_prior_and_codes_losslessly_under_it():
     np.testing.assert_array_equal(api.decode_bytes(model, coded)[0], api.decode_bytes(model, plain)[0])
 
 
+def test_files_coded_under_the_default_model_s_earlier_prior_still_decode():
+    """The token prior that coded the default model's files until session 21 ships beside the model by its id, and a
+    file that names it decodes to the codes of plain packing."""
+    from vqspeech.codec import api, bitstream, entropy
+    from conftest import synthetic_voice
+
+    earlier = sorted(MODEL.parent.glob(MODEL.stem + ".prior.*.pt"))
+    assert [p.name for p in earlier] == ["default.prior.5c004429.pt"]
+    model = checkpoint.load()
+    wav = synthetic_voice(1.5, 120, seed=7)
+    old = bitstream.read(api.encode_audio(model, wav, prior=str(earlier[0])))
+    assert old.header.prior == "5c004429" != entropy.prior_for(model).id
+    np.testing.assert_array_equal(api.symbols(model, old)[0], bitstream.read(api.encode_audio(model, wav, prior=False)).codes)
+
+
 @pytest.mark.skipif(not ANYVOICE.exists(), reason="no anyvoice model in the package")
 def test_anyvoice_model_never_heard_the_held_out_speakers_and_carries_a_voice():
     from vqspeech.codec import api, bitstream
