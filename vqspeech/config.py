@@ -240,6 +240,7 @@ class PriorModelConfig:
     dropout: float = 0.1
     frame_level: bool = False  # one transformer step per pitch frame, a small network within it (models/frame_prior.py)
     local_dim: int = 256  # that network's hidden width
+    local_dropout: float = 0.0  # on that network's output, in training
 
 
 @dataclass

@@ -46,6 +46,7 @@ class FramePrior(nn.Module):
         self.local_norm = RMSNorm(D)
         self.local_in = nn.Linear(D, config.local_dim)
         self.local_out = nn.Linear(config.local_dim, D)
+        self.local_drop = nn.Dropout(config.local_dropout)
         self.norm = RMSNorm(D)
         self.head = nn.Linear(D, V)
         mask = torch.zeros(P, V)  # [slot, vocab]: 0 where the slot's kind, -inf elsewhere
@@ -82,7 +83,7 @@ class FramePrior(nn.Module):
         e = self.local_embedding(self.slot_offsets + frame.clamp(0, self.layout.vocab - 1))  # [B, F, P, D]
         before = F.pad(e.cumsum(-2)[..., :-1, :], (0, 0, 1, 0))  # tokens before slot k, summed
         u = h[..., None, :] + self.slot_embedding.weight + before + self.previous_embedding(previous)
-        u = u + self.local_out(F.relu(self.local_in(self.local_norm(u))))
+        u = u + self.local_drop(self.local_out(F.relu(self.local_in(self.local_norm(u)))))
         return self.head(self.norm(u)) + self.kind_mask
 
     def forward(self, tokens: torch.Tensor, voice: torch.Tensor, previous: torch.Tensor | None = None) -> torch.Tensor:
