@@ -239,6 +239,16 @@ def test_anyvoice_recipe_prepares_combines_trains_and_exports(tmp_path):
     assert parsed.header.version == 4 and parsed.header.voice is not None
     plain = bitstream.read(api.encode_audio(loaded, synthetic_voice(1.0, 150, seed=3), prior=False))
     np.testing.assert_array_equal(api.symbols(loaded, parsed)[0], plain.codes)
+    # A frame prior from the same cached codes, conf/frame.yaml laid on top as the default model's was made.
+    (tmp_path / "frame").mkdir()
+    shutil.copy(tmp_path / "prior" / "codes.npz", tmp_path / "frame" / "codes.npz")
+    framed = run("prior/run.sh", "--model", str(model_path), "--run-dir", str(tmp_path / "frame"), "--conf",
+                 str(REPO / "recipes" / "prior" / "conf" / "debug.yaml"), "--overlay",
+                 str(REPO / "recipes" / "prior" / "conf" / "frame.yaml"), "--set", "train.steps=10", "--stop-stage", "0")
+    assert framed.returncode == 0, framed.stderr[-3000:]
+    from vqspeech.codec import entropy
+
+    assert entropy.load_prior(tmp_path / "frame" / "prior.pt", loaded).exact.meta["kind"] == "frame"
 
     # The WaveNet of that model trained alone (recipes/wavenet), reading its parallel decoder's rendering: the export
     # keeps the codes (same fingerprint) and decodes with either decoder.

@@ -2,7 +2,8 @@
 # prior: the prior over a model's codes (vqspeech/models/prior.py), the entropy model of .vqs version 4 and the
 # sampler of `vqspeech sample` / `vqspeech continue`. It learns from the codes the frozen model makes of a corpus.
 #
-#   recipes/prior/run.sh --model vqspeech/pretrained/default.pt --manifest data/anyvoice/combined/manifest.csv
+#   recipes/prior/run.sh --model vqspeech/pretrained/default.pt --manifest data/anyvoice/combined/manifest.csv \
+#       --overlay recipes/prior/conf/frame.yaml
 #
 # Stages:
 #   0  train-prior: first the model's codes of every utterance of --manifest, encoded as `vqspeech encode`
@@ -17,6 +18,7 @@
 #   --manifest  the corpus (a manifest with train / valid / unseen splits: recipes/anyvoice stage 1 makes one)
 #   --run-dir   folder (default runs/prior)
 #   --conf      config (default conf/prior.yaml)    --set   one override, e.g. train.steps=200
+#   --overlay   a config on top of it, e.g. conf/frame.yaml (the frame prior the default model ships)
 #   --install   yes: copy the prior beside the model at stage 2 (default no: print the command)
 #   --python --stage --stop-stage
 stage=0
@@ -25,6 +27,7 @@ model=""
 manifest=""
 run_dir=""
 conf="$(dirname "$0")/conf/prior.yaml"
+overlay=""
 set=""
 install=no
 python=python3
@@ -33,6 +36,10 @@ source "$(dirname "$0")/../utils/common.sh"
 : "${run_dir:=$repo/runs/prior}"
 [ -n "$model" ] || die "--model: give the codec model whose codes the prior learns (see --help)"
 overrides=(--set "train.run_dir=$run_dir" --set "train.codes=$run_dir/codes.npz")
+if [ -n "$overlay" ]; then
+    [ -f "$overlay" ] || die "$overlay: no such config"
+    overrides=(--config "$overlay" "${overrides[@]}")
+fi
 [ -n "$set" ] && overrides+=(--set "$set")
 
 if stage_on 0 "train the prior"; then
