@@ -23,7 +23,6 @@ class ExactFramePrior(ExactPrior):
         self.slot_embedding, self.local_norm = t["slot_embedding"], t["local_norm"]
         self.previous_embedding = t["previous_embedding"]
         self.local_in, self.local_out = lin("local_in"), lin("local_out")
-        self.token_embedding = None  # no per-token input: start() reads only the voice
 
     @staticmethod
     def _freeze_embeddings(sd: dict, tensors: dict[str, np.ndarray], put_linear) -> None:
@@ -107,8 +106,9 @@ class FrameStepper:
         if self.kernel is not None:
             self.keys, self.values = self.kernel.rings()
 
-    def _advance(self, previous: int) -> int:
-        """Take in the token before the next position -> that position's slot; h and before made ready for it."""
+    def _advance(self, previous: int) -> tuple[int, np.ndarray]:
+        """Take in the token before the next position -> (that position's slot, the local embeddings before it:
+        the frame's tokens so far and the previous embedding of `previous`); h made ready for it."""
         e, P = self.exact, self.exact.period
         slot = self.position % P
         if self.position:
@@ -125,18 +125,16 @@ class FrameStepper:
         else:
             self.before = self.before + e.local_row(slot - 1, previous)
         self.position += 1
-        return slot
+        return slot, self.before + e.previous_embedding[previous]
 
     def next(self, previous: int) -> np.ndarray:
-        slot = self._advance(previous)
-        before = self.before + self.exact.previous_embedding[previous]
+        slot, before = self._advance(previous)
         return self.exact.local_logits(self.h[None], np.array([slot]), before[None])[0]
 
     def next_frequencies(self, previous: int) -> np.ndarray:
         position = self.position
         if self.kernel is None:
             return self.exact.frequencies_of(self.next(previous), position)
-        slot = self._advance(previous)
+        slot, before = self._advance(previous)
         lo, hi = self.exact.symbol_range(position)
-        before = self.before + self.exact.previous_embedding[previous]
         return self.kernel.local_frequencies(self.h, self.exact.slot_embedding[slot], before, lo, hi)
