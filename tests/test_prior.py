@@ -201,6 +201,36 @@ def test_train_prior_learns_and_resumes(trained):
     assert resumed.step == 60 and torch.equal(resumed.prior.head.weight, trainer.prior.head.weight)
 
 
+def test_time_shifts_add_training_streams_of_the_same_audio_framed_elsewhere(trained, tmp_path):
+    import copy
+    import shutil
+
+    from vqspeech import checkpoint
+    from vqspeech.data.codes import CodeCorpus
+    from vqspeech.train.prior_loop import PriorTrainer, shifted_codes_path
+
+    codes = tmp_path / "codes.npz"
+    shutil.copy(trained["root"] / "run" / "codes.npz", codes)
+    config = copy.deepcopy(trained["config"])
+    hop = checkpoint.load(trained["model_path"]).config.hop
+    config.train.codes, config.train.run_dir, config.train.time_shifts = str(codes), str(tmp_path / "run"), (hop // 2,)
+    trainer = PriorTrainer(config, trained["model_path"])
+    base, shifted = CodeCorpus.load(codes), CodeCorpus.load(shifted_codes_path(codes, hop // 2))
+    base_train = [t for t, split in zip(base.tokens, base.splits) if split == "train"]
+    assert set(shifted.splits) == {"train"} and len(shifted.tokens) == len(base_train)
+    assert len(trainer.train_set.tokens) == 2 * len(base_train)
+    assert trainer.heldout.keys() == trained["trainer"].heldout.keys()
+    assert sum(len(v.tokens) for v in trainer.heldout.values()) == sum(len(v.tokens) for v in trained["trainer"].heldout.values())
+    period = trainer.layout.period
+    for a, b in zip(base_train, shifted.tokens):  # the same audio, a hop's fraction shorter: at most a frame less
+        assert 0 <= len(a) - len(b) <= period
+    differ = [not np.array_equal(a[: len(b)], b) for a, b in zip(base_train, shifted.tokens)]
+    assert all(differ)  # framed elsewhere, the codes are not the same stream
+    config.train.time_shifts = (hop,)
+    with pytest.raises(ValueError, match="between 0 and the hop"):
+        PriorTrainer(config, trained["model_path"])
+
+
 @pytest.fixture(scope="module")
 def with_prior(trained):
     """The tiny model loaded from its file, its prior exported beside it (MODEL.prior.pt)."""

@@ -247,6 +247,10 @@ class PriorModelConfig:
 class PriorTrainConfig:
     codes: str = ""  # the code cache (vqspeech/data/codes.py), written by train-prior from `manifest` if missing
     manifest: str = ""  # the corpus whose codes it learns (its "train" split; "valid" and "unseen" are scored)
+    # More training streams from the same audio: the train split encoded again with its first s samples dropped,
+    # for each s here (0 < s < hop). The hop grid falls elsewhere in the speech, so the codes differ; cached beside
+    # `codes` as codes.shift<s>.npz. Held-out sets stay unshifted.
+    time_shifts: tuple[int, ...] = ()
     run_dir: str = "runs/prior"
     seq_len: int = 512  # tokens per training sequence (cut at random from the utterances)
     batch_size: int = 16

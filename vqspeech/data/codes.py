@@ -119,6 +119,14 @@ class CodeCorpus:
             return cls([flat[a:b] for a, b in zip(bounds[:-1], bounds[1:])], z["voices"], z["speakers"].tolist(),
                        z["corpora"].tolist(), z["splits"].tolist(), str(z["fingerprint"]))
 
+    def extend(self, other: "CodeCorpus") -> "CodeCorpus":
+        """These utterances, then `other`'s (codes of the same model)."""
+        if other.fingerprint != self.fingerprint:
+            raise ValueError(f"codes of model {other.fingerprint} added to codes of {self.fingerprint}")
+        return CodeCorpus(self.tokens + other.tokens, np.concatenate([self.voices, other.voices]),
+                          self.speakers + other.speakers, self.corpora + other.corpora, self.splits + other.splits,
+                          self.fingerprint)
+
     def select(self, keep) -> "CodeCorpus":
         """The utterances for which keep(i) is true."""
         idx = [i for i in range(len(self.tokens)) if keep(i)]

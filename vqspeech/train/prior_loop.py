@@ -115,6 +115,17 @@ class PriorTrainer(RunProgress):
         if corpus.fingerprint != self.fingerprint:
             raise ValueError(f"{codes_path}: codes of model {corpus.fingerprint}, not of {model_path} ({self.fingerprint})")
         self.train_set = corpus.select(lambda i: corpus.splits[i] == "train")
+        for shift in t.time_shifts:
+            if not 0 < shift < codec.config.hop:
+                raise ValueError(f"train.time_shifts: {shift} is not between 0 and the hop ({codec.config.hop})")
+            path = shifted_codes_path(codes_path, shift)
+            if not path.exists() and not t.manifest:
+                raise ValueError(f"{path}: no code cache for time shift {shift}; give train.manifest to extract one")
+            extra = (extract_codes(codec, Path(t.manifest), path, shift=shift, splits=("train",)) if t.manifest
+                     else CodeCorpus.load(path))
+            if extra.fingerprint != self.fingerprint:
+                raise ValueError(f"{path}: codes of model {extra.fingerprint}, not of {model_path} ({self.fingerprint})")
+            self.train_set = self.train_set.extend(extra.select(lambda i: extra.splits[i] == "train"))
         self.heldout = heldout_sets(corpus)
         torch.manual_seed(t.seed)
         if config.model.frame_level and t.seq_len % self.layout.period:
@@ -204,9 +215,16 @@ def load_prior_checkpoint(path: str | Path) -> tuple[CodePrior | FramePrior, dic
     return prior.eval(), ckpt
 
 
-def extract_codes(model, manifest: Path, out: Path, progress: bool = True) -> CodeCorpus:
-    """Every utterance of `manifest` encoded as `vqspeech encode` writes it (speaker "auto") -> a CodeCorpus,
-    saved to `out` (.npz). A cache of the same model's fingerprint at `out` is returned as it is."""
+def shifted_codes_path(codes_path: Path, shift: int) -> Path:
+    """Where the codes of the audio shifted by `shift` samples are cached, beside `codes_path`."""
+    return codes_path.with_name(f"{codes_path.stem}.shift{shift}{codes_path.suffix}")
+
+
+def extract_codes(model, manifest: Path, out: Path, progress: bool = True, shift: int = 0,
+                  splits: tuple[str, ...] | None = None) -> CodeCorpus:
+    """Every utterance of `manifest` (of `splits`, default all) encoded as `vqspeech encode` writes it (speaker
+    "auto"), its first `shift` samples dropped -> a CodeCorpus, saved to `out` (.npz). A cache of the same model's
+    fingerprint at `out` is returned as it is."""
     from tqdm import tqdm
 
     from vqspeech import audio
@@ -220,10 +238,10 @@ def extract_codes(model, manifest: Path, out: Path, progress: bool = True) -> Co
         if cached.fingerprint == fp:
             return cached
     layout = TokenLayout.of(model.config)
-    rows = read_manifest(manifest)
+    rows = [r for r in read_manifest(manifest) if splits is None or r.split in splits]
     tokens, voices, speakers, corpora, splits = [], [], [], [], []
     for row in tqdm(rows, desc="codes", unit="file", disable=not progress):
-        wav = audio.load(row.path, model.config.sample_rate)
+        wav = audio.load(row.path, model.config.sample_rate)[shift:]
         header, codes, pitch = bitstream.unpack(api.encode_audio(model, wav, speaker=api.AUTO_SPEAKER, prior=False))
         tokens.append(tokens_of(codes, pitch, layout).astype(np.int16))
         voices.append(default_voice(model, header))
