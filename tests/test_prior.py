@@ -201,24 +201,26 @@ def test_train_prior_learns_and_resumes(trained):
     assert resumed.step == 60 and torch.equal(resumed.prior.head.weight, trainer.prior.head.weight)
 
 
-def test_time_shifts_add_training_streams_of_the_same_audio_framed_elsewhere(trained, tmp_path):
+def test_time_shifts_and_speeds_add_training_streams_of_the_same_audio(trained, tmp_path):
     import copy
     import shutil
 
     from vqspeech import checkpoint
     from vqspeech.data.codes import CodeCorpus
-    from vqspeech.train.prior_loop import PriorTrainer, shifted_codes_path
+    from vqspeech.train.prior_loop import PriorTrainer
 
     codes = tmp_path / "codes.npz"
     shutil.copy(trained["root"] / "run" / "codes.npz", codes)
     config = copy.deepcopy(trained["config"])
     hop = checkpoint.load(trained["model_path"]).config.hop
-    config.train.codes, config.train.run_dir, config.train.time_shifts = str(codes), str(tmp_path / "run"), (hop // 2,)
+    t = config.train
+    t.codes, t.run_dir, t.time_shifts, t.speed_factors = str(codes), str(tmp_path / "run"), (hop // 2,), (1.25,)
     trainer = PriorTrainer(config, trained["model_path"])
-    base, shifted = CodeCorpus.load(codes), CodeCorpus.load(shifted_codes_path(codes, hop // 2))
+    base, shifted = CodeCorpus.load(codes), CodeCorpus.load(tmp_path / f"codes.shift{hop // 2}.npz")
+    faster = CodeCorpus.load(tmp_path / "codes.speed1.25.npz")
     base_train = [t for t, split in zip(base.tokens, base.splits) if split == "train"]
     assert set(shifted.splits) == {"train"} and len(shifted.tokens) == len(base_train)
-    assert len(trainer.train_set.tokens) == 2 * len(base_train)
+    assert len(trainer.train_set.tokens) == 3 * len(base_train)
     assert trainer.heldout.keys() == trained["trainer"].heldout.keys()
     assert sum(len(v.tokens) for v in trainer.heldout.values()) == sum(len(v.tokens) for v in trained["trainer"].heldout.values())
     period = trainer.layout.period
@@ -226,8 +228,13 @@ def test_time_shifts_add_training_streams_of_the_same_audio_framed_elsewhere(tra
         assert 0 <= len(a) - len(b) <= period
     differ = [not np.array_equal(a[: len(b)], b) for a, b in zip(base_train, shifted.tokens)]
     assert all(differ)  # framed elsewhere, the codes are not the same stream
-    config.train.time_shifts = (hop,)
+    for a, b in zip(base_train, faster.tokens):  # 1.25 times faster: 0.8 as many frames, give or take one
+        assert abs(len(b) // period - 0.8 * len(a) // period) <= 1
+    t.time_shifts = (hop,)
     with pytest.raises(ValueError, match="between 0 and the hop"):
+        PriorTrainer(config, trained["model_path"])
+    t.time_shifts, t.speed_factors = (), (1.0,)
+    with pytest.raises(ValueError, match="speed_factors: 1.0 is not a speed"):
         PriorTrainer(config, trained["model_path"])
 
 

@@ -247,10 +247,12 @@ class PriorModelConfig:
 class PriorTrainConfig:
     codes: str = ""  # the code cache (vqspeech/data/codes.py), written by train-prior from `manifest` if missing
     manifest: str = ""  # the corpus whose codes it learns (its "train" split; "valid" and "unseen" are scored)
-    # More training streams from the same audio: the train split encoded again with its first s samples dropped,
-    # for each s here (0 < s < hop). The hop grid falls elsewhere in the speech, so the codes differ; cached beside
-    # `codes` as codes.shift<s>.npz. Held-out sets stay unshifted.
+    # More training streams from the same audio (the prior overfits ~3 M tokens), each cached beside `codes`; the
+    # held-out sets stay as they are. time_shifts: the train split encoded again with its first s samples dropped
+    # (0 < s < hop), so the hop grid falls elsewhere and the codes differ (codes.shift<s>.npz). speed_factors: played
+    # f times faster (pitch and tempo both; Kaldi's speed perturbation), codes.speed<f>.npz.
     time_shifts: tuple[int, ...] = ()
+    speed_factors: tuple[float, ...] = ()
     run_dir: str = "runs/prior"
     seq_len: int = 512  # tokens per training sequence (cut at random from the utterances)
     batch_size: int = 16

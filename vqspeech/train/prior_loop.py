@@ -115,13 +115,10 @@ class PriorTrainer(RunProgress):
         if corpus.fingerprint != self.fingerprint:
             raise ValueError(f"{codes_path}: codes of model {corpus.fingerprint}, not of {model_path} ({self.fingerprint})")
         self.train_set = corpus.select(lambda i: corpus.splits[i] == "train")
-        for shift in t.time_shifts:
-            if not 0 < shift < codec.config.hop:
-                raise ValueError(f"train.time_shifts: {shift} is not between 0 and the hop ({codec.config.hop})")
-            path = shifted_codes_path(codes_path, shift)
+        for path, variant in augmented_caches(codes_path, t.time_shifts, t.speed_factors, codec.config.hop):
             if not path.exists() and not t.manifest:
-                raise ValueError(f"{path}: no code cache for time shift {shift}; give train.manifest to extract one")
-            extra = (extract_codes(codec, Path(t.manifest), path, shift=shift, splits=("train",)) if t.manifest
+                raise ValueError(f"{path}: no code cache for {variant}; give train.manifest to extract one")
+            extra = (extract_codes(codec, Path(t.manifest), path, splits=("train",), **variant) if t.manifest
                      else CodeCorpus.load(path))
             if extra.fingerprint != self.fingerprint:
                 raise ValueError(f"{path}: codes of model {extra.fingerprint}, not of {model_path} ({self.fingerprint})")
@@ -215,16 +212,26 @@ def load_prior_checkpoint(path: str | Path) -> tuple[CodePrior | FramePrior, dic
     return prior.eval(), ckpt
 
 
-def shifted_codes_path(codes_path: Path, shift: int) -> Path:
-    """Where the codes of the audio shifted by `shift` samples are cached, beside `codes_path`."""
-    return codes_path.with_name(f"{codes_path.stem}.shift{shift}{codes_path.suffix}")
+def augmented_caches(codes_path: Path, time_shifts, speed_factors, hop: int) -> list[tuple[Path, dict]]:
+    """[(cache path beside `codes_path`, extract_codes' keyword arguments)] for each training-set variant."""
+    out = []
+    for shift in time_shifts:
+        if not 0 < shift < hop:
+            raise ValueError(f"train.time_shifts: {shift} is not between 0 and the hop ({hop})")
+        out.append((codes_path.with_name(f"{codes_path.stem}.shift{shift}{codes_path.suffix}"), {"shift": shift}))
+    for speed in speed_factors:
+        if not 0.5 <= speed <= 2.0 or speed == 1.0:
+            raise ValueError(f"train.speed_factors: {speed} is not a speed between 0.5 and 2 other than 1")
+        out.append((codes_path.with_name(f"{codes_path.stem}.speed{speed:g}{codes_path.suffix}"), {"speed": speed}))
+    return out
 
 
-def extract_codes(model, manifest: Path, out: Path, progress: bool = True, shift: int = 0,
+def extract_codes(model, manifest: Path, out: Path, progress: bool = True, shift: int = 0, speed: float = 1.0,
                   splits: tuple[str, ...] | None = None) -> CodeCorpus:
     """Every utterance of `manifest` (of `splits`, default all) encoded as `vqspeech encode` writes it (speaker
-    "auto"), its first `shift` samples dropped -> a CodeCorpus, saved to `out` (.npz). A cache of the same model's
-    fingerprint at `out` is returned as it is."""
+    "auto"), its first `shift` samples dropped, played `speed` times faster -> a CodeCorpus, saved to `out` (.npz).
+    A cache of the same model's fingerprint at `out` is returned as it is."""
+    import soxr
     from tqdm import tqdm
 
     from vqspeech import audio
@@ -239,16 +246,18 @@ def extract_codes(model, manifest: Path, out: Path, progress: bool = True, shift
             return cached
     layout = TokenLayout.of(model.config)
     rows = [r for r in read_manifest(manifest) if splits is None or r.split in splits]
-    tokens, voices, speakers, corpora, splits = [], [], [], [], []
+    tokens, voices, speakers, corpora, row_splits = [], [], [], [], []
     for row in tqdm(rows, desc="codes", unit="file", disable=not progress):
         wav = audio.load(row.path, model.config.sample_rate)[shift:]
+        if speed != 1.0:  # read as if recorded at speed x the rate: 1/speed as long, pitch x speed
+            wav = soxr.resample(wav, model.config.sample_rate * speed, model.config.sample_rate).astype(np.float32)
         header, codes, pitch = bitstream.unpack(api.encode_audio(model, wav, speaker=api.AUTO_SPEAKER, prior=False))
         tokens.append(tokens_of(codes, pitch, layout).astype(np.int16))
         voices.append(default_voice(model, header))
         speakers.append(row.speaker)
         corpora.append(row.corpus or "")
-        splits.append(row.split)
-    corpus = CodeCorpus(tokens, np.stack(voices), speakers, corpora, splits, fp)
+        row_splits.append(row.split)
+    corpus = CodeCorpus(tokens, np.stack(voices), speakers, corpora, row_splits, fp)
     out.parent.mkdir(parents=True, exist_ok=True)
     corpus.save(out)
     return corpus
