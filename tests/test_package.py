@@ -109,7 +109,7 @@ def test_info_needs_no_torch(tmp_path):
     import subprocess
     import sys
 
-    from tests.test_bitstream import example
+    from tests.vqs_forge import example
     from vqspeech.codec.bitstream import pack
 
     (tmp_path / "a.vqs").write_bytes(pack(*example(512, 40, 32)))
