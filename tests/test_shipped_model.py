@@ -66,19 +66,27 @@ def test_the_default_model_ships_its_prior_and_codes_losslessly_under_it():
     np.testing.assert_array_equal(api.decode_bytes(model, coded)[0], api.decode_bytes(model, plain)[0])
 
 
-def test_files_coded_under_the_default_model_s_earlier_prior_still_decode():
-    """The token prior that coded the default model's files until session 21 ships beside the model by its id, and a
-    file that names it decodes to the codes of plain packing."""
+# The priors that coded each shipped model's files before its present one, shipped beside it by their ids.
+EARLIER_PRIORS = {"default": ["5c004429"], "anyvoice": ["11e3cc5e"]}
+
+
+@pytest.mark.parametrize("name", list(EARLIER_PRIORS))
+def test_files_coded_under_a_shipped_model_s_earlier_priors_still_decode(name):
+    """Every prior that once coded a shipped model's files ships beside it by its id (and no other does), and a file
+    that names it decodes to the codes of plain packing."""
     from vqspeech.codec import api, bitstream, entropy
     from conftest import synthetic_voice
 
-    earlier = sorted(MODEL.parent.glob(MODEL.stem + ".prior.*.pt"))
-    assert [p.name for p in earlier] == ["default.prior.5c004429.pt"]
-    model = checkpoint.load()
+    path = MODEL.with_name(f"{name}.pt")
+    earlier = sorted(path.parent.glob(path.stem + ".prior.*.pt"))
+    assert [p.name for p in earlier] == [f"{name}.prior.{i}.pt" for i in EARLIER_PRIORS[name]]
+    model = checkpoint.load(name)
     wav = synthetic_voice(1.5, 120, seed=7)
-    old = bitstream.read(api.encode_audio(model, wav, prior=str(earlier[0])))
-    assert old.header.prior == "5c004429" != entropy.prior_for(model).id
-    np.testing.assert_array_equal(api.symbols(model, old)[0], bitstream.read(api.encode_audio(model, wav, prior=False)).codes)
+    plain = bitstream.read(api.encode_audio(model, wav, prior=False)).codes
+    for path, prior_id in zip(earlier, EARLIER_PRIORS[name]):
+        old = bitstream.read(api.encode_audio(model, wav, prior=str(path)))
+        assert old.header.prior == prior_id != entropy.prior_for(model).id
+        np.testing.assert_array_equal(api.symbols(model, old)[0], plain)
 
 
 @pytest.mark.skipif(not ANYVOICE.exists(), reason="no anyvoice model in the package")
