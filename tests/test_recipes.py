@@ -242,13 +242,16 @@ def test_anyvoice_recipe_prepares_combines_trains_and_exports(tmp_path):
     # A frame prior from the same cached codes, conf/frame.yaml laid on top as the default model's was made.
     (tmp_path / "frame").mkdir()
     shutil.copy(tmp_path / "prior" / "codes.npz", tmp_path / "frame" / "codes.npz")
-    framed = run("prior/run.sh", "--model", str(model_path), "--run-dir", str(tmp_path / "frame"), "--conf",
+    # Its time-shifted (and sped-up) copies of the training split are extracted beside the cached codes.
+    framed = run("prior/run.sh", "--model", str(model_path), "--run-dir", str(tmp_path / "frame"), "--manifest",
+                 str(tmp_path / "prep" / "combined" / "manifest.csv"), "--conf",
                  str(REPO / "recipes" / "prior" / "conf" / "debug.yaml"), "--overlay",
                  str(REPO / "recipes" / "prior" / "conf" / "frame.yaml"), "--set", "train.steps=10", "--stop-stage", "0")
     assert framed.returncode == 0, framed.stderr[-3000:]
     from vqspeech.codec import entropy
 
     assert entropy.load_prior(tmp_path / "frame" / "prior.pt", loaded).exact.meta["kind"] == "frame"
+    assert (tmp_path / "frame" / "codes.shift32.npz").exists()
 
     # The WaveNet of that model trained alone (recipes/wavenet), reading its parallel decoder's rendering: the export
     # keeps the codes (same fingerprint) and decodes with either decoder.
