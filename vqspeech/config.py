@@ -278,10 +278,15 @@ class PriorConfig:
 
 def load_prior_config(*paths: str | Path, overrides: dict | None = None) -> PriorConfig:
     """Read YAML prior configs, each overlaid on the one before, then `overrides`."""
+    return from_dict(PriorConfig, read_layers(paths, overrides))
+
+
+def read_layers(paths, overrides: dict | None) -> dict:
+    """YAML config files, each overlaid on the one before, then `overrides` -> one nested dict."""
     values: dict = {}
     for path in paths:
         values = merge(values, read_yaml(path))
-    return from_dict(PriorConfig, merge(values, overrides or {}))
+    return merge(values, overrides or {})
 
 def from_dict(cls: type, values: dict[str, Any] | None):
     """Build dataclass `cls` from a (possibly partial, nested) dict; unknown keys are an error."""
@@ -338,16 +343,10 @@ def parse_overrides(pairs: list[str]) -> dict:
 
 def load_config(*paths: str | Path, overrides: dict | None = None) -> Config:
     """Read YAML config files, each overlaid on the one before, then `overrides`."""
-    values: dict = {}
-    for path in paths:
-        values = merge(values, read_yaml(path))
-    values = merge(values, overrides or {})
-    config = from_dict(Config, values)
+    config = from_dict(Config, read_layers(paths, overrides))
     if config.data.crop_samples % config.model.pitch_hop:
-        raise ValueError(
-            f"data.crop_samples={config.data.crop_samples} must be a multiple of the pitch hop "
-            f"({config.model.pitch_hop} samples)"
-        )
+        raise ValueError(f"data.crop_samples={config.data.crop_samples} must be a multiple of the pitch hop "
+                         f"({config.model.pitch_hop} samples)")
     validate(config)
     return config
 
