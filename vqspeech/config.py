@@ -288,6 +288,7 @@ def read_layers(paths, overrides: dict | None) -> dict:
         values = merge(values, read_yaml(path))
     return merge(values, overrides or {})
 
+
 def from_dict(cls: type, values: dict[str, Any] | None):
     """Build dataclass `cls` from a (possibly partial, nested) dict; unknown keys are an error."""
     values = dict(values or {})
