@@ -22,7 +22,10 @@ def read_valid(run_dir: Path) -> list[dict[str, float]]:
     if not path.exists():
         raise SystemExit(f"{path}: no such file (not a train-prior run folder?)")
     with open(path) as f:
-        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+        rows = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+    if not rows:
+        raise SystemExit(f"{path}: no validation yet (a header only)")
+    return rows
 
 
 def curve_table(rows: list[dict[str, float]]) -> list[str]:

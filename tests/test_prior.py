@@ -218,7 +218,7 @@ def test_time_shifts_and_speeds_add_training_streams_of_the_same_audio(trained, 
     trainer = PriorTrainer(config, trained["model_path"])
     base, shifted = CodeCorpus.load(codes), CodeCorpus.load(tmp_path / f"codes.shift{hop // 2}.npz")
     faster = CodeCorpus.load(tmp_path / "codes.speed1.25.npz")
-    base_train = [t for t, split in zip(base.tokens, base.splits) if split == "train"]
+    base_train = [tokens for tokens, split in zip(base.tokens, base.splits) if split == "train"]
     assert set(shifted.splits) == {"train"} and len(shifted.tokens) == len(base_train)
     assert len(trainer.train_set.tokens) == 3 * len(base_train)
     assert trainer.heldout.keys() == trained["trainer"].heldout.keys()

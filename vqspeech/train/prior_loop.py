@@ -109,19 +109,12 @@ class PriorTrainer(RunProgress):
         self.layout = TokenLayout.of(codec.config)
         self.codes_per_second = codec.config.sample_rate / codec.config.hop
         codes_path = Path(t.codes) if t.codes else self.run_dir / "codes.npz"
-        if not codes_path.exists() and not t.manifest:
-            raise ValueError(f"{codes_path}: no code cache; give train.manifest to extract one")
-        corpus = extract_codes(codec, Path(t.manifest), codes_path) if t.manifest else CodeCorpus.load(codes_path)
-        if corpus.fingerprint != self.fingerprint:
-            raise ValueError(f"{codes_path}: codes of model {corpus.fingerprint}, not of {model_path} ({self.fingerprint})")
+        # Checked before any extraction: a bad value should not wait for an hour of encoding to be named.
+        variants = augmented_caches(codes_path, t.time_shifts, t.speed_factors, codec.config.hop)
+        corpus = self._codes(codec, codes_path, "", None)
         self.train_set = corpus.select(lambda i: corpus.splits[i] == "train")
-        for path, variant in augmented_caches(codes_path, t.time_shifts, t.speed_factors, codec.config.hop):
-            if not path.exists() and not t.manifest:
-                raise ValueError(f"{path}: no code cache for {variant}; give train.manifest to extract one")
-            extra = (extract_codes(codec, Path(t.manifest), path, splits=("train",), **variant) if t.manifest
-                     else CodeCorpus.load(path))
-            if extra.fingerprint != self.fingerprint:
-                raise ValueError(f"{path}: codes of model {extra.fingerprint}, not of {model_path} ({self.fingerprint})")
+        for path, variant in variants:
+            extra = self._codes(codec, path, f" for {variant}", ("train",), **variant)
             self.train_set = self.train_set.extend(extra.select(lambda i: extra.splits[i] == "train"))
         self.heldout = heldout_sets(corpus)
         torch.manual_seed(t.seed)
@@ -141,6 +134,17 @@ class PriorTrainer(RunProgress):
         log.info("prior: %.2f M parameters, %d training streams (%d tokens), held out: %s",
                  sum(p.numel() for p in self.prior.parameters()) / 1e6, len(self.train_set.tokens),
                  sum(map(len, self.train_set.tokens)), ", ".join(f"{k} ({len(v.tokens)})" for k, v in self.heldout.items()))
+
+    def _codes(self, codec, path: Path, what: str, splits: tuple[str, ...] | None, **variant) -> CodeCorpus:
+        """The code cache at `path`: extracted from train.manifest where one is given (kept if already there), else
+        read; refused if it holds another model's codes."""
+        manifest = self.config.train.manifest
+        if not path.exists() and not manifest:
+            raise ValueError(f"{path}: no code cache{what}; give train.manifest to extract one")
+        corpus = extract_codes(codec, Path(manifest), path, splits=splits, **variant) if manifest else CodeCorpus.load(path)
+        if corpus.fingerprint != self.fingerprint:
+            raise ValueError(f"{path}: codes of model {corpus.fingerprint}, not of {self.model_path} ({self.fingerprint})")
+        return corpus
 
     def _resume(self, path: Path) -> None:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
