@@ -57,6 +57,8 @@ def test_the_exact_twin_matches_the_float_prior_in_pieces_one_token_at_a_time_an
     stream = exact.stepper(voice.numpy())
     frequencies = np.stack([stream.next_frequencies(int(i)) for i in inputs])
     assert np.array_equal(frequencies, np.stack([exact.frequencies_of(whole[t], t) for t in range(len(inputs))]))
+    stream = exact.stepper(voice.numpy())  # along a known stream (encoding), in pieces that split frames
+    assert np.array_equal(np.concatenate([stream.frequencies(inputs[:7]), stream.frequencies(inputs[7:])]), frequencies)
     with pytest.raises(ValueError, match="whole number of frames"):
         exact.feed(exact.start(voice.numpy()), inputs[:7])
 

@@ -145,32 +145,27 @@ def prior_named(model, prior_id: str, path: str | Path | None = None) -> Prior:
     return kept[prior_id]
 
 
-def _frequencies_along(exact: ExactPrior, tokens: np.ndarray, voice: np.ndarray):
-    """The exact prior run along a known stream: yields (position, frequencies [V] that position is coded under)."""
+def _frequency_pieces(exact: ExactPrior, tokens: np.ndarray, voice: np.ndarray):
+    """The exact prior run along a known stream, CHUNK positions at a time: yields (first position, frequencies
+    [m, V] those m positions are coded under)."""
     stream = exact.stepper(voice)
-    previous = exact.start_token
-    for t, token in enumerate(tokens):
-        yield t, stream.next_frequencies(previous)
-        previous = int(token)
+    inputs = np.concatenate([[exact.start_token], np.asarray(tokens, np.int64)[:-1]])
+    for a in range(0, len(tokens), CHUNK):
+        yield a, stream.frequencies(inputs[a : a + CHUNK])
 
 
 def encode_tokens(prior: Prior, tokens: np.ndarray, voice: np.ndarray) -> np.ndarray:
     """tokens [N] (data.codes.tokens_of), voice [voice_dim] -> uint32 words of the range coder.
 
-    Runs the same one-token steps as decoding (the compiled step is faster than feeding whole pieces through
-    NumPy), coding CHUNK tokens at a time so that memory stays bounded."""
+    Runs the same steps as decoding (the compiled step is faster than feeding whole pieces through NumPy), CHUNK
+    tokens at a time so that memory stays bounded."""
     import constriction
 
-    exact = prior.exact
     tokens = np.asarray(tokens, np.int64)
     encoder = constriction.stream.queue.RangeEncoder()
     family = constriction.stream.model.Categorical(perfect=False)
-    freqs = np.empty((min(CHUNK, len(tokens)), exact.vocab))
-    for t, f in _frequencies_along(exact, tokens, voice):
-        freqs[t % CHUNK] = f
-        if t % CHUNK == CHUNK - 1 or t == len(tokens) - 1:  # a piece full, or the stream's end: code it
-            a = t - t % CHUNK
-            encoder.encode(tokens[a : t + 1].astype(np.int32), family, freqs[: t + 1 - a])
+    for a, freqs in _frequency_pieces(prior.exact, tokens, voice):
+        encoder.encode(tokens[a : a + len(freqs)].astype(np.int32), family, freqs)
     return encoder.get_compressed()
 
 
@@ -193,6 +188,7 @@ def token_bits(prior: Prior, tokens: np.ndarray, voice: np.ndarray) -> np.ndarra
     """-log2 p of each token under the exact prior [N] (what the coder spends, to ~1e-4 bits a token)."""
     tokens = np.asarray(tokens, np.int64)
     bits = np.empty(len(tokens))
-    for t, f in _frequencies_along(prior.exact, tokens, voice):
-        bits[t] = np.log2(f.sum()) - np.log2(f[tokens[t]])
+    for a, f in _frequency_pieces(prior.exact, tokens, voice):
+        own = f[np.arange(len(f)), tokens[a : a + len(f)]]
+        bits[a : a + len(f)] = np.log2(f.sum(1)) - np.log2(own)
     return bits

@@ -105,6 +105,9 @@ class FrameStepper:
         self.kernel = exact.step_kernel()
         if self.kernel is not None:
             self.keys, self.values = self.kernel.rings()
+            D = self.state.voice.shape[-1]
+            self.h, self.before = np.zeros(D), np.zeros(D)  # float64: the compiled step updates them in place
+            self._voice = np.ascontiguousarray(self.state.voice, np.float64).reshape(-1)
 
     def _advance(self, previous: int) -> tuple[int, np.ndarray]:
         """Take in the token before the next position -> (that position's slot, the local embeddings before it:
@@ -132,9 +135,22 @@ class FrameStepper:
         return self.exact.local_logits(self.h[None], np.array([slot]), before[None])[0]
 
     def next_frequencies(self, previous: int) -> np.ndarray:
+        """What range coding runs per token: in one compiled call where numba is installed (the same integers as
+        next, then frequencies_of; tests hold them equal)."""
         position = self.position
         if self.kernel is None:
             return self.exact.frequencies_of(self.next(previous), position)
-        slot, before = self._advance(previous)
         lo, hi = self.exact.symbol_range(position)
-        return self.kernel.local_frequencies(self.h, self.exact.slot_embedding[slot], before, lo, hi)
+        f = self.kernel.frame_token(previous, position, lo, hi, self.frame, self.current, self.h, self.before,
+                                    self._voice, self.keys, self.values)
+        self.position += 1
+        return f
+
+    def frequencies(self, inputs: np.ndarray) -> np.ndarray:
+        """next_frequencies of each of inputs [n] in turn -> [n, V] (one compiled call where numba is installed)."""
+        if self.kernel is None:
+            return np.stack([self.next_frequencies(int(i)) for i in inputs]).reshape(len(inputs), self.exact.vocab)
+        f = self.kernel.frame_tokens(inputs, self.position, self.frame, self.current, self.h, self.before, self._voice,
+                                     self.keys, self.values)
+        self.position += len(inputs)
+        return f

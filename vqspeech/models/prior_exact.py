@@ -289,6 +289,10 @@ class Stepper:
         self.position += 1
         return f
 
+    def frequencies(self, inputs: np.ndarray) -> np.ndarray:
+        """next_frequencies of each of inputs [n] in turn -> [n, V]."""
+        return np.stack([self.next_frequencies(int(i)) for i in inputs]).reshape(len(inputs), self.exact.vocab)
+
     def next(self, previous: int) -> np.ndarray:
         e = self.exact
         if self.kernel is None:

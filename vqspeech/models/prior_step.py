@@ -40,25 +40,36 @@ def _row_dot(q, offset, rows, row, n):
     return s
 
 
-def _accumulate(x, w, out):
-    """out[j] = sum_i x[i] w[i, j]: sums of integer products, exact in any order (and with fused multiply-adds)."""
-    for j in range(w.shape[1]):
-        out[j] = 0.0
+def _accumulate(x, w, out, lo, hi):
+    """out[j] = sum_i x[i] w[i, j] for lo <= j < hi: sums of integer products, exact in any order (and with fused
+    multiply-adds). Looped over slices from 0: a loop from `lo` would check every index for wrap-around, which stops
+    LLVM vectorising it (8x slower, measured)."""
+    o = out[lo:hi]
+    o[:] = 0.0
     for i in range(w.shape[0]):
         xi = x[i]
         if xi != 0.0:
-            for j in range(w.shape[1]):
-                out[j] += xi * np.float64(w[i, j])
+            row = w[i, lo:hi]
+            for j in range(o.shape[0]):
+                o[j] += xi * np.float64(row[j])
+
+
+def _linear_columns(x, w, unit, bias, out, lo, hi):
+    """x [in], w [in, out] -> out[j] = floor(sum_i x[i] w[i, j] * unit) + bias[j] for lo <= j < hi, out's other
+    entries untouched (bias of length 0: none)."""
+    _accumulate(x, w, out, lo, hi)
+    o = out[lo:hi]
+    for j in range(o.shape[0]):
+        o[j] = math.floor(o[j] * unit)
+    if bias.shape[0]:
+        b = bias[lo:hi]
+        for j in range(o.shape[0]):
+            o[j] += b[j]
 
 
 def _linear(x, w, unit, bias, out):
     """x [in], w [in, out] -> out[j] = floor(sum_i x[i] w[i, j] * unit) + bias[j] (bias of length 0: none)."""
-    n_out = w.shape[1]
-    _accumulate(x, w, out)
-    for j in range(n_out):
-        out[j] = math.floor(out[j] * unit)
-        if bias.shape[0]:
-            out[j] += bias[j]
+    _linear_columns(x, w, unit, bias, out, 0, w.shape[1])
 
 
 def _blocks(x, position, window, heads, limit, eps, score_div, attn_norm, qkv, qkv_unit, out_w, out_unit, distance_bias,
@@ -120,14 +131,17 @@ def _blocks(x, position, window, heads, limit, eps, score_div, attn_norm, qkv, q
         x[i] = min(max(x[i], -limit), limit)
 
 
-def _head(x, final_norm, head, head_b, head_unit, logit_div, eps):
-    """x [D] a state after the layers -> logits [V] (integers at LOGIT_BITS): ExactPrior._logits."""
+def _head(x, final_norm, head, head_b, head_unit, logit_div, eps, lo, hi):
+    """x [D] a state after the layers -> logits [V] (integers at LOGIT_BITS: ExactPrior._logits) of the symbols
+    [lo, hi), 0 elsewhere. A position codes one kind of symbol, so the head's other columns (the codes, at a pitch
+    position) are never computed."""
     h = np.empty(x.shape[0])
     _rms(x, final_norm, h, eps)
-    logits = np.empty(head.shape[1])
-    _linear(h, head, head_unit, head_b, logits)
-    for j in range(logits.shape[0]):
-        logits[j] = math.floor(logits[j] / logit_div)
+    logits = np.zeros(head.shape[1])
+    _linear_columns(h, head, head_unit, head_b, logits, lo, hi)
+    part = logits[lo:hi]
+    for j in range(part.shape[0]):
+        part[j] = math.floor(part[j] / logit_div)
     return logits
 
 
@@ -138,13 +152,14 @@ def _step(x, position, window, heads, limit, eps, score_div, attn_norm, qkv, qkv
     -> logits [V] (integers at LOGIT_BITS)."""
     _blocks(x, position, window, heads, limit, eps, score_div, attn_norm, qkv, qkv_unit, out_w, out_unit, distance_bias,
             ff_norm, ff_in, ff_in_b, ff_in_unit, ff_out, ff_out_b, ff_out_unit, keys, values, exp_table, no_bias)
-    return _head(x, final_norm, head, head_b, head_unit, logit_div, eps)
+    return _head(x, final_norm, head, head_b, head_unit, logit_div, eps, 0, head.shape[1])
 
 
 def _local(h, slot_row, before, limit, eps, local_norm, local_in, local_in_b, local_in_unit, local_out, local_out_b,
-           local_out_unit, final_norm, head, head_b, head_unit, logit_div):
+           local_out_unit, final_norm, head, head_b, head_unit, logit_div, lo, hi):
     """A frame prior's token: h [D] its frame's state, slot_row [D] its slot's embedding, before [D] the local
-    embeddings of the frame's tokens before it -> logits [V] (ExactFramePrior.local_logits)."""
+    embeddings of the frame's tokens before it -> logits [V] of the symbols [lo, hi), 0 elsewhere
+    (ExactFramePrior.local_logits)."""
     D = h.shape[0]
     u = np.empty(D)
     for i in range(D):
@@ -158,7 +173,75 @@ def _local(h, slot_row, before, limit, eps, local_norm, local_in, local_in_b, lo
     _linear(hidden, local_out, local_out_unit, local_out_b, n)
     for i in range(D):
         u[i] = min(max(u[i] + n[i], -limit), limit)
-    return _head(u, final_norm, head, head_b, head_unit, logit_div, eps)
+    return _head(u, final_norm, head, head_b, head_unit, logit_div, eps, lo, hi)
+
+
+def _frame_token(previous, position, lo, hi, frame, current, h, before, voice, period, vocab, start_token,
+                 input_embedding, local_embedding, previous_embedding, slot_embedding, frequency_exp, window, heads,
+                 limit, eps, score_div, attn_norm, qkv, qkv_unit, out_w, out_unit, distance_bias, ff_norm, ff_in,
+                 ff_in_b, ff_in_unit, ff_out, ff_out_b, ff_out_unit, keys, values, exp_table, local_norm, local_in,
+                 local_in_b, local_in_unit, local_out, local_out_b, local_out_unit, final_norm, head, head_b,
+                 head_unit, logit_div, no_bias):
+    """A frame prior's whole coding step (frame_prior_exact.FrameStepper._advance, then local_logits and
+    frequencies_of) in one call: takes the token before `position` -> integer frequencies [V] of that position over
+    the symbols [lo, hi). frame [P] (the previous frame's tokens), current [P] (this frame's so far), h [D] (its
+    state) and before [D] (its tokens' local embeddings, summed) are the stream's and are updated in place; at a
+    frame's first slot the layers run and the rings get the frame. Every sum is of integers, so exact in any order."""
+    D = h.shape[0]
+    slot = position % period
+    if position > 0:
+        current[(position - 1) % period] = previous
+    if slot == 0:
+        if position > 0:
+            frame[:] = current
+        if frame[0] == start_token:  # before the stream's first frame
+            for i in range(D):
+                h[i] = input_embedding[input_embedding.shape[0] - 1, i] + voice[i]
+        else:
+            for i in range(D):
+                h[i] = 0.0
+            for p in range(period):
+                row = p * vocab + min(frame[p], vocab - 1)
+                for i in range(D):
+                    h[i] += input_embedding[row, i]
+            for i in range(D):
+                h[i] += voice[i]
+        _blocks(h, position // period, window, heads, limit, eps, score_div, attn_norm, qkv, qkv_unit, out_w, out_unit,
+                distance_bias, ff_norm, ff_in, ff_in_b, ff_in_unit, ff_out, ff_out_b, ff_out_unit, keys, values,
+                exp_table, no_bias)
+        for i in range(D):
+            before[i] = 0.0
+    else:
+        row = (slot - 1) * vocab + previous
+        for i in range(D):
+            before[i] += local_embedding[row, i]
+    b = np.empty(D)
+    for i in range(D):
+        b[i] = before[i] + previous_embedding[previous, i]
+    logits = _local(h, slot_embedding[slot], b, limit, eps, local_norm, local_in, local_in_b, local_in_unit, local_out,
+                    local_out_b, local_out_unit, final_norm, head, head_b, head_unit, logit_div, lo, hi)
+    return _kind_frequencies(logits, lo, hi, frequency_exp)
+
+
+def _frame_tokens(inputs, position, has_pitch, codebook_size, frame, current, h, before, voice, period, vocab,
+                  start_token, input_embedding, local_embedding, previous_embedding, slot_embedding, frequency_exp,
+                  window, heads, limit, eps, score_div, attn_norm, qkv, qkv_unit, out_w, out_unit, distance_bias, ff_norm,
+                  ff_in, ff_in_b, ff_in_unit, ff_out, ff_out_b, ff_out_unit, keys, values, exp_table, local_norm,
+                  local_in, local_in_b, local_in_unit, local_out, local_out_b, local_out_unit, final_norm, head, head_b,
+                  head_unit, logit_div, no_bias):
+    """`_frame_token` along a known stream: inputs [n] (the token before each of positions position ..
+    position + n - 1) -> frequencies [n, V]. What encoding runs: one call a piece, not one a token."""
+    out = np.empty((inputs.shape[0], head.shape[1]))
+    for t in range(inputs.shape[0]):
+        p = position + t
+        lo, hi = (codebook_size, vocab) if has_pitch and p % period == 0 else (0, codebook_size)  # symbol_range
+        out[t] = _frame_token(inputs[t], p, lo, hi, frame, current, h, before, voice, period, vocab, start_token,
+                              input_embedding, local_embedding, previous_embedding, slot_embedding, frequency_exp,
+                              window, heads, limit, eps, score_div, attn_norm, qkv, qkv_unit, out_w, out_unit,
+                              distance_bias, ff_norm, ff_in, ff_in_b, ff_in_unit, ff_out, ff_out_b, ff_out_unit, keys,
+                              values, exp_table, local_norm, local_in, local_in_b, local_in_unit, local_out,
+                              local_out_b, local_out_unit, final_norm, head, head_b, head_unit, logit_div, no_bias)
+    return out
 
 
 def _frequencies(token_embedding, phase_embedding, voice, previous, position, period, lo, hi, frequency_exp, window,
@@ -172,9 +255,9 @@ def _frequencies(token_embedding, phase_embedding, voice, previous, position, pe
     phase = position % period
     for i in range(x.shape[0]):
         x[i] = token_embedding[previous, i] + phase_embedding[phase, i] + voice[i]
-    logits = _step(x, position, window, heads, limit, eps, score_div, attn_norm, qkv, qkv_unit, out_w, out_unit,
-                   distance_bias, ff_norm, ff_in, ff_in_b, ff_in_unit, ff_out, ff_out_b, ff_out_unit, keys, values,
-                   exp_table, final_norm, head, head_b, head_unit, logit_div, no_bias)
+    _blocks(x, position, window, heads, limit, eps, score_div, attn_norm, qkv, qkv_unit, out_w, out_unit, distance_bias,
+            ff_norm, ff_in, ff_in_b, ff_in_unit, ff_out, ff_out_b, ff_out_unit, keys, values, exp_table, no_bias)
+    logits = _head(x, final_norm, head, head_b, head_unit, logit_div, eps, lo, hi)
     return _kind_frequencies(logits, lo, hi, frequency_exp)
 
 
@@ -196,6 +279,7 @@ if numba is not None:
     _row_dot = numba.njit(cache=True, fastmath={"reassoc", "contract"})(_row_dot)
     _accumulate = numba.njit(cache=True, fastmath={"reassoc", "contract"})(_accumulate)
     _rms = numba.njit(cache=True)(_rms)
+    _linear_columns = numba.njit(cache=True)(_linear_columns)
     _linear = numba.njit(cache=True)(_linear)
     _blocks = numba.njit(cache=True)(_blocks)
     _head = numba.njit(cache=True)(_head)
@@ -203,6 +287,8 @@ if numba is not None:
     _kind_frequencies = numba.njit(cache=True)(_kind_frequencies)
     _frequencies = numba.njit(cache=True)(_frequencies)
     _local = numba.njit(cache=True)(_local)
+    _frame_token = numba.njit(cache=True)(_frame_token)
+    _frame_tokens = numba.njit(cache=True)(_frame_tokens)
 
 
 class StepKernel:
@@ -234,6 +320,10 @@ class StepKernel:
                      np.zeros(0))
         if getattr(exact, "local_in", None) is not None:  # a frame prior (frame_prior_exact): its per-token network
             self.embeddings = None
+            self.frame_tables = (exact.period, exact.vocab, exact.start_token,
+                                 *(np.ascontiguousarray(t, np.float64) for t in (
+                                     exact.input_embedding, exact.local_embedding, exact.previous_embedding,
+                                     exact.slot_embedding)))
             self.local = (np.ascontiguousarray(exact.local_norm, np.float64), exact.local_in._weight_t.astype(np.int16),
                           np.asarray(exact.local_in.bias, np.float64), exact.local_in._unit,
                           exact.local_out._weight_t.astype(np.int16), np.asarray(exact.local_out.bias, np.float64),
@@ -275,10 +365,24 @@ class StepKernel:
         _blocks(h, frame, window, heads, limit, eps, score_div, *self.weights, keys, values, exp_table, no_bias)
         return h
 
-    def local_frequencies(self, h: np.ndarray, slot_row: np.ndarray, before: np.ndarray, lo: int, hi: int) -> np.ndarray:
-        """A frame prior's token: its frame's state, its slot's embedding and the local embeddings before it -> the
-        integer frequencies [V] over the symbols [lo, hi) (ExactFramePrior.local_logits, then frequencies_of)."""
-        limit, eps = self.constants[2:4]
-        _, norm, head, head_b, head_unit, logit_div, _ = self.tail
-        logits = _local(h, slot_row, before, limit, eps, *self.local, norm, head, head_b, head_unit, logit_div)
-        return _kind_frequencies(logits, lo, hi, self.frequency_exp)
+    def frame_token(self, previous: int, position: int, lo: int, hi: int, frame: np.ndarray, current: np.ndarray,
+                    h: np.ndarray, before: np.ndarray, voice: np.ndarray, keys: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """A frame prior's coding step in one compiled call (`_frame_token`): the token before `position` -> integer
+        frequencies [V] over the symbols [lo, hi); the stream's frame, current, h, before and rings updated."""
+        window, heads, limit, eps, score_div = self.constants
+        exp_table, norm, head, head_b, head_unit, logit_div, no_bias = self.tail
+        return _frame_token(previous, position, lo, hi, frame, current, h, before, voice, *self.frame_tables,
+                            self.frequency_exp, window, heads, limit, eps, score_div, *self.weights, keys, values,
+                            exp_table, *self.local, norm, head, head_b, head_unit, logit_div, no_bias)
+
+    def frame_tokens(self, inputs: np.ndarray, position: int, frame: np.ndarray, current: np.ndarray, h: np.ndarray,
+                     before: np.ndarray, voice: np.ndarray, keys: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """frame_token along a known stream in one compiled call: inputs [n] the tokens before positions
+        position .. position + n - 1 -> frequencies [n, V]; the stream's state updated as n frame_token calls would."""
+        e = self.exact
+        window, heads, limit, eps, score_div = self.constants
+        exp_table, norm, head, head_b, head_unit, logit_div, no_bias = self.tail
+        return _frame_tokens(np.asarray(inputs, np.int64), position, bool(e.pitch_levels), e.codebook_size, frame,
+                             current, h, before, voice, *self.frame_tables, self.frequency_exp, window, heads, limit,
+                             eps, score_div, *self.weights, keys, values, exp_table, *self.local, norm, head, head_b,
+                             head_unit, logit_div, no_bias)
