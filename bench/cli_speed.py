@@ -9,7 +9,7 @@ Each command runs --repeats times as a fresh process with OMP_NUM_THREADS=1; the
 disturbed by whatever else runs) and the median. Real-time factor = audio seconds / wall seconds (higher is faster).
 vqspeech is timed with the prior (the default coding) and with --no-prior, the speaker recorded as by default
 ("auto": the nearest training voice, which loads the speaker-embedding model for a vector-voice model) and as
-"none". Writes NAME.md.
+"none"; the start-up rows time the interpreter alone and `import torch`, the floor under every command. Writes NAME.md.
 """
 
 from __future__ import annotations
@@ -102,6 +102,9 @@ def main() -> None:
                     ["opusenc", "--quiet", "--bitrate", "6", "--speech", str(src), str(ogg)], args.repeats, env)))
                 rows.append((case, "Opus 6k decode (opusdec)", seconds, *timed(
                     ["opusdec", "--quiet", "--rate", str(SR), str(ogg), str(tmp / "opus.wav")], args.repeats, env)))
+    # The floor under any short file: the interpreter, and importing torch (which every vqspeech command does).
+    for label, code in (("python -c pass (the interpreter alone)", "pass"), ("python -c 'import torch'", "import torch")):
+        rows.append(("start-up", label, 0.0, *timed([sys.executable, "-c", code], args.repeats, env)))
     lines = [
         "# Whole-process codec speed, one thread",
         "",
@@ -114,9 +117,10 @@ def main() -> None:
         "|---|---|---|---|---|",
     ]
     for case, system, seconds, fastest, median in rows:
-        lines.append(f"| {case} | {system} | {seconds:.1f} | {fastest:.2f} / {median:.2f} | {seconds / fastest:.1f}x |")
+        factor = f"{seconds / fastest:.1f}x" if seconds else ""
+        lines.append(f"| {case} | {system} | {seconds:.1f} | {fastest:.2f} / {median:.2f} | {factor} |")
     lines += ["", "The short file's wall time is almost all start-up (Python, torch, the model, and for speaker auto the "
-              "speaker-embedding model)."]
+              "speaker-embedding model); the start-up rows are the part of it no model or code path can remove."]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     write_atomic(out / f"{args.name}.md", "\n".join(lines) + "\n")

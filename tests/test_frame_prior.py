@@ -104,7 +104,8 @@ def test_train_prior_trains_a_frame_prior_that_codes_the_model_s_files(trained, 
     token_prior = export_prior(checkpoint.latest_checkpoint(trained["root"] / "run"), checkpoint.prior_path(model_path))
     wav = audio.load(trained["root"] / "corpus" / "bob" / "bob_1.wav")
     older = api.encode_audio(checkpoint.load(model_path), wav)
-    checkpoint.prior_path(model_path).rename(model_path.with_suffix(f".prior.{token_prior.id}.pt"))
+    kept = entropy.retire_prior(model_path)
+    assert kept.name == f"tiny.prior.{token_prior.id}.pt.xz" and not checkpoint.prior_path(model_path).exists()
     export_prior(checkpoint.latest_checkpoint(tmp_path / "run"), checkpoint.prior_path(model_path))
     model = checkpoint.load(model_path)
     coded, plain = api.encode_audio(model, wav), api.encode_audio(model, wav, prior=False)
@@ -114,6 +115,11 @@ def test_train_prior_trains_a_frame_prior_that_codes_the_model_s_files(trained, 
         codes, pitch = api.symbols(model, bitstream.read(data))
         assert np.array_equal(codes, packed.codes) and np.array_equal(pitch, packed.pitch)
     np.testing.assert_array_equal(api.decode_bytes(model, coded)[0], api.decode_bytes(model, plain)[0])
-    model_path.with_suffix(f".prior.{token_prior.id}.pt").unlink()
+    corrupt = bytearray(kept.read_bytes())
+    corrupt[len(corrupt) // 2] ^= 0xFF
+    kept.write_bytes(bytes(corrupt))
+    with pytest.raises(entropy.PriorError, match=f"{kept.name}: not a readable prior file"):
+        api.symbols(checkpoint.load(model_path), bitstream.read(older))
+    kept.unlink()
     with pytest.raises(bitstream.BitstreamError, match=f"range-coded under prior {token_prior.id}"):
         api.symbols(checkpoint.load(model_path), bitstream.read(older))

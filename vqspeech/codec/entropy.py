@@ -2,6 +2,7 @@
 
     prior = load_prior(path, model)                a prior file, refused unless it is of `model`
     prior = prior_named(model, id)                 the prior a file names: the model's, or an earlier one kept beside it
+    retire_prior(model_path)                       before retraining: the model's prior kept beside it by id, compressed
     words = encode_tokens(prior, tokens, voice)    tokens [N] -> the range coder's 32-bit words
     tokens = decode_tokens(prior, words, N, voice)
     write_prior(exact, model_fingerprint, info, out)  an exact prior -> a prior file (train/prior_loop.export_prior)
@@ -16,13 +17,16 @@ The stream is coded in pieces of CHUNK tokens with the prior's state carried acr
 
 A prior file (torch.save of integer tensors and primitives, loaded with weights_only=True) holds the exact prior's
 integers, its layout, the fingerprint of the codec model whose codes it models, and its own fingerprint
-(PRIOR_ID_BYTES of sha256 over its contents), which every file it codes records.
+(PRIOR_ID_BYTES of sha256 over its contents), which every file it codes records. Earlier priors kept for old files
+are the same file xz-compressed (PRIOR.pt.xz, a third smaller; the id is of the contents, so it does not change).
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import lzma
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,7 +88,12 @@ def load_prior(path: str | Path, model=None) -> Prior:
     if not path.exists():
         raise PriorError(f"{path}: no such prior file (train one: vqspeech train-prior)")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        data = path.read_bytes()
+        if path.suffix == ".xz":  # an earlier prior kept for old files (retire_prior)
+            data = lzma.decompress(data)
+        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except lzma.LZMAError as e:
+        raise PriorError(f"{path}: not a readable prior file (a corrupt xz stream: {e})") from None
     except Exception as e:
         from vqspeech.checkpoint import why_unreadable
 
@@ -128,13 +137,15 @@ def prior_for(model, path: str | Path | None = None) -> Prior:
 
 def prior_named(model, prior_id: str, path: str | Path | None = None) -> Prior:
     """The prior a file records by id: the model's own (prior_for), else, for files coded before its prior was
-    retrained, an earlier one kept beside the model as MODEL.prior.<id>.pt (the model's own where neither matches:
-    the caller reports the mismatch). A prior given by `path` is the only one tried."""
+    retrained, an earlier one kept beside the model as MODEL.prior.<id>.pt.xz (retire_prior) or MODEL.prior.<id>.pt
+    (the model's own where none matches: the caller reports the mismatch). A prior given by `path` is the only one
+    tried."""
     current = prior_for(model, path)
     if current.id == prior_id or path or model.prior_path is None:
         return current
-    earlier = Path(model.prior_path).with_suffix(f".{prior_id}.pt")
-    if not earlier.exists():
+    plain = Path(model.prior_path).with_suffix(f".{prior_id}.pt")
+    earlier = next((p for p in (plain.with_name(plain.name + ".xz"), plain) if p.exists()), None)
+    if earlier is None:
         return current
     kept = model.__dict__.setdefault("_earlier_priors", {})
     if prior_id not in kept:
@@ -143,6 +154,24 @@ def prior_named(model, prior_id: str, path: str | Path | None = None) -> Prior:
             raise PriorError(f"{earlier}: named for prior {prior_id}, but it holds prior {prior.id}")
         kept[prior_id] = prior
     return kept[prior_id]
+
+
+def retire_prior(model_path: str | Path) -> Path:
+    """Before a model's prior is replaced: its prior file moved beside it as MODEL.prior.<id>.pt.xz, so that the files
+    it coded still decode (prior_named) -> that path. xz, because a kept prior is read only for old files and its
+    small integers compress by a third."""
+    from vqspeech.checkpoint import prior_path
+    from vqspeech.fileio import atomic_path
+
+    current = prior_path(model_path)
+    prior = load_prior(current)
+    kept = Path(model_path).with_suffix(f".prior.{prior.id}.pt.xz")
+    with atomic_path(kept) as tmp:
+        Path(tmp).write_bytes(lzma.compress(current.read_bytes(), preset=9 | lzma.PRESET_EXTREME))
+    if load_prior(kept).id != prior.id:  # never drop the only copy on a bad write
+        raise PriorError(f"{kept}: the compressed copy does not read back as prior {prior.id}")
+    current.unlink()
+    return kept
 
 
 def _frequency_pieces(exact: ExactPrior, tokens: np.ndarray, voice: np.ndarray):
