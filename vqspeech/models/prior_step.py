@@ -1,7 +1,9 @@
 """The exact prior's one-token step as a numba kernel: what range decoding runs once per token.
 
 Decoding cannot batch: each token's distribution needs the token before it. In NumPy one step is ~150 small array
-operations, whose overhead (not their arithmetic) sets the speed; this kernel does the same arithmetic in one call.
+operations, whose overhead (not their arithmetic) sets the speed; this kernel does the same arithmetic in one call
+(`_frequencies` for the token prior, `_frame_token` for the frame prior; encoding, whose tokens are all known, runs
+`_frame_tokens`: one call a piece).
 It computes exactly what ExactPrior.feed computes (tests hold them equal): every product and sum is of integers
 below 2**53 held in float64, so loop order changes nothing, and the divisions, square roots and floors are the same
 correctly rounded IEEE operations in the same places. Keys and values live in a ring of `window` slots per layer.
