@@ -3,9 +3,10 @@
     python bench/prior_curves.py RUN_DIR=LABEL [RUN_DIR=LABEL ...] --name NAME [--title T] [--out bench/results]
 
 Reads each RUN_DIR/valid.csv (written by `vqspeech train-prior`) and writes NAME.md: one table per run, and a
-last table with every run's lowest held-out bits per code per set (and the step it came at), so that a run which
-overfits is judged at its best, not its last, validation. The coder's own figures (the exact twin) come from
-bench/prior.py.
+table with every run's lowest held-out bits per code per set (and the step it came at), so that a run which
+overfits is judged at its best, not its last, validation, and a last table of each later run against the first at
+the steps both reached (a run stopped early is compared where it stood, not with the other's end). The coder's own
+figures (the exact twin) come from bench/prior.py.
 """
 
 from __future__ import annotations
@@ -36,6 +37,22 @@ def curve_table(rows: list[dict[str, float]]) -> list[str]:
     return lines
 
 
+def against_first(runs: list[tuple[Path, str, list[dict[str, float]]]], sets: list[str]) -> list[str]:
+    """Each later run's held-out bits minus the first run's, in per cent of the first's, at every step both logged."""
+    if len(runs) < 2:
+        return []
+    first_label, first = runs[0][1], {r["step"]: r for r in runs[0][2]}
+    lines = ["", f"## against {first_label}, at the steps both reached (per cent; below 0: fewer bits)", "",
+             "| run | step | " + " | ".join(SETS[s] for s in sets) + " |", "|---" * (2 + len(sets)) + "|"]
+    for _, label, rows in runs[1:]:
+        for r in rows:
+            base = first.get(r["step"])
+            if base is not None:
+                key = [f"{s}/bits/code" for s in sets]
+                lines.append(f"| {label} | {r['step']:.0f} | " + " | ".join(f"{100 * (r[k] / base[k] - 1):+.1f}" for k in key) + " |")
+    return lines
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("runs", nargs="+", help="RUN_DIR=LABEL")
@@ -62,6 +79,7 @@ def main() -> None:
         best = [min(rows, key=lambda r, s=s: r[f"{s}/bits/code"]) for s in sets]
         lines.append(f"| {label} | " + " | ".join(f"{b[f'{s}/bits/code']:.3f} ({b['step']:.0f})" for s, b in zip(sets, best))
                      + f" | {rows[-1]['cpu_hours']:.2f} |")
+    lines += against_first(runs, sets)
     out = Path(args.out) / f"{args.name}.md"
     out.write_text("\n".join(lines) + "\n")
     print(out)

@@ -19,6 +19,7 @@ def test_each_run_is_judged_at_its_lowest_held_out_bits(tmp_path):
     assert "| 1000 | 0.200 | 2.800 | 2.600 |" in text
     assert "| overfits | 2.800 (1000) | 2.500 (500) | 0.20 |" in text  # the unseen set was best before the end
     assert "| short | 2.900 (500) | 2.400 (500) | 0.10 |" in text
+    assert "| short | 500 | -3.3 | -4.0 |" in text  # against the first run at the one step both reached
     missing = subprocess.run([sys.executable, str(REPO / "bench" / "prior_curves.py"), str(tmp_path / "none"), "--name", "x",
                               "--out", str(tmp_path)], capture_output=True, text=True)
     assert missing.returncode != 0 and "none/valid.csv: no such file" in missing.stderr
