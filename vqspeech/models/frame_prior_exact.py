@@ -135,21 +135,18 @@ class FrameStepper:
         return self.exact.local_logits(self.h[None], np.array([slot]), before[None])[0]
 
     def next_frequencies(self, previous: int) -> np.ndarray:
-        """What range coding runs per token: in one compiled call where numba is installed (the same integers as
-        next, then frequencies_of; tests hold them equal)."""
-        position = self.position
-        if self.kernel is None:
-            return self.exact.frequencies_of(self.next(previous), position)
-        lo, hi = self.exact.symbol_range(position)
-        f = self.kernel.frame_token(previous, position, lo, hi, self.frame, self.current, self.h, self.before,
-                                    self._voice, self.keys, self.values)
-        self.position += 1
-        return f
+        """What range coding runs per token: next, then frequencies_of (in one compiled call where numba is
+        installed; tests hold the two equal)."""
+        return self.frequencies(np.array([previous]))[0]
 
     def frequencies(self, inputs: np.ndarray) -> np.ndarray:
         """next_frequencies of each of inputs [n] in turn -> [n, V] (one compiled call where numba is installed)."""
         if self.kernel is None:
-            return np.stack([self.next_frequencies(int(i)) for i in inputs]).reshape(len(inputs), self.exact.vocab)
+            rows = []
+            for previous in inputs:
+                position = self.position
+                rows.append(self.exact.frequencies_of(self.next(int(previous)), position))
+            return np.array(rows).reshape(len(inputs), self.exact.vocab)
         f = self.kernel.frame_tokens(inputs, self.position, self.frame, self.current, self.h, self.before, self._voice,
                                      self.keys, self.values)
         self.position += len(inputs)

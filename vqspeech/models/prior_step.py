@@ -2,8 +2,8 @@
 
 Decoding cannot batch: each token's distribution needs the token before it. In NumPy one step is ~150 small array
 operations, whose overhead (not their arithmetic) sets the speed; this kernel does the same arithmetic in one call
-(`_frequencies` for the token prior, `_frame_token` for the frame prior; encoding, whose tokens are all known, runs
-`_frame_tokens`: one call a piece).
+(`_frequencies` for the token prior; `_frame_tokens` for the frame prior, one token a call when decoding and a piece
+a call when encoding, whose tokens are all known: one entry point, so numba compiles the frame prior's step once).
 It computes exactly what ExactPrior.feed computes (tests hold them equal): every product and sum is of integers
 below 2**53 held in float64, so loop order changes nothing, and the divisions, square roots and floors are the same
 correctly rounded IEEE operations in the same places. Keys and values live in a ring of `window` slots per layer.
@@ -366,16 +366,6 @@ class StepKernel:
         h = np.array(x, np.float64)
         _blocks(h, frame, window, heads, limit, eps, score_div, *self.weights, keys, values, exp_table, no_bias)
         return h
-
-    def frame_token(self, previous: int, position: int, lo: int, hi: int, frame: np.ndarray, current: np.ndarray,
-                    h: np.ndarray, before: np.ndarray, voice: np.ndarray, keys: np.ndarray, values: np.ndarray) -> np.ndarray:
-        """A frame prior's coding step in one compiled call (`_frame_token`): the token before `position` -> integer
-        frequencies [V] over the symbols [lo, hi); the stream's frame, current, h, before and rings updated."""
-        window, heads, limit, eps, score_div = self.constants
-        exp_table, norm, head, head_b, head_unit, logit_div, no_bias = self.tail
-        return _frame_token(previous, position, lo, hi, frame, current, h, before, voice, *self.frame_tables,
-                            self.frequency_exp, window, heads, limit, eps, score_div, *self.weights, keys, values,
-                            exp_table, *self.local, norm, head, head_b, head_unit, logit_div, no_bias)
 
     def frame_tokens(self, inputs: np.ndarray, position: int, frame: np.ndarray, current: np.ndarray, h: np.ndarray,
                      before: np.ndarray, voice: np.ndarray, keys: np.ndarray, values: np.ndarray) -> np.ndarray:
