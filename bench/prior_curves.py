@@ -44,11 +44,11 @@ def against_first(runs: list[tuple[Path, str, list[dict[str, float]]]], sets: li
     first_label, first = runs[0][1], {r["step"]: r for r in runs[0][2]}
     lines = ["", f"## against {first_label}, at the steps both reached (per cent; below 0: fewer bits)", "",
              "| run | step | " + " | ".join(SETS[s] for s in sets) + " |", "|---" * (2 + len(sets)) + "|"]
+    key = [f"{s}/bits/code" for s in sets]
     for _, label, rows in runs[1:]:
         for r in rows:
             base = first.get(r["step"])
             if base is not None:
-                key = [f"{s}/bits/code" for s in sets]
                 lines.append(f"| {label} | {r['step']:.0f} | " + " | ".join(f"{100 * (r[k] / base[k] - 1):+.1f}" for k in key) + " |")
     return lines
 

@@ -143,8 +143,8 @@ def prior_named(model, prior_id: str, path: str | Path | None = None) -> Prior:
     current = prior_for(model, path)
     if current.id == prior_id or path or model.prior_path is None:
         return current
-    plain = Path(model.prior_path).with_suffix(f".{prior_id}.pt")
-    earlier = next((p for p in (plain.with_name(plain.name + ".xz"), plain) if p.exists()), None)
+    compressed = kept_prior_path(model.prior_path, prior_id)
+    earlier = next((p for p in (compressed, compressed.with_suffix("")) if p.exists()), None)
     if earlier is None:
         return current
     kept = model.__dict__.setdefault("_earlier_priors", {})
@@ -156,6 +156,12 @@ def prior_named(model, prior_id: str, path: str | Path | None = None) -> Prior:
     return kept[prior_id]
 
 
+def kept_prior_path(prior_path: str | Path, prior_id: str) -> Path:
+    """Where a model whose prior lives at `prior_path` (MODEL.prior.pt) keeps its earlier prior `prior_id`:
+    MODEL.prior.<id>.pt.xz."""
+    return Path(prior_path).with_suffix(f".{prior_id}.pt.xz")
+
+
 def retire_prior(model_path: str | Path) -> Path:
     """Before a model's prior is replaced: its prior file moved beside it as MODEL.prior.<id>.pt.xz, so that the files
     it coded still decode (prior_named) -> that path. xz, because a kept prior is read only for old files and its
@@ -165,7 +171,7 @@ def retire_prior(model_path: str | Path) -> Path:
 
     current = prior_path(model_path)
     prior = load_prior(current)
-    kept = Path(model_path).with_suffix(f".prior.{prior.id}.pt.xz")
+    kept = kept_prior_path(current, prior.id)
     with atomic_path(kept) as tmp:
         Path(tmp).write_bytes(lzma.compress(current.read_bytes(), preset=9 | lzma.PRESET_EXTREME))
     if load_prior(kept).id != prior.id:  # never drop the only copy on a bad write

@@ -291,7 +291,7 @@ class Stepper:
 
     def frequencies(self, inputs: np.ndarray) -> np.ndarray:
         """next_frequencies of each of inputs [n] in turn -> [n, V]."""
-        return np.stack([self.next_frequencies(int(i)) for i in inputs]).reshape(len(inputs), self.exact.vocab)
+        return np.array([self.next_frequencies(int(i)) for i in inputs]).reshape(len(inputs), self.exact.vocab)
 
     def next(self, previous: int) -> np.ndarray:
         e = self.exact
