@@ -171,7 +171,7 @@ class TrainConfig:
     lr_min: float = 4e-5
     warmup_steps: int = 500
     grad_clip: float = 1.0
-    bf16: bool = True  # autocast to bfloat16 where the device has it natively (else float32: see distributed.native_bf16)
+    bf16: bool = True  # autocast to bfloat16 where the device has it natively (else float32: see precision.native_bf16)
     compile: bool = False  # torch.compile the trained module (the WaveNet: 1.4x a step on a CPU; a minute to compile)
     seed: int = 0
     threads: int = 0  # torch threads; 0 leaves torch's default

@@ -140,7 +140,7 @@ def latents(model: VQSpeech, recordings: list[np.ndarray], floor_db: float | Non
         for r in recordings:
             r = np.asarray(r, np.float32).reshape(-1)[: int(MAX_SECONDS * sr)]
             padded = F.pad(torch.from_numpy(r), (0, model.pad_length(len(r)) - len(r)))
-            z = model.encoder(padded[None, None].to(model.device))[0].T  # [F_i, D]
+            z = model.encoder.infer(padded[None, None].to(model.device))[0].T  # [F_i, D]
             if floor_db is not None:
                 energy = padded[: z.shape[0] * hop].reshape(z.shape[0], hop).pow(2).mean(1) + 1e-12
                 z = z[10 * torch.log10(energy / energy.max()) > -floor_db]

@@ -7,6 +7,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from vqspeech.config import EncoderConfig
+from vqspeech.precision import inference_autocast
 
 
 class ResidualBlock(nn.Module):
@@ -40,9 +41,20 @@ class Encoder(nn.Module):
                 nn.init.zeros_(m.bias)
 
         self.normalise_frames = config.normalise_frames
+        self.n_strided = 2 * len(config.strides)  # the strided convolutions and their ReLUs, first in self.net
 
     def forward(self, wav: torch.Tensor) -> torch.Tensor:
         z = self.net(wav)
+        return local_instance_norm(z, self.normalise_frames) if self.normalise_frames else z
+
+    @torch.no_grad()
+    def infer(self, wav: torch.Tensor) -> torch.Tensor:
+        """forward for encoding: the strided convolutions, nearly all of the arithmetic, in bfloat16 where the
+        device has it natively (3x faster on a Zen 4 core), the frame-rate layers in float32. Measured against
+        float32 throughout: 98-99 % of the codes the same, the rest near ties (bench/results/precision-bf16-*.md)."""
+        with inference_autocast(wav.device):
+            h = self.net[: self.n_strided](wav)
+        z = self.net[self.n_strided :](h.float())
         return local_instance_norm(z, self.normalise_frames) if self.normalise_frames else z
 
 

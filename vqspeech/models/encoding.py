@@ -132,7 +132,7 @@ def encode_stream(model, blocks: Iterable[np.ndarray], n_samples: int, *, chunk_
         for s2 in range(s, e, enc_chunk):
             e2 = min(s2 + enc_chunk, e)
             a2, b2 = max(a, s2 - enc_ctx), min(b, e2 + enc_ctx)
-            z = model.encoder(w[a2 - a : b2 - a][None, None].to(model.device))
+            z = model.encoder.infer(w[a2 - a : b2 - a][None, None].to(model.device))
             z = z if latent_map is None else latent_map(z)
             window_codes, window_top = model.quantise(z)
             codes.append(window_codes[0, (s2 - a2) // c.hop : (e2 - a2) // c.hop].cpu())

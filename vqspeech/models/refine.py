@@ -88,7 +88,7 @@ def refine(model, blocks: Iterable[np.ndarray], n_samples: int, encoded: Encoded
             s0, s1 = max(0, lo * c.hop - enc_ctx), min(n_frames * c.hop, hi * c.hop + enc_ctx)
             wav = torch.from_numpy(window.get(s0, s1).copy())
             with torch.no_grad():
-                z = model.encoder(wav[None, None].to(dev))[..., (a * c.hop - s0) // c.hop : (b * c.hop - s0) // c.hop]
+                z = model.encoder.infer(wav[None, None].to(dev))[..., (a * c.hop - s0) // c.hop : (b * c.hop - s0) // c.hop]
                 left = model.dequantise(codes[lo:a][None].to(dev))
                 right = model.dequantise(codes[b:hi][None].to(dev))
             target = wav[lo * c.hop - s0 : hi * c.hop - s0].to(dev)[None, None]

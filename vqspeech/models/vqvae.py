@@ -26,6 +26,7 @@ from vqspeech.models.parallel import ParallelDecoder
 from vqspeech.models.quantizer import VectorQuantizer
 from vqspeech.models.two_rate import TwoRateQuantizer
 from vqspeech.models.wavenet import WaveNet
+from vqspeech.precision import inference_autocast
 
 
 class VQSpeech(nn.Module):
@@ -306,17 +307,20 @@ class VQSpeech(nn.Module):
             raise ValueError(f"speaker vector of size {vector.shape[1]}; this model's voices have {self.config.speaker_dim}")
         pitch = None if encoded.pitch is None else encoded.pitch[None].to(dev)
         top = None if encoded.top is None else encoded.top[None].to(dev)
-        cond = self.condition(self.dequantise(encoded.codes[None].to(dev), top), vector, pitch)
         lf0_t = torch.tensor([lf0], dtype=torch.float32, device=dev)
+        quantized = self.dequantise(encoded.codes[None].to(dev), top)
         if decoder == "parallel":
             parallel = self.parallel if parallel is None else parallel
             if parallel is None:
                 raise ValueError("this model has no parallel decoder; use the autoregressive one")
-            noise = torch.randn(1, cond.shape[-1] * self.config.hop, generator=generator).to(dev)
-            wav = parallel(cond.to(next(parallel.parameters()).dtype), self.f0(pitch, lf0_t), noise, voice=vector)[0].cpu().numpy()
-            return np.clip(wav, -1.0, 1.0)[: encoded.n_samples]
+            noise = torch.randn(1, quantized.shape[-1] * self.config.hop, generator=generator).to(dev)
+            with inference_autocast(dev):  # bfloat16 where native: the parallel decoder's products twice as fast
+                cond = self.condition(quantized, vector, pitch)
+                wav = parallel(cond.to(next(parallel.parameters()).dtype), self.f0(pitch, lf0_t), noise, voice=vector)
+            return np.clip(wav[0].float().cpu().numpy(), -1.0, 1.0)[: encoded.n_samples]
         if decoder != "autoregressive":
             raise ValueError(f"unknown decoder {decoder!r}: choose autoregressive or parallel")
+        cond = self.condition(quantized, vector, pitch)
         rendering = self.rendering(cond, pitch, lf0_t, vector, generator, parallel)
         coeffs, lags = self.lpc_inputs(rendering, pitch, lf0_t)
         classes = self.generate(cond, self.wavenet_inputs(pitch, lf0_t, rendering), temperature, generator, lpc=coeffs,

@@ -31,19 +31,6 @@ def device(rank: int) -> torch.device:
     return torch.device("cpu")
 
 
-def native_bf16(dev: torch.device) -> bool:
-    """Whether bfloat16 autocast pays on `dev`: any CUDA device that supports it, or a CPU with bf16 instructions
-    (AVX512-BF16 or AMX). On a CPU without them PyTorch emulates bf16 and a training step is about 16x slower than
-    in float32 (measured on an AVX2-only EPYC: 8.9 s against 0.55 s)."""
-    if dev.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    try:
-        flags = next((line for line in open("/proc/cpuinfo") if line.startswith("flags")), "").split()
-    except OSError:  # not Linux: assume the emulated, slow path
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
 def mean(value: torch.Tensor) -> torch.Tensor:
     """Average a scalar over processes (for logging)."""
     if dist.is_initialized():

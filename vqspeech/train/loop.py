@@ -18,6 +18,7 @@ from vqspeech.data.dataset import SpeechDataset, speaker_dvectors, speaker_pitch
 from vqspeech.data.manifest import read_manifest, read_speakers
 from vqspeech.models.vqvae import VQSpeech
 from vqspeech import checkpoint
+from vqspeech.precision import native_bf16
 from vqspeech.train import distributed
 from vqspeech.train.fit import Every, Optimisation, RunProgress, append_row, fit
 
@@ -86,7 +87,7 @@ class Trainer(RunProgress):
         self.device = distributed.device(self.rank)
         t = config.train
         # train.bf16 asks for bfloat16 autocast where the hardware has it; emulated, it is far slower than float32.
-        self.bf16 = t.bf16 and distributed.native_bf16(self.device)
+        self.bf16 = t.bf16 and native_bf16(self.device)
         if t.bf16 and not self.bf16:
             log.warning("train.bf16: this %s has no native bfloat16; training in float32 (emulated bf16 is ~16x slower)",
                         self.device.type.upper())

@@ -25,7 +25,7 @@ from vqspeech.data.codes import CodeCorpus, TokenLayout
 from vqspeech.fileio import atomic_path, remove_stale_temporaries
 from vqspeech.models.frame_prior import FramePrior
 from vqspeech.models.prior import PAD, CodePrior
-from vqspeech.train import distributed
+from vqspeech.precision import native_bf16
 from vqspeech.train.fit import Every, Optimisation, RunProgress, append_row, fit
 
 log = logging.getLogger(__name__)
@@ -122,7 +122,7 @@ class PriorTrainer(RunProgress):
             raise ValueError(f"train.seq_len {t.seq_len} is not a whole number of frames of {self.layout.period} tokens")
         self.prior = build_prior(config.model, self.layout, corpus.voices.shape[1])
         self.optimisation = Optimisation(config, self.prior.parameters(), {"": self.prior}, optimizer=torch.optim.AdamW,
-                                         bf16=t.bf16 and distributed.native_bf16(torch.device("cpu")),
+                                         bf16=t.bf16 and native_bf16(torch.device("cpu")),
                                          weight_decay=t.weight_decay, betas=(0.9, 0.98))
         self.rng = np.random.default_rng(t.seed)
         self.last_validation: dict[str, float] | None = None  # of the step fit() ended on, for the prior file
