@@ -57,6 +57,7 @@ from torch.nn import functional as F
 from vqspeech import features
 from vqspeech.latent_match import reference_match
 from vqspeech.models.vqvae import VQSpeech
+from vqspeech.precision import inference_autocast
 
 METHODS = ("embed", "adapt", "fit", "blend", "ridge")
 VECTOR_METHODS = ("embed", "adapt")  # what a vector-voice model can do
@@ -369,7 +370,7 @@ def adapt_decoder(model: VQSpeech, references: list[np.ndarray], vector: torch.T
     decoder = copy.deepcopy(model.parallel).float().train()
     opt = torch.optim.Adam(decoder.parameters(), lr=lr or ADAPT_LR)
     generator = torch.Generator().manual_seed(seed)
-    with torch.enable_grad():
+    with torch.enable_grad(), inference_autocast(dev):  # bfloat16 where native, as decoding renders
         for _ in range(steps or ADAPT_STEPS):
             loss = 0.0
             for conds, f0, wav in items:
