@@ -153,9 +153,9 @@ def build(model: VQSpeech, workdir: Path, limits: Limits | None = None) -> gr.Bl
             if speaker not in model.speaker_names:
                 raise _refuse("Pick a target speaker.")
             refs, target, label = None, speaker, speaker
-        # Method "adapt" fine-tunes a decoder copy: about 40 s on one core, the first time a clip is used.
+        # Method "adapt" fine-tunes a decoder copy: 30-40 s on one core, the first time a clip is used.
         adapting = refs is not None and vc.default_method(model) == "adapt" and not voices.knows(model, refs)
-        progress(0.2, desc="Adapting the decoder to the reference voice (about 40 s; once per clip)" if adapting else
+        progress(0.2, desc="Adapting the decoder to the reference voice (30-40 s; once per clip)" if adapting else
                  f"Converting with the {decoder} decoder")
         try:
             out = vc.convert(model, wav, target=target, references=refs, decoder=decoder,

@@ -259,7 +259,7 @@ def add_commands(sub, model_help: str) -> None:
     p.add_argument("--model", help=model_help)
     p.add_argument("--method", choices=["embed", "adapt", "fit", "blend", "ridge"], default=None,
                    help="how --to-reference finds the voice (default: adapt for a vector-voice model such as anyvoice: "
-                        "the references' d-vector, and the decoder fine-tuned to them, about 40 s on one core; embed: the "
+                        "the references' d-vector, and the decoder fine-tuned to them, 30-40 s on one core; embed: the "
                         "d-vector alone, instant; fit for a table-voice model such as the default; see vqspeech/conversion.py)")
     p.add_argument("--voices", help="voice bank for --method blend/ridge (default: MODEL.voices.npz)")
     p.add_argument("--adapt-steps", type=int, default=None, metavar="N",

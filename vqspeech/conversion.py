@@ -13,7 +13,7 @@ speaker's d-vector through a learned map, so a new voice is the references' d-ve
 instant), and by default the parallel decoder then fine-tuned to the references (method "adapt": speaker
 adaptation after Arik et al. 2018, "Neural voice cloning with a few samples": ADAPT_STEPS Adam steps on a copy of
 the decoder so that it renders the references' own codes and pitch as close to the references as it can, by the
-multi-resolution STFT loss it was trained with; about 40 s on one core). "adapt" uses no speaker embedding's judgement
+multi-resolution STFT loss it was trained with; 30-40 s on one core). "adapt" uses no speaker embedding's judgement
 of its output, only the references' spectra. Then, by default (latent_match.MATCH_K, MATCH_BLEND, MATCH_SEARCH), the source's
 encoder latents move a third of the way to their nearest frames in the references' latents before quantisation (LatentMatch;
 kNN-VC's matching, blended because a few seconds of references cover few of the source's phones; the neighbours
@@ -121,7 +121,7 @@ def convert(model: VQSpeech, wav: np.ndarray, target: str | None = None, referen
 
 class ReferenceVoices:
     """Voices found from reference recordings, kept for the next conversion to the same ones: finding one is the slow
-    step (a vector-voice model adapts a decoder copy, ~40 s on one core), and a person trying the demo converts many
+    step (a vector-voice model adapts a decoder copy, 30-40 s on one core), and a person trying the demo converts many
     recordings to one uploaded clip. Keyed by the model, the references' samples and the settings; the `size` most
     recently used are kept (each holds an adapted decoder, ~6 MB)."""
 
