@@ -1,10 +1,11 @@
-"""What the benchmarks share: the machine description for a report, the atomic report write, and the held-out
-utterances the codec benchmarks score."""
+"""What the benchmarks share: the machine description for a report, the atomic report write, the held-out
+utterances the codec benchmarks score, and the fastest of repeated timings."""
 
 from __future__ import annotations
 
 import os
 import platform
+import time
 from pathlib import Path
 
 import torch
@@ -37,3 +38,14 @@ def held_out_rows(manifest: str | Path, split: str, limit: int) -> list:
 
     rows = sorted(read_manifest(manifest, split), key=lambda r: (r.utterance, r.speaker))  # interleave speakers
     return rows[:: max(1, len(rows) // limit)][:limit]
+
+
+def best_of(fn, repeats: int = 7) -> float:
+    """Fastest wall seconds of fn() over `repeats` calls, after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)

@@ -24,20 +24,9 @@ from torch import nn
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.common import machine_note, write_atomic  # noqa: E402
+from bench.common import best_of, machine_note, write_atomic  # noqa: E402
 from vqspeech import audio, checkpoint, features  # noqa: E402
 from vqspeech.models.encoding import encoder_context  # noqa: E402
-
-
-def best_of(fn, repeats: int = 7) -> float:
-    """Fastest wall seconds of fn() over `repeats` calls, after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def matmul_rate() -> float:

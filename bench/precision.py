@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from datetime import date
 from pathlib import Path
 
@@ -26,7 +25,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's vqspeech and bench
 
 from bench.codec import score  # noqa: E402
-from bench.common import held_out_rows, machine_note, write_atomic  # noqa: E402
+from bench.common import best_of, held_out_rows, machine_note, write_atomic  # noqa: E402
 from vqspeech import audio, checkpoint  # noqa: E402
 from vqspeech.codec import api, bitstream  # noqa: E402
 from vqspeech.precision import FLOAT32_ENV, native_bf16  # noqa: E402
@@ -42,15 +41,6 @@ def paired(a: list[dict], b: list[dict], key: str) -> str:
     """b minus a: mean ± standard error (higher on / lower on)."""
     d = np.array([y[key] - x[key] for x, y in zip(a, b)])
     return f"{d.mean():+.4f} ± {d.std(ddof=1) / np.sqrt(len(d)):.4f} ({(d > 0).sum()} / {(d < 0).sum()})"
-
-
-def best_of(n: int, fn) -> float:
-    times = []
-    for _ in range(n):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
 
 
 def main() -> None:
@@ -98,8 +88,8 @@ def main() -> None:
     for label, on in (("float32", True), ("bf16 where native", False)):
         float32(on)
         data = api.encode_audio(model, long, 16000, prior=False)
-        speed[label] = (seconds / best_of(3, lambda: api.encode_audio(model, long, 16000, prior=False)),
-                        seconds / best_of(3, lambda: api.decode_bytes(model, data, decoder="parallel")))
+        speed[label] = (seconds / best_of(lambda: api.encode_audio(model, long, 16000, prior=False), 3),
+                        seconds / best_of(lambda: api.decode_bytes(model, data, decoder="parallel"), 3))
     os.environ.pop(FLOAT32_ENV, None)
 
     native = native_bf16(torch.device("cpu"))
@@ -119,7 +109,7 @@ def main() -> None:
               f"- waveform against float32's: SNR median {np.median(snrs):.1f} dB, lowest {min(snrs):.1f} dB", "",
               "| metric | float32 | bf16 decoder minus float32 (higher / lower on) |", "|---|---|---|"]
     lines += [f"| {k} | {mean(scores['float32'], k):.3f} | {paired(scores['float32'], scores['decoder bf16'], k)} |" for k in METRICS]
-    lines += ["", f"## Speed in one process, one thread, {seconds:.0f} s of the split end to end (`--no-prior` coding; best of 3)", "",
+    lines += ["", f"## Speed in one process, one thread, {seconds:.0f} s of the split end to end (`--no-prior` coding; best of 3 after a warm-up)", "",
               "| precision | encode (x real time) | decode, parallel (x real time) |", "|---|---|---|"]
     lines += [f"| {label} | {e:.1f} | {d:.1f} |" for label, (e, d) in speed.items()]
     args.out.mkdir(parents=True, exist_ok=True)
