@@ -33,9 +33,10 @@ def native_bf16(dev: torch.device) -> bool:
 
 
 def inference_autocast(dev: torch.device):
-    """The context the decoders render in: bfloat16 autocast where `dev` has it natively (the parallel decoder's
-    matrix products twice as fast; its output within about 50 dB SNR of float32's), else nothing. The environment
-    variable VQSPEECH_FLOAT32=1 turns it off."""
+    """The context inference runs its heavy layers in (the encoder's strided convolutions, the parallel decoder when
+    it renders, refines or adapts to a voice): bfloat16 autocast where `dev` has it natively, else nothing. The
+    decoder's output stays 42-48 dB SNR from float32's, 98-99 % of codes are the same (bench/precision.py). The
+    environment variable VQSPEECH_FLOAT32=1 turns it off."""
     if os.environ.get(FLOAT32_ENV, "") not in ("", "0") or not native_bf16(dev):
         return contextlib.nullcontext()
     return torch.autocast(dev.type, dtype=torch.bfloat16)
