@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's 
 
 from bench.codec import score  # noqa: E402
 from bench.common import best_of, held_out_rows, machine_note, write_atomic  # noqa: E402
+from bench.paired import paired  # noqa: E402
 from vqspeech import audio, checkpoint  # noqa: E402
 from vqspeech.codec import api, bitstream  # noqa: E402
 from vqspeech.precision import FLOAT32_ENV, native_bf16  # noqa: E402
@@ -37,10 +38,10 @@ def float32(on: bool) -> None:
     os.environ[FLOAT32_ENV] = "1" if on else "0"
 
 
-def paired(a: list[dict], b: list[dict], key: str) -> str:
-    """b minus a: mean ± standard error (higher on / lower on)."""
-    d = np.array([y[key] - x[key] for x, y in zip(a, b)])
-    return f"{d.mean():+.4f} ± {d.std(ddof=1) / np.sqrt(len(d)):.4f} ({(d > 0).sum()} / {(d < 0).sum()})"
+def difference(a: list[dict], b: list[dict], key: str) -> str:
+    """b minus a on the same files (bench/paired.py's statistic): mean ± standard error (higher on)."""
+    mean, se, wins, n = paired(dict(enumerate(a)), dict(enumerate(b)), key)
+    return f"{mean:+.4f} ± {se:.4f} (higher on {wins} of {n})"
 
 
 def main() -> None:
@@ -102,13 +103,13 @@ def main() -> None:
              "## The encoder (`Encoder.infer`: its strided convolutions in bfloat16), each file decoded in float32", "",
              f"- codes the same as float32's: {np.mean(same):.3f} of them (lowest file {min(same):.3f})",
              f"- bytes (range-coded under the prior): {sizes['encoder bf16'] / sizes['float32']:.4f} of float32's", ""]
-    lines += ["| metric | float32 | bf16 encoder minus float32 (higher / lower on) |", "|---|---|---|"]
-    lines += [f"| {k} | {mean(scores['float32'], k):.3f} | {paired(scores['float32'], scores['encoder bf16'], k)} |" for k in METRICS]
+    lines += ["| metric | float32 | bf16 encoder minus float32 |", "|---|---|---|"]
+    lines += [f"| {k} | {mean(scores['float32'], k):.3f} | {difference(scores['float32'], scores['encoder bf16'], k)} |" for k in METRICS]
     snrs = [r["snr_db"] for r in scores["decoder bf16"]]
     lines += ["", "## The parallel decoder (autocast to bfloat16), the same float32-encoded files and noise", "",
               f"- waveform against float32's: SNR median {np.median(snrs):.1f} dB, lowest {min(snrs):.1f} dB", "",
-              "| metric | float32 | bf16 decoder minus float32 (higher / lower on) |", "|---|---|---|"]
-    lines += [f"| {k} | {mean(scores['float32'], k):.3f} | {paired(scores['float32'], scores['decoder bf16'], k)} |" for k in METRICS]
+              "| metric | float32 | bf16 decoder minus float32 |", "|---|---|---|"]
+    lines += [f"| {k} | {mean(scores['float32'], k):.3f} | {difference(scores['float32'], scores['decoder bf16'], k)} |" for k in METRICS]
     lines += ["", f"## Speed in one process, one thread, {seconds:.0f} s of the split end to end (`--no-prior` coding; best of 3 after a warm-up)", "",
               "| precision | encode (x real time) | decode, parallel (x real time) |", "|---|---|---|"]
     lines += [f"| {label} | {e:.1f} | {d:.1f} |" for label, (e, d) in speed.items()]

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from tests.conftest import fake_embed, synthetic_voice, vector_model
-from vqspeech import conversion
+from vqspeech import conversion, precision
 from vqspeech.codec import bitstream
 
 SR = 16000
@@ -33,7 +33,7 @@ def test_adapting_the_decoder_to_references_renders_them_closer_and_leaves_the_m
     monkeypatch.setattr(conversion, "ADAPT_STEPS", 25)  # a tiny model moves as far in fewer steps (and the suite is short)
     # float32 on every machine: a random tiny decoder adapted in bfloat16 (where the CPU has it) moves less in 25 steps
     # (9 % closer against this test's 10 %); the shipped model's adaptation in bfloat16 is measured by bench/vc_unseen.py
-    monkeypatch.setenv("VQSPEECH_FLOAT32", "1")
+    monkeypatch.setenv(precision.FLOAT32_ENV, "1")
 
     model = vector_model()
     refs = [synthetic_voice(1.5, 260, seed=s) for s in (5, 6)]
