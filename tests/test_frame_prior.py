@@ -57,8 +57,11 @@ def test_the_exact_twin_matches_the_float_prior_in_pieces_one_token_at_a_time_an
     stream = exact.stepper(voice.numpy())
     frequencies = np.stack([stream.next_frequencies(int(i)) for i in inputs])
     assert np.array_equal(frequencies, np.stack([exact.frequencies_of(whole[t], t) for t in range(len(inputs))]))
-    stream = exact.stepper(voice.numpy())  # along a known stream (encoding), in pieces that split frames
+    stream = exact.stepper(voice.numpy())  # the compiled step along a known stream, in pieces that split frames
     assert np.array_equal(np.concatenate([stream.frequencies(inputs[:7]), stream.frequencies(inputs[7:])]), frequencies)
+    state = exact.start(voice.numpy())  # what encoding runs: batched, whole frames, the last piece cut short
+    along = [exact.frequencies_along(state, inputs[a:b], a) for a, b in ((0, 10), (10, 40), (40, 43))]
+    assert np.array_equal(np.concatenate(along), frequencies[:43])
     with pytest.raises(ValueError, match="whole number of frames"):
         exact.feed(exact.start(voice.numpy()), inputs[:7])
 

@@ -156,6 +156,21 @@ def test_the_compiled_step_computes_what_feed_does():
     fallback.kernel = None
     np.testing.assert_array_equal(np.stack([fused.next_frequencies(int(t)) for t in inputs]), want)
     np.testing.assert_array_equal(np.stack([fallback.next_frequencies(int(t)) for t in inputs]), want)
+    np.testing.assert_array_equal(exact.frequencies_along(exact.start(voice), inputs, 0), want)  # what encoding runs
+
+
+def test_short_streams_decode_without_the_compiled_step(monkeypatch):
+    """Below COMPILED_FROM_TOKENS decoding steps in NumPy (no kernel to load); either way the same tokens come out."""
+    prior = entropy.Prior(ExactPrior.freeze(tiny_prior()), "0" * 16, "abcd0123", {})
+    voice, tokens = np.full(8, 0.1, np.float32), stream_of(12, 6)
+    words = entropy.encode_tokens(prior, tokens, voice)
+    made = []
+    stepper = type(prior.exact).stepper
+    monkeypatch.setattr(type(prior.exact), "stepper", lambda self, v, compiled=True: made.append(compiled) or stepper(self, v, compiled))
+    for threshold, compiled in ((len(tokens) + 1, False), (len(tokens), True)):
+        monkeypatch.setattr(entropy, "COMPILED_FROM_TOKENS", threshold)
+        np.testing.assert_array_equal(entropy.decode_tokens(prior, words, len(tokens), voice), tokens)
+        assert made.pop() is compiled
 
 
 # --- with a codec model: train-prior, the .vqs v4 round trip, the commands, the errors --------------------------

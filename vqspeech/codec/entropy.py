@@ -38,7 +38,11 @@ from vqspeech.models.prior_exact import ExactPrior
 
 FORMAT = "vqspeech-prior"
 PRIOR_ID_BYTES = 4
-CHUNK = 512  # tokens fed to the prior at once when encoding (any size gives the same bytes)
+CHUNK = 640  # tokens fed to the prior at once when encoding (any size gives the same bytes; 160-1280 ran alike)
+# Decoding steps one token at a time. Below this many tokens (about 10 s of speech) NumPy's step (~150-250 us a
+# token) finishes before the compiled step has loaded (0.6-0.7 s a process, then ~30 us a token): measured on the
+# default model's frame prior, one thread.
+COMPILED_FROM_TOKENS = 3000
 _WEIGHT_DTYPES = (torch.int16, torch.int32, torch.int64)
 PRIOR_KINDS = {"token": ExactPrior, "frame": ExactFramePrior}  # meta["kind"] -> the exact twin that runs it
 
@@ -181,19 +185,20 @@ def retire_prior(model_path: str | Path) -> Path:
 
 
 def _frequency_pieces(exact: ExactPrior, tokens: np.ndarray, voice: np.ndarray):
-    """The exact prior run along a known stream, CHUNK positions at a time: yields (first position, frequencies
-    [m, V] those m positions are coded under)."""
-    stream = exact.stepper(voice)
+    """The exact prior run along a known stream (ExactPrior.frequencies_along), about CHUNK positions at a time (whole
+    frames of a frame prior): yields (first position, frequencies [m, V] those m positions are coded under)."""
+    state = exact.start(voice)
     inputs = np.concatenate([[exact.start_token], np.asarray(tokens, np.int64)[:-1]])
-    for a in range(0, len(tokens), CHUNK):
-        yield a, stream.frequencies(inputs[a : a + CHUNK])
+    piece = max(1, CHUNK // exact.period) * exact.period
+    for a in range(0, len(tokens), piece):
+        yield a, exact.frequencies_along(state, inputs[a : a + piece], a)
 
 
 def encode_tokens(prior: Prior, tokens: np.ndarray, voice: np.ndarray) -> np.ndarray:
     """tokens [N] (data.codes.tokens_of), voice [voice_dim] -> uint32 words of the range coder.
 
-    Runs the same steps as decoding (the compiled step is faster than feeding whole pieces through NumPy), CHUNK
-    tokens at a time so that memory stays bounded."""
+    Every token is known, so the prior runs over pieces of the stream at once in NumPy: the frequencies that
+    decoding's steps derive, with memory bounded by the piece."""
     import constriction
 
     tokens = np.asarray(tokens, np.int64)
@@ -210,7 +215,7 @@ def decode_tokens(prior: Prior, words: np.ndarray, n: int, voice: np.ndarray) ->
 
     exact = prior.exact
     decoder = constriction.stream.queue.RangeDecoder(np.asarray(words, np.uint32))
-    stream = exact.stepper(voice)
+    stream = exact.stepper(voice, compiled=n >= COMPILED_FROM_TOKENS)
     out = np.empty(n, np.int64)
     previous = exact.start_token
     for t in range(n):

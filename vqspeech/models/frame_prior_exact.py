@@ -78,17 +78,24 @@ class ExactFramePrior(ExactPrior):
         known = np.concatenate([state.pending, inputs])  # [n + P - 1]: the tokens from the previous frame's first on
         previous = known[:n].reshape(n // P, P)  # [F, P]: the frame before each (start_token throughout at the start)
         h = self._transform(state, self.frame_input(previous) + state.voice)  # [F, D]
-        own = known[P:].reshape(-1)  # tokens at positions 0 .. n-2 of this piece
+        own = known[P:]  # tokens at positions 0 .. n-2 of this piece
         slots = np.arange(n) % P
+        later = np.flatnonzero(slots)  # each adds the local row of the token before it to what its frame has so far
         rows = np.zeros((n, h.shape[1]))
-        for t in range(n):
-            if slots[t]:
-                rows[t] = rows[t - 1] + self.local_row(slots[t] - 1, own[t - 1])
+        rows[later] = self.local_embedding[(slots[later] - 1) * self.vocab + own[later - 1]]
+        rows = rows.reshape(n // P, P, -1).cumsum(1).reshape(n, -1)  # integer sums: exact in any order
         state.pending = inputs[n - P + 1 :].copy() if P > 1 else inputs[:0].copy()
         return self.local_logits(np.repeat(h, P, axis=0), slots, rows + self.previous_embedding[inputs])
 
-    def stepper(self, voice: np.ndarray) -> "FrameStepper":
-        return FrameStepper(self, voice)
+    def frequencies_along(self, state: State, inputs: np.ndarray, position: int) -> np.ndarray:
+        """ExactPrior.frequencies_along; inputs that end inside a frame must be the stream's last (the frame is
+        padded, which changes nothing before it, and the state is left past it)."""
+        inputs = np.asarray(inputs, np.int64)
+        padded = np.concatenate([inputs, np.zeros(-len(inputs) % self.period, np.int64)])
+        return self.frequency_table(self.feed(state, padded)[: len(inputs)], position)
+
+    def stepper(self, voice: np.ndarray, compiled: bool = True) -> "FrameStepper":
+        return FrameStepper(self, voice, compiled)
 
 
 class FrameStepper:
@@ -96,13 +103,13 @@ class FrameStepper:
     slot (both compiled where numba is installed: prior_step.StepKernel). next(previous token) -> logits [V] of the
     next position; next_frequencies(previous token) -> the integer frequencies [V] it is coded under."""
 
-    def __init__(self, exact: ExactFramePrior, voice: np.ndarray):
+    def __init__(self, exact: ExactFramePrior, voice: np.ndarray, compiled: bool = True):
         self.exact, self.position = exact, 0
         self.state = exact.start(voice)
         self.frame = np.full(exact.period, exact.start_token, np.int64)  # the frame before the current one
         self.current = np.zeros(exact.period, np.int64)
         self.h = self.before = None
-        self.kernel = exact.step_kernel()
+        self.kernel = exact.step_kernel() if compiled else None
         if self.kernel is not None:
             self.keys, self.values = self.kernel.rings()
             D = self.state.voice.shape[-1]
