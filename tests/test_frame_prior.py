@@ -126,3 +126,29 @@ def test_train_prior_trains_a_frame_prior_that_codes_the_model_s_files(trained, 
     kept.unlink()
     with pytest.raises(bitstream.BitstreamError, match=f"range-coded under prior {token_prior.id}"):
         api.symbols(checkpoint.load(model_path), bitstream.read(older))
+
+
+def test_a_prior_tied_to_the_codebook_folds_into_a_plain_one():
+    """model.tie_codebook: the code rows of the embeddings and head are partly the codec's code vectors through learned
+    maps; exported, they are plain tables that an untied frame prior (and so the exact twin) computes exactly."""
+    torch.manual_seed(1)
+    codebook = torch.randn(LAYOUT.codebook_size, 6)
+    config = PriorModelConfig(dim=16, layers=2, heads=2, ff_dim=32, window=3, dropout=0.0, frame_level=True,
+                              local_dim=24, tie_codebook=True)
+    tied = FramePrior(config, LAYOUT, 8, codebook).eval()
+    with torch.no_grad():
+        for p in tied.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    plain = FramePrior(PriorModelConfig(**{**config.__dict__, "tie_codebook": False}), LAYOUT, 8).eval()
+    plain.load_state_dict(tied.export_state_dict())
+    tokens, voice = torch.from_numpy(stream_of(6, 3))[None], torch.randn(1, 8)
+    with torch.no_grad():
+        want = tied(tokens, voice)
+        torch.testing.assert_close(plain(tokens, voice), want)
+        # Two codes with the same vector differ only by their free parts: the tie is what they share.
+        assert not torch.equal(tied.tables()["head"][:LAYOUT.codebook_size], tied.head.weight[:LAYOUT.codebook_size])
+    exact = ExactFramePrior.freeze(tied)
+    inputs = np.concatenate([[LAYOUT.vocab], tokens[0, :-1].numpy()])
+    assert_rounding_only(exact.feed(exact.start(voice[0].numpy()), inputs), want[0].numpy())
+    with pytest.raises(ValueError, match="needs the codec's codebook"):
+        FramePrior(config, LAYOUT, 8)

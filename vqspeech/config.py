@@ -241,6 +241,9 @@ class PriorModelConfig:
     frame_level: bool = False  # one transformer step per pitch frame, a small network within it (models/frame_prior.py)
     local_dim: int = 256  # that network's hidden width
     local_dropout: float = 0.0  # on that network's output, in training
+    # The code rows of the frame prior's embeddings and head get a part made from the codec's codebook vectors through
+    # learned projections (neighbouring codes sound alike, so they start alike); folded into plain weights at export.
+    tie_codebook: bool = False
 
 
 @dataclass

@@ -28,7 +28,10 @@ from vqspeech.models.prior import Block, RMSNorm, stream_loss
 
 
 class FramePrior(nn.Module):
-    def __init__(self, config: PriorModelConfig, layout: TokenLayout, voice_dim: int):
+    def __init__(self, config: PriorModelConfig, layout: TokenLayout, voice_dim: int,
+                 codebook: torch.Tensor | None = None):
+        """codebook [codebook_size, latent_dim]: the codec's code vectors, wanted with config.tie_codebook (a
+        checkpoint's own copy when it is loaded again)."""
         super().__init__()
         if config.dim % config.heads:
             raise ValueError(f"prior dim {config.dim} is not a multiple of its {config.heads} heads")
@@ -55,14 +58,58 @@ class FramePrior(nn.Module):
             mask[1:, layout.codebook_size :] = float("-inf")
         self.register_buffer("kind_mask", mask, persistent=False)
         self.register_buffer("slot_offsets", torch.arange(P) * V, persistent=False)
+        if config.tie_codebook:
+            if codebook is None:
+                raise ValueError("model.tie_codebook: the prior needs the codec's codebook")
+            K = layout.codebook_size
+            vectors = codebook.detach().float()
+            self.register_buffer("code_vectors", vectors / vectors.pow(2).mean().sqrt())  # [K, latent], unit RMS
+            latent = vectors.shape[1]
+            # Each embedding's code rows are a free part plus the code's vector through a learned map; the free parts
+            # start at a tenth of their usual size, so that at first codes are told apart mostly by their vectors.
+            self.tie_input, self.tie_local = nn.Linear(latent, D, bias=False), nn.Linear(latent, D, bias=False)
+            self.tie_previous, self.tie_head = nn.Linear(latent, D, bias=False), nn.Linear(D, latent, bias=False)
+            with torch.no_grad():
+                for table in (self.input_embedding, self.local_embedding):
+                    table.weight[: P * V].view(P, V, D)[:, :K] *= 0.1
+                self.previous_embedding.weight[:K] *= 0.1
+                self.head.weight[:K] *= 0.1
+
+    def tables(self) -> dict[str, torch.Tensor]:
+        """The embedding and head weights in effect: with tie_codebook, the code rows' free parts plus what the code
+        vectors give; else the plain weights. What training reads and what the exact twin is made of."""
+        names = ("input_embedding", "local_embedding", "previous_embedding", "head")
+        weights = {name: getattr(self, name).weight for name in names}
+        if not self.config.tie_codebook:
+            return weights
+        K, V, D = self.layout.codebook_size, self.layout.vocab, self.config.dim
+        c = self.code_vectors
+
+        def with_codes(w: torch.Tensor, rows_per_block: int, tied: torch.Tensor) -> torch.Tensor:
+            blocks = w[: w.shape[0] // rows_per_block * rows_per_block].view(-1, rows_per_block, D)
+            blocks = torch.cat([blocks[:, :K] + tied, blocks[:, K:]], 1).reshape(-1, D)
+            return torch.cat([blocks, w[blocks.shape[0] :]])  # the input table's last row: no frame before
+
+        return {"input_embedding": with_codes(weights["input_embedding"], V, self.tie_input(c)),
+                "local_embedding": with_codes(weights["local_embedding"], V, self.tie_local(c)),
+                "previous_embedding": with_codes(weights["previous_embedding"], V + 1, self.tie_previous(c)),
+                "head": with_codes(weights["head"], V, c @ self.tie_head.weight)}
+
+    def export_state_dict(self) -> dict[str, torch.Tensor]:
+        """The state dict of the untied FramePrior this one computes (prior_exact.ExactPrior.freeze reads it)."""
+        tied = ("code_vectors", "tie_input.", "tie_local.", "tie_previous.", "tie_head.")
+        sd = {k: v for k, v in self.state_dict().items() if not k.startswith(tied)}
+        sd.update({f"{name}.weight": w.detach() for name, w in self.tables().items()})
+        return sd
 
     def frame_inputs(self, previous: torch.Tensor) -> torch.Tensor:
         """previous [B, F, P] long (the tokens of the frame before each frame; start_token throughout before the
         stream's first) -> [B, F, D]."""
+        table = self.tables()["input_embedding"]
         start = previous[..., 0] == self.start_token
         rows = self.slot_offsets + previous.clamp(0, self.layout.vocab - 1)
-        x = self.input_embedding(rows).sum(-2)
-        return torch.where(start[..., None], self.input_embedding.weight[-1], x)
+        x = F.embedding(rows, table).sum(-2)
+        return torch.where(start[..., None], table[-1], x)
 
     def frame_states(self, previous: torch.Tensor, voice: torch.Tensor, first_frame: int = 0) -> torch.Tensor:
         """previous [B, F, P] (frame_inputs), voice [B, voice_dim] -> h [B, F, D]: each frame's state before any of
@@ -80,11 +127,12 @@ class FramePrior(nn.Module):
         """h [B, F, D], frame [B, F, P] long (the frame's own tokens; only those before each slot are read),
         previous [B, F, P] the token before each position (start_token before the stream) -> masked logits
         [B, F, P, V]."""
-        e = self.local_embedding(self.slot_offsets + frame.clamp(0, self.layout.vocab - 1))  # [B, F, P, D]
+        tables = self.tables()
+        e = F.embedding(self.slot_offsets + frame.clamp(0, self.layout.vocab - 1), tables["local_embedding"])  # [B, F, P, D]
         before = F.pad(e.cumsum(-2)[..., :-1, :], (0, 0, 1, 0))  # tokens before slot k, summed
-        u = h[..., None, :] + self.slot_embedding.weight + before + self.previous_embedding(previous)
+        u = h[..., None, :] + self.slot_embedding.weight + before + F.embedding(previous, tables["previous_embedding"])
         u = u + self.local_drop(self.local_out(F.relu(self.local_in(self.local_norm(u)))))
-        return self.head(self.norm(u)) + self.kind_mask
+        return F.linear(self.norm(u), tables["head"], self.head.bias) + self.kind_mask
 
     def forward(self, tokens: torch.Tensor, voice: torch.Tensor, previous: torch.Tensor | None = None) -> torch.Tensor:
         """tokens [B, N] (whole frames, N a multiple of the period; PAD past a stream's end), voice [B, voice_dim],

@@ -45,9 +45,15 @@ def heldout_sets(corpus: CodeCorpus) -> dict[str, CodeCorpus]:
     return sets
 
 
-def build_prior(config: PriorModelConfig, layout: TokenLayout, voice_dim: int) -> CodePrior | FramePrior:
-    """The float prior `config` names: a transformer step per token (CodePrior) or per pitch frame (FramePrior)."""
-    return (FramePrior if config.frame_level else CodePrior)(config, layout, voice_dim)
+def build_prior(config: PriorModelConfig, layout: TokenLayout, voice_dim: int,
+                codebook: torch.Tensor | None = None) -> CodePrior | FramePrior:
+    """The float prior `config` names: a transformer step per token (CodePrior) or per pitch frame (FramePrior;
+    `codebook`, the codec's code vectors, for model.tie_codebook)."""
+    if config.tie_codebook and not config.frame_level:
+        raise ValueError("model.tie_codebook: only a frame prior (model.frame_level) ties its tables to the codebook")
+    if config.frame_level:
+        return FramePrior(config, layout, voice_dim, codebook)
+    return CodePrior(config, layout, voice_dim)
 
 
 def sample_batch(corpus: CodeCorpus, layout: TokenLayout, seq_len: int, batch: int, rng: np.random.Generator):
@@ -120,7 +126,7 @@ class PriorTrainer(RunProgress):
         torch.manual_seed(t.seed)
         if config.model.frame_level and t.seq_len % self.layout.period:
             raise ValueError(f"train.seq_len {t.seq_len} is not a whole number of frames of {self.layout.period} tokens")
-        self.prior = build_prior(config.model, self.layout, corpus.voices.shape[1])
+        self.prior = build_prior(config.model, self.layout, corpus.voices.shape[1], codec.quantizer.codebook)
         self.optimisation = Optimisation(config, self.prior.parameters(), {"": self.prior}, optimizer=torch.optim.AdamW,
                                          bf16=t.bf16 and native_bf16(torch.device("cpu")),
                                          weight_decay=t.weight_decay, betas=(0.9, 0.98))
@@ -211,7 +217,7 @@ def load_prior_checkpoint(path: str | Path) -> tuple[CodePrior | FramePrior, dic
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise ValueError(f"{path}: not a prior checkpoint")
     config = from_dict(PriorConfig, ckpt["config"])
-    prior = build_prior(config.model, TokenLayout(**ckpt["layout"]), ckpt["voice_dim"])
+    prior = build_prior(config.model, TokenLayout(**ckpt["layout"]), ckpt["voice_dim"], ckpt["prior"].get("code_vectors"))
     prior.load_state_dict(ckpt["prior"])
     return prior.eval(), ckpt
 
