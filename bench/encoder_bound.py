@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import subprocess
 import sys
 import time
@@ -31,7 +30,7 @@ sys.path.insert(0, str(REPO))
 from bench.common import best_of, machine_note, write_atomic  # noqa: E402
 from vqspeech import audio, checkpoint, features  # noqa: E402
 from vqspeech.models.encoding import encoder_context  # noqa: E402
-from vqspeech.precision import FLOAT32_ENV, inference_autocast, native_bf16  # noqa: E402
+from vqspeech.precision import inference_autocast, inference_bf16  # noqa: E402
 
 
 def matmul_rate(dtype: torch.dtype = torch.float32) -> float:
@@ -46,7 +45,7 @@ def layer_costs(encoder: nn.Module, x: torch.Tensor) -> list[tuple[str, float, f
     rows = []
     with torch.no_grad():
         for i, layer in enumerate(encoder.net):
-            low = i < encoder.n_strided and native_bf16(x.device) and not os.environ.get(FLOAT32_ENV)
+            low = i < encoder.n_strided and inference_bf16(x.device)
             if i == encoder.n_strided:
                 x = x.float()
             context = inference_autocast(x.device) if i < encoder.n_strided else contextlib.nullcontext()

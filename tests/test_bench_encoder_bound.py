@@ -19,6 +19,6 @@ def test_layer_costs_count_every_multiply_add_of_strided_and_residual_convolutio
     rows = layer_costs(encoder, torch.randn(1, 1, 64))
     # conv 1->8 k4 to 32 frames, conv 8->8 k4 to 16, residual 8->8 k3 and k1 at 16, the 1x1 to 5 latents at 16
     expected = 2 * (8 * 1 * 4 * 32 + 8 * 8 * 4 * 16 + 8 * 8 * 3 * 16 + 8 * 8 * 1 * 16 + 5 * 8 * 1 * 16)
-    assert round(sum(g for _, g, _ in rows) * 1e9) == expected
-    assert [name for name, g, _ in rows if g > 0] == ["Conv1d", "Conv1d", "ResidualBlock", "Conv1d"]
-    assert all(seconds > 0 for _, _, seconds in rows)
+    assert round(sum(g for _, g, _, _ in rows) * 1e9) == expected
+    assert [name for name, g, _, _ in rows if g > 0] == ["Conv1d", "Conv1d", "ResidualBlock", "Conv1d"]
+    assert all(seconds > 0 for _, _, seconds, _ in rows)

@@ -32,11 +32,17 @@ def native_bf16(dev: torch.device) -> bool:
     return dev.type == "cpu" and _cpu_has_bf16()
 
 
+def inference_bf16(dev: torch.device) -> bool:
+    """Whether inference_autocast runs bfloat16 on `dev`: natively supported there, and not turned off by
+    VQSPEECH_FLOAT32."""
+    return os.environ.get(FLOAT32_ENV, "") in ("", "0") and native_bf16(dev)
+
+
 def inference_autocast(dev: torch.device):
     """The context inference runs its heavy layers in (the encoder's strided convolutions, the parallel decoder when
     it renders, refines or adapts to a voice): bfloat16 autocast where `dev` has it natively, else nothing. The
     decoder's output stays 42-48 dB SNR from float32's, 98-99 % of codes are the same (bench/precision.py). The
     environment variable VQSPEECH_FLOAT32=1 turns it off."""
-    if os.environ.get(FLOAT32_ENV, "") not in ("", "0") or not native_bf16(dev):
+    if not inference_bf16(dev):
         return contextlib.nullcontext()
     return torch.autocast(dev.type, dtype=torch.bfloat16)

@@ -102,20 +102,20 @@ class FramePrior(nn.Module):
         sd.update({f"{name}.weight": w.detach() for name, w in self.tables().items()})
         return sd
 
-    def frame_inputs(self, previous: torch.Tensor) -> torch.Tensor:
+    def frame_inputs(self, previous: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
         """previous [B, F, P] long (the tokens of the frame before each frame; start_token throughout before the
-        stream's first) -> [B, F, D]."""
-        table = self.tables()["input_embedding"]
+        stream's first), table: tables()["input_embedding"] -> [B, F, D]."""
         start = previous[..., 0] == self.start_token
         rows = self.slot_offsets + previous.clamp(0, self.layout.vocab - 1)
         x = F.embedding(rows, table).sum(-2)
         return torch.where(start[..., None], table[-1], x)
 
-    def frame_states(self, previous: torch.Tensor, voice: torch.Tensor, first_frame: int = 0) -> torch.Tensor:
+    def frame_states(self, previous: torch.Tensor, voice: torch.Tensor, tables: dict[str, torch.Tensor],
+                     first_frame: int = 0) -> torch.Tensor:
         """previous [B, F, P] (frame_inputs), voice [B, voice_dim] -> h [B, F, D]: each frame's state before any of
         its tokens."""
         B, n, _ = previous.shape
-        x = self.frame_inputs(previous) + self.voice_projection(voice)[:, None]
+        x = self.frame_inputs(previous, tables["input_embedding"]) + self.voice_projection(voice)[:, None]
         positions = torch.arange(first_frame, first_frame + n, device=previous.device)
         distance = positions[:, None] - positions[None, :]
         allowed = (distance >= 0) & (distance < self.config.window)
@@ -123,11 +123,11 @@ class FramePrior(nn.Module):
             x = block(x, allowed, distance)
         return x
 
-    def local_logits(self, h: torch.Tensor, frame: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
+    def local_logits(self, h: torch.Tensor, frame: torch.Tensor, previous: torch.Tensor,
+                     tables: dict[str, torch.Tensor]) -> torch.Tensor:
         """h [B, F, D], frame [B, F, P] long (the frame's own tokens; only those before each slot are read),
         previous [B, F, P] the token before each position (start_token before the stream) -> masked logits
         [B, F, P, V]."""
-        tables = self.tables()
         e = F.embedding(self.slot_offsets + frame.clamp(0, self.layout.vocab - 1), tables["local_embedding"])  # [B, F, P, D]
         before = F.pad(e.cumsum(-2)[..., :-1, :], (0, 0, 1, 0))  # tokens before slot k, summed
         u = h[..., None, :] + self.slot_embedding.weight + before + F.embedding(previous, tables["previous_embedding"])
@@ -145,9 +145,10 @@ class FramePrior(nn.Module):
         frames = tokens.clamp_min(0).view(B, N // P, P)
         if previous is None:
             previous = torch.full((B, P), self.start_token, dtype=torch.long, device=tokens.device)
-        h = self.frame_states(torch.cat([previous[:, None], frames[:, :-1]], 1), voice)
+        tables = self.tables()  # once a forward: with tie_codebook they are computed from the code vectors
+        h = self.frame_states(torch.cat([previous[:, None], frames[:, :-1]], 1), voice, tables)
         before = torch.cat([previous[:, -1:], tokens[:, :-1].clamp_min(0)], 1).view(B, N // P, P)
-        return self.local_logits(h, frames, before).reshape(B, N, -1)
+        return self.local_logits(h, frames, before, tables).reshape(B, N, -1)
 
     def loss(self, tokens: torch.Tensor, voice: torch.Tensor, previous: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
         """As CodePrior.loss, but `previous` is the whole frame before [B, P] (or None)."""

@@ -92,7 +92,7 @@ class ExactFramePrior(ExactPrior):
         padded, which changes nothing before it, and the state is left past it)."""
         inputs = np.asarray(inputs, np.int64)
         padded = np.concatenate([inputs, np.zeros(-len(inputs) % self.period, np.int64)])
-        return self.frequency_table(self.feed(state, padded)[: len(inputs)], position)
+        return super().frequencies_along(state, padded, position)[: len(inputs)]
 
     def stepper(self, voice: np.ndarray, compiled: bool = True) -> "FrameStepper":
         return FrameStepper(self, voice, compiled)

@@ -95,6 +95,10 @@ class CodePrior(nn.Module):
             x = block(x, allowed, distance)
         return self.head(self.norm(x)) + self.kind_mask[phase][None]
 
+    def export_state_dict(self) -> dict[str, torch.Tensor]:
+        """What prior_exact.ExactPrior.freeze reads: the weights as they are (a tied FramePrior folds its own)."""
+        return self.state_dict()
+
     def loss(self, tokens: torch.Tensor, voice: torch.Tensor, previous: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
         """tokens [B, N] (stretches of streams, each starting at a multiple of the period; PAD after a stream's end),
         voice [B, voice_dim], previous [B] the token before each stretch, or [B, period] the frame before it (its

@@ -135,9 +135,9 @@ class ExactPrior:
 
     @classmethod
     def freeze(cls, prior) -> "ExactPrior":
-        """A trained models.prior.CodePrior -> its exact twin (integers; the float model is no longer needed)."""
+        """A trained models.prior.CodePrior (FramePrior: ExactFramePrior.freeze) -> its exact twin (integers; the float model is no longer needed)."""
         c = prior.config
-        sd = prior.export_state_dict() if hasattr(prior, "export_state_dict") else prior.state_dict()  # a tied frame prior's, folded
+        sd = prior.export_state_dict()
         head_dim = c.dim // c.heads
         tensors: dict[str, np.ndarray] = {}
         shifts: dict[str, int] = {}
